@@ -1,0 +1,1 @@
+"""Everything that touches torch and diffusers. Nothing here knows about HTTP."""

@@ -1,0 +1,1 @@
+"""The HTTP side: wire format, job dispatch, queue and upstream clients. No torch at import."""

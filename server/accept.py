@@ -1,0 +1,88 @@
+"""Accept-header negotiation, including the hosted API's non-standard second media type.
+
+The official clients send e.g. `multipart/form-data; image/png`: a second media type
+after the `;`, not a `k=v` parameter. No HTTP library parses that, hence this module.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from server.errors import NotAcceptable
+
+Container = Literal["raw", "multipart", "json"]
+ImageFormat = Literal["jpeg", "png", "webp"]
+
+IMAGE_TYPES: dict[str, ImageFormat] = {
+    "image/jpeg": "jpeg", "image/jpg": "jpeg", "image/png": "png", "image/webp": "webp",
+}
+MEDIA_TYPES: dict[ImageFormat, str] = {"jpeg": "image/jpeg", "png": "image/png",
+                                       "webp": "image/webp"}
+MAX_ACCEPT_LENGTH = 4096
+
+
+@dataclass(frozen=True)
+class ResponseFormat:
+    """How to answer: the container, and the image format inside it."""
+
+    container: Container = "raw"
+    image: ImageFormat = "jpeg"
+
+    @property
+    def allows_multipart(self) -> bool:
+        """Whether errors may be answered as multipart (the client asked for multipart)."""
+        return self.container == "multipart"
+
+
+DEFAULT = ResponseFormat()
+
+
+def _parse_range(text: str) -> tuple[str, float, ImageFormat | None]:
+    """One comma-separated range → (media type, q, image type named after a `;`)."""
+    tokens = [token.strip().lower() for token in text.split(";")]
+    media, q, second = tokens[0], 1.0, None
+    for token in tokens[1:]:
+        if "=" in token:
+            key, _, value = token.partition("=")
+            if key.strip() == "q":
+                try:
+                    q = float(value.strip())
+                except ValueError:
+                    q = 1.0
+        elif token in IMAGE_TYPES and second is None:
+            second = IMAGE_TYPES[token]
+    return media, q, second
+
+
+def _format_for(media: str, second: ImageFormat | None) -> ResponseFormat | None:
+    if media in IMAGE_TYPES:
+        return ResponseFormat("raw", IMAGE_TYPES[media])
+    if media == "multipart/form-data":
+        return ResponseFormat("multipart", second or "jpeg")
+    if media == "application/json":
+        return ResponseFormat("json")
+    if media in ("*/*", "image/*", "multipart/*"):
+        return ResponseFormat("multipart") if media == "multipart/*" else DEFAULT
+    return None
+
+
+def negotiate(accept: str | None) -> ResponseFormat:
+    """Pick the response format for an Accept header; raise NotAcceptable if none fits."""
+    if not accept or not accept.strip():
+        return DEFAULT
+    if len(accept) > MAX_ACCEPT_LENGTH:
+        raise NotAcceptable(f"is longer than {MAX_ACCEPT_LENGTH} characters", field="Accept")
+    ranges = [_parse_range(part) for part in accept.split(",") if part.strip()]
+    # Stable sort: among equal q, the client's order wins.
+    for media, q, second in sorted(ranges, key=lambda r: -r[1]):
+        if q <= 0:
+            continue
+        chosen = _format_for(media, second)
+        if chosen is not None:
+            return chosen
+    raise NotAcceptable(
+        f"none of {accept!r} can be produced; use image/jpeg, image/png, image/webp, "
+        "multipart/form-data or application/json",
+        field="Accept",
+    )

@@ -1,0 +1,134 @@
+"""The server's error hierarchy: each error knows its HTTP status and the field it is about.
+
+Engine errors (pipelines.errors) carry no status; `from_engine_error` maps them here, once.
+"""
+
+from __future__ import annotations
+
+from pipelines.errors import Cancelled, EngineError, EngineFailure, InvalidInput, OutOfMemory
+
+
+class ApiError(Exception):
+    """An error answered as a failed job. `field` names what was wrong, when one thing was."""
+
+    status: int = 500
+    reason: str = "internal"
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        self.field = field
+        self.message = f"{field}: {message}" if field else message
+        super().__init__(self.message)
+
+    def headers(self) -> dict[str, str]:
+        """Extra response headers for this error."""
+        return {}
+
+
+class InvalidRequest(ApiError):
+    """The body is not a well-formed job request (not JSON, missing `job` part, …)."""
+
+    status, reason = 400, "invalid_request"
+
+
+class ValidationFailed(ApiError):
+    """A config field failed validation; the message names the field and the rule."""
+
+    status, reason = 400, "validation"
+
+
+class UnknownJobType(ApiError):
+    """The job type is not one this server serves."""
+
+    status, reason = 400, "unknown_job_type"
+
+
+class InvalidInputImage(ApiError):
+    """An input image is unreadable, of the wrong format, or out of the size limits."""
+
+    status, reason = 400, "invalid_input"
+
+
+class Unauthorized(ApiError):
+    """Missing or wrong bearer token (answered as plain text, as the hosted API does)."""
+
+    status, reason = 401, "unauthorized"
+
+
+class NotFound(ApiError):
+    """The job is unknown or expired."""
+
+    status, reason = 404, "not_found"
+
+
+class NotAcceptable(ApiError):
+    """No media type in Accept is one we can produce."""
+
+    status, reason = 406, "not_acceptable"
+
+
+class UnsupportedMediaType(ApiError):
+    """The body is neither JSON nor multipart/form-data."""
+
+    status, reason = 415, "unsupported_media_type"
+
+
+class BodyTooLarge(ApiError):
+    """The request body is over the configured limit."""
+
+    status, reason = 413, "body_too_large"
+
+
+class Overloaded(ApiError):
+    """The queue is full; `retry_after` is an honest estimate in whole seconds."""
+
+    status, reason = 429, "queue_full"
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = max(1, int(retry_after))
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+
+class JobFailed(ApiError):
+    """The job failed while running; the server is still healthy."""
+
+    status, reason = 500, "job_failed"
+
+
+class ClientGone(ApiError):
+    """The client disconnected and its job was cancelled (nobody reads this answer)."""
+
+    status, reason = 499, "cancelled"
+
+
+class NotReady(ApiError):
+    """The engine is not loaded or warmed up yet, or the server is shutting down."""
+
+    status, reason = 503, "not_ready"
+
+
+class UpstreamFailed(ApiError):
+    """A forwarded job failed upstream (bad answer, 5xx, connection failure)."""
+
+    status, reason = 502, "upstream"
+
+
+class UpstreamTimeout(ApiError):
+    """A forwarded job timed out upstream."""
+
+    status, reason = 504, "upstream_timeout"
+
+
+def from_engine_error(exc: EngineError) -> ApiError:
+    """The one mapping from the engine's domain errors to API errors."""
+    if isinstance(exc, Cancelled):
+        return ClientGone(str(exc))
+    if isinstance(exc, InvalidInput):
+        return ValidationFailed(str(exc))
+    if isinstance(exc, OutOfMemory):
+        return JobFailed(f"the job ran out of device memory and was stopped: {exc}")
+    if isinstance(exc, EngineFailure):
+        return JobFailed(f"the job failed while running: {exc}")
+    return JobFailed(str(exc))

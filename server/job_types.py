@@ -1,0 +1,39 @@
+"""The one table of job types: each row is a config model and the backend that runs it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from server.errors import UnknownJobType
+from server.wire import DevKontextConfig, WireModel
+
+DEV_KONTEXT = "inference.flux-fast.dev-kontext.img2img.v1"
+
+Backend = Literal["local", "upstream"]
+
+
+@dataclass(frozen=True)
+class JobType:
+    """A job type: how its config is validated, how many input images it takes, who runs it."""
+
+    name: str
+    config_model: type[WireModel]
+    inputs: int
+    backend: Backend
+
+
+JOB_TYPES: dict[str, JobType] = {
+    DEV_KONTEXT: JobType(DEV_KONTEXT, DevKontextConfig, inputs=1, backend="local"),
+}
+
+
+def lookup(name: str) -> JobType:
+    """The job type called `name`, or UnknownJobType listing the supported ones."""
+    try:
+        return JOB_TYPES[name]
+    except KeyError:
+        supported = ", ".join(sorted(JOB_TYPES))
+        raise UnknownJobType(
+            f"unknown job type {name!r}; this server supports: {supported}", field="type"
+        ) from None

@@ -1,0 +1,114 @@
+"""Pydantic models of the /v2/job wire format, and turning their errors into one clear line."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from server.errors import ValidationFailed
+
+MAX_SEED = 2**63 - 1
+#: Random seeds stay below 2^53 so JavaScript clients read `config.seed` back exactly.
+MAX_RANDOM_SEED = 2**53 - 1
+
+StylePreset = Literal[
+    "3d-model", "analog-film", "anime", "cinematic", "comic-book", "craft-clay",
+    "digital-art", "enhance", "fantasy-art", "isometric", "line-art", "low-poly",
+    "neon-punk", "origami", "photographic", "pixel-art", "texture",
+]
+
+
+def random_seed() -> int:
+    """A fresh seed for a job that sent none (echoed back in config.seed)."""
+    return secrets.randbelow(MAX_RANDOM_SEED + 1)
+
+
+class WireModel(BaseModel):
+    """Base of every config model: strict types, unknown fields refused."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class JobBody(WireModel):
+    """The request body: a job type and its config."""
+
+    type: str = Field(description="Job type, e.g. inference.flux-fast.dev-kontext.img2img.v1")
+    config: dict[str, Any] = Field(default_factory=dict, description="The job type's config.")
+
+
+class DevKontextConfig(WireModel):
+    """Config of `inference.flux-fast.dev-kontext.img2img.v1` (runs on the local GPU)."""
+
+    prompt: str = Field(min_length=3, max_length=4096, description="The edit instruction.")
+    style_preset: StylePreset | None = Field(
+        None, description="A style applied through a prompt template."
+    )
+    width: int = Field(1024, ge=512, le=1040, multiple_of=32, description="Output width.")
+    height: int = Field(1024, ge=512, le=1040, multiple_of=32, description="Output height.")
+    steps: int = Field(30, ge=1, le=50, description="Denoising steps.")
+    guidance_scale: float = Field(2.5, ge=1, le=10, description="Distilled guidance scale.")
+    seed: int = Field(
+        default_factory=random_seed, ge=0, le=MAX_SEED,
+        description="Random seed; absent means random, and the seed used is echoed.",
+    )
+    progressive: bool = Field(False, description="Write a progressive JPEG when output is JPEG.")
+
+    @field_validator("guidance_scale", mode="before")
+    @classmethod
+    def _int_is_a_number(cls, value: object) -> object:
+        # Strict mode refuses 3 for a float field; JSON has one number type.
+        if isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        return value
+
+
+def _describe(value: object) -> str:
+    text = repr(value) if isinstance(value, str) else str(value).lower() \
+        if isinstance(value, bool) else str(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _rule(error: dict[str, Any]) -> str:
+    """Our wording for one pydantic error: the rule, then what was sent."""
+    kind, ctx, value = error["type"], error.get("ctx") or {}, error.get("input")
+    got = f", got {_describe(value)}"
+    rules = {
+        "missing": "is required",
+        "extra_forbidden": "unknown field",
+        "multiple_of": f"must be a multiple of {ctx.get('multiple_of')}{got}",
+        "greater_than_equal": f"must be at least {ctx.get('ge')}{got}",
+        "less_than_equal": f"must be at most {ctx.get('le')}{got}",
+        "greater_than": f"must be greater than {ctx.get('gt')}{got}",
+        "less_than": f"must be less than {ctx.get('lt')}{got}",
+        "string_too_short": f"must be at least {ctx.get('min_length')} characters, "
+        f"got {len(value) if isinstance(value, str) else value}",
+        "string_too_long": f"must be at most {ctx.get('max_length')} characters, "
+        f"got {len(value) if isinstance(value, str) else value}",
+        "literal_error": f"must be one of {ctx.get('expected')}{got}",
+        "int_type": f"must be an integer{got}",
+        "int_from_float": f"must be an integer{got}",
+        "float_type": f"must be a number{got}",
+        "string_type": f"must be a string{got}",
+        "bool_type": f"must be true or false{got}",
+        "dict_type": f"must be an object{got}",
+        "model_type": f"must be an object{got}",
+    }
+    return rules.get(kind, f"{error['msg']}{got}")
+
+
+def validation_message(exc: ValidationError, prefix: str) -> tuple[str, str]:
+    """(field, rule) of the first error, with `prefix` (e.g. "config") before the path."""
+    first = exc.errors()[0]
+    path = ".".join(str(part) for part in (prefix, *first["loc"]) if part != "")
+    return path, _rule(first)
+
+
+def parse_model(model: type[WireModel], data: object, prefix: str) -> Any:
+    """Validate `data` as `model`, raising ValidationFailed that names the field and rule."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        field, rule = validation_message(exc, prefix)
+        raise ValidationFailed(rule, field=field) from exc
