@@ -11,19 +11,15 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from pipelines.types import Engine, RunControl
+from pipelines.types import Engine
 from server.accept import ResponseFormat, negotiate
-from server.dispatch import DEMO_NOTICE, require_inputs, run_local
 from server.errors import ApiError, JobFailed, Unauthorized
-from server.images import ImageLimits
-from server.job_types import lookup
 from server.jobs import JobRecord
 from server.logs import job_id_var
 from server.openapi import JOB_REQUEST_BODY, JOB_RESPONSES
-from server.request_body import read_submission
 from server.responses import error_response, success_response
+from server.service import JobService
 from server.settings import Settings
-from server.wire import parse_model
 from server.worker import EngineWorker
 
 log = logging.getLogger(__name__)
@@ -41,22 +37,42 @@ def check_token(settings: Settings, authorization: str | None) -> None:
         raise Unauthorized("token is invalid")
 
 
+def client_gone_watcher(request: Request):
+    """A coroutine function that returns once the client has disconnected."""
+
+    async def client_gone() -> None:
+        # The body is already read, so the next ASGI message is the disconnect.
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    return client_gone
+
+
+def failed_response(fmt: ResponseFormat | None, exc: ApiError, record: JobRecord) -> Response:
+    """Mark `record` failed with `exc`, log it, and render it."""
+    record.fail(exc.message)
+    level = logging.ERROR if exc.status >= 500 else logging.INFO
+    log.log(level, "job failed (%d %s): %s", exc.status, exc.reason, exc.message)
+    return error_response(fmt, exc, record.to_json())
+
+
 def create_app(settings: Settings, engine: Engine) -> FastAPI:
     """Build the application around an engine (real or fake); the lifespan drives it."""
     worker = EngineWorker(engine, settings.queue_size, warmup=settings.warmup)
+    service = JobService(settings, worker, demo=engine.info.demo)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Load in the background so /healthz answers (and /readyz says 503) while loading.
         starting = asyncio.create_task(worker.start())
         yield
+        service.accepting = False
         await starting
         await worker.stop()
 
     app = FastAPI(title="FLUX.1 Kontext local /v2/job server", version="0.1.0",
                   lifespan=lifespan)
-    app.state.settings, app.state.worker = settings, worker
-    limits = ImageLimits(max_bytes=settings.max_input_bytes)
+    app.state.settings, app.state.worker, app.state.service = settings, worker, service
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> JSONResponse:
@@ -69,14 +85,13 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
     async def readyz() -> JSONResponse:
         """Readiness: 503 until the model is loaded and a warm-up edit has run."""
         info = engine.info
+        ready = worker.ready and service.accepting
         body = {
-            "ready": worker.ready, "state": worker.state, "error": worker.error,
+            "ready": ready, "state": worker.state, "error": worker.error,
             "model": info.model, "device": info.device, "dtype": info.dtype,
-            "tier": info.tier, "demo": info.demo,
-            "queue": {"waiting": worker.queued, "capacity": worker.queue_size,
-                      "running": worker.busy},
+            "tier": info.tier, "demo": info.demo, "queue": service.status(),
         }
-        return JSONResponse(body, status_code=200 if worker.ready else 503)
+        return JSONResponse(body, status_code=200 if ready else 503)
 
     @app.post("/v2/job", tags=["jobs"], openapi_extra=JOB_REQUEST_BODY,
               responses=JOB_RESPONSES, response_class=Response)
@@ -88,45 +103,16 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
         try:
             fmt = negotiate(request.headers.get("accept"))
             check_token(settings, request.headers.get("authorization"))
-            output = await _run_job(request, record, fmt, price)
-            return success_response(fmt, record.to_json(), output)
+            job = await service.prepare(request, record, price)
+            output = await service.execute(job, fmt.image, client_gone_watcher(request))
+            log.info("job completed: %s", record.type)
+            return success_response(fmt, record.to_json(), output.data, job.headers)
         except ApiError as exc:
-            return _failed(fmt, exc, record)
+            return failed_response(fmt, exc, record)
         except Exception:
             log.exception("unexpected failure")
-            return _failed(fmt, JobFailed("internal server error"), record)
+            return failed_response(fmt, JobFailed("internal server error"), record)
         finally:
             job_id_var.reset(token)
 
-    async def _run_job(request: Request, record: JobRecord, fmt: ResponseFormat,
-                       price: bool) -> bytes:
-        submission = await read_submission(request, settings.max_body_bytes,
-                                           settings.max_input_parts)
-        job_type = lookup(submission.body.type)
-        record.type = job_type.name
-        config = parse_model(job_type.config_model, submission.body.config, "config")
-        record.config = config.model_dump(exclude_none=True)
-        if price:
-            record.price = {"product": job_type.name, "dollars": 0}
-        if engine.info.demo:
-            record.extra["notice"] = DEMO_NOTICE
-        require_inputs(job_type, submission.inputs)
-
-        async def client_gone() -> None:
-            while (await request.receive())["type"] != "http.disconnect":
-                pass
-
-        output = await run_local(worker, record, config, submission.inputs[0], fmt.image,
-                                 RunControl(), limits, settings.jpeg_quality, client_gone)
-        log.info("job completed: %s %dx%d, %d steps, %.2fs", record.type, config.width,
-                 config.height, config.steps, record.metrics["elapsed"])
-        return output.data
-
-    def _failed(fmt: ResponseFormat | None, exc: ApiError, record: JobRecord) -> Response:
-        record.fail(exc.message)
-        level = logging.ERROR if exc.status >= 500 else logging.INFO
-        log.log(level, "job failed (%d %s): %s", exc.status, exc.reason, exc.message)
-        return error_response(fmt, exc, record.to_json())
-
     return app
-

@@ -1,0 +1,1 @@
+"""Test helpers: a real server on loopback, a fake engine, image factories."""

@@ -1,0 +1,70 @@
+"""A small engine that honours the Engine interface without torch, for HTTP-level tests.
+
+Its image is a deterministic function of (seed, prompt, size) and of the input image,
+and each step sleeps `step_seconds`, so queueing, cancellation and failures can be timed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+
+from PIL import Image
+
+from pipelines.errors import Cancelled, EngineFailure, OutOfMemory
+from pipelines.types import EditRequest, EditResult, EngineInfo, RunControl
+
+
+class FakeEngine:
+    """Engine double: records what it ran; can be told to fail the next jobs."""
+
+    def __init__(self, step_seconds: float = 0.0, demo: bool = False,
+                 load_seconds: float = 0.0) -> None:
+        self.info = EngineInfo(model="fake", device="cpu", dtype="float32", demo=demo)
+        self.step_seconds = step_seconds
+        self.load_seconds = load_seconds
+        self.requests: list[EditRequest] = []
+        self.cancelled: list[EditRequest] = []
+        self.fail_next: list[Exception] = []
+        self.started = threading.Event()
+        self.loaded = False
+        self.closed = False
+
+    def load(self) -> None:
+        time.sleep(self.load_seconds)
+        self.loaded = True
+
+    def warmup(self) -> None:
+        self.run(EditRequest("warm-up", None, 512, 512, 1, 2.5, 0), RunControl())
+        self.requests.clear()
+
+    def run(self, request: EditRequest, control: RunControl) -> EditResult:
+        started = time.perf_counter()
+        self.started.set()
+        self.requests.append(request)
+        if self.fail_next:
+            raise self.fail_next.pop(0)
+        for step in range(request.steps):
+            if control.cancel.is_set():
+                self.cancelled.append(request)
+                raise Cancelled("job cancelled")
+            time.sleep(self.step_seconds)
+            if control.on_step is not None:
+                control.on_step(step + 1, request.steps)
+        elapsed = max(time.perf_counter() - started, 1e-6)
+        return EditResult(self._image(request), elapsed, elapsed, request.steps)
+
+    def _image(self, request: EditRequest) -> Image.Image:
+        digest = hashlib.sha256(f"{request.seed}|{request.prompt}".encode()).digest()
+        image = Image.new("RGB", (request.width, request.height), tuple(digest[:3]))
+        if request.image is not None:
+            # Paste a corner of the input so tests can see the input reached the engine.
+            image.paste(request.image.resize((64, 64)), (0, 0))
+        return image
+
+    def close(self) -> None:
+        self.closed = True
+
+
+__all__ = ["EngineFailure", "FakeEngine", "OutOfMemory"]

@@ -1,0 +1,61 @@
+"""A real uvicorn server on a loopback port, in a background thread."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+import httpx
+import uvicorn
+from fastapi import FastAPI
+
+
+@dataclass
+class LiveServer:
+    """A running server; `url` is e.g. http://127.0.0.1:41234."""
+
+    app: FastAPI
+    server: uvicorn.Server
+    thread: threading.Thread
+    url: str
+
+    @property
+    def v2(self) -> str:
+        """The base URL the official clients take."""
+        return f"{self.url}/v2"
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        """Block until /readyz answers 200."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        raise TimeoutError(f"server at {self.url} not ready after {timeout}s")
+
+    def stop(self) -> None:
+        """Ask uvicorn to exit (runs the lifespan shutdown) and wait for the thread."""
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+
+
+def start_server(app: FastAPI, wait_ready: bool = True, **config) -> LiveServer:
+    """Start `app` on 127.0.0.1 with a free port; wait until it is ready unless told not to."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None,
+                                           lifespan="on", **config))
+    thread = threading.Thread(target=server.run, daemon=True, name="live-server")
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    live = LiveServer(app, server, thread, f"http://127.0.0.1:{port}")
+    if wait_ready:
+        live.wait_ready()
+    return live
