@@ -1,0 +1,334 @@
+"""Say what a weights folder, cached repo or single file holds and whether `kontext serve` loads it.
+
+Only safetensors headers are read (never whole tensors), so checking the 58 GB real
+checkpoint takes well under a second. Nothing is ever downloaded: a repo id is looked up
+in the local Hugging Face cache only.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipelines.tiny_checkpoint import is_tiny_checkpoint
+from pipelines.weights import DEFAULT_REPO
+
+#: The real FLUX.1-Kontext-dev transformer config (identical to FLUX.1-dev's).
+KONTEXT_DEV_TRANSFORMER = {
+    "attention_head_dim": 128,
+    "axes_dims_rope": [16, 56, 56],
+    "guidance_embeds": True,
+    "in_channels": 64,
+    "joint_attention_dim": 4096,
+    "num_attention_heads": 24,
+    "num_layers": 19,
+    "num_single_layers": 38,
+    "patch_size": 1,
+    "pooled_projection_dim": 768,
+}
+KONTEXT_DEV_TRANSFORMER_PARAMS = 11_901_408_320
+#: BFL's published single files: name -> (bytes, sha256).
+PUBLISHED_FILES = {
+    "flux1-kontext-dev.safetensors": (
+        23_802_947_360,
+        "843a26dc765d3105dba081c30bce7b14c65b0988f9e8d14e9fbc8856a6deebd5",
+    ),
+    "ae.safetensors": (
+        335_304_388,
+        "afc8e28272cd15db3919bacdb6918ce9c1ed22e96cb12c4d5ed0fba823529e38",
+    ),
+}
+_NO_WEIGHTS = ("Tokenizer", "Scheduler", "FeatureExtractor", "ImageProcessor")
+_MAX_HEADER = 100 * 1024 * 1024
+
+
+def _human_bytes(n: int) -> str:
+    """1234567 -> '1.2 MB' (decimal units, as Hugging Face shows sizes)."""
+    exp = min(int(math.log10(n)) // 3, 3) if n >= 1000 else 0
+    return f"{n} bytes" if exp == 0 else f"{n / 1000**exp:.1f} {('kB', 'MB', 'GB')[exp - 1]}"
+
+
+@dataclass
+class ComponentReport:
+    """One pipeline component (or a single file): what it is and what its files hold."""
+
+    name: str
+    class_name: str
+    files: list[str] = field(default_factory=list)
+    total_bytes: int = 0
+    dtypes: set[str] = field(default_factory=set)
+    parameters: int = 0
+
+    def line(self) -> str:
+        """One summary line for render()."""
+        parts = [f"{self.name}: {self.class_name}", f"{len(self.files)} file(s)"]
+        parts.append(_human_bytes(self.total_bytes))
+        if self.parameters:
+            parts.append(f"{self.parameters:,} parameters")
+        if self.dtypes:
+            parts.append("dtypes " + ", ".join(sorted(self.dtypes)))
+        return "  " + ", ".join(parts)
+
+
+@dataclass
+class WeightsReport:
+    """What `check_weights` found. `loadable` is whether `kontext serve` could load it."""
+
+    location: str
+    kind: str = "unknown"  # "folder", "repo", "single_file" or "unknown"
+    path: str | None = None
+    components: list[ComponentReport] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    corrupt: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    is_tiny: bool = False
+    matches_kontext_dev: bool | None = None
+    base: WeightsReport | None = None
+
+    @property
+    def reasons(self) -> list[str]:
+        """Every reason this cannot be loaded, the base's included; empty when loadable."""
+        own = [f"missing {m}" for m in self.missing] + [f"corrupt {c}" for c in self.corrupt]
+        base = [f"base {r}" for r in self.base.reasons] if self.base else []
+        return own + self.problems + base
+
+    @property
+    def loadable(self) -> bool:
+        """Whether `kontext serve --weights` could load this."""
+        return not self.reasons
+
+    def render(self) -> str:
+        """A readable multi-line report ending in an OK / NOT LOADABLE verdict."""
+        lines = [f"{self.location} ({self.kind})" + (f" -> {self.path}" if self.path else "")]
+        if self.is_tiny:
+            lines.append("!! TINY RANDOM CHECKPOINT: every image it makes is NOISE (demo only)")
+        lines += [c.line() for c in self.components]
+        lines += [f"  missing: {m}" for m in self.missing]
+        lines += [f"  CORRUPT: {c}" for c in self.corrupt]
+        lines += [f"  problem: {p}" for p in self.problems]
+        lines += [f"  note: {n}" for n in self.notes]
+        if self.base is not None:
+            lines.append("base components:")
+            lines += ["  " + line for line in self.base.render().splitlines()[:-1]]
+        if self.loadable:
+            lines.append("OK: kontext serve can load this")
+        else:
+            lines.append("NOT LOADABLE: " + "; ".join(self.reasons))
+        return "\n".join(lines)
+
+
+def read_safetensors_header(path: Path) -> dict:
+    """Parse a safetensors header; raise ValueError if unreadable or the file is truncated."""
+    size = path.stat().st_size
+    with path.open("rb") as f:
+        raw = f.read(8)
+        if len(raw) < 8:
+            raise ValueError(f"{size} bytes, too short for a safetensors header")
+        (length,) = struct.unpack("<Q", raw)
+        if length > min(size - 8, _MAX_HEADER):
+            raise ValueError(f"header length {length} exceeds the file ({size} bytes)")
+        try:
+            header = json.loads(f.read(length))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"header is not valid JSON ({exc})") from exc
+    header.pop("__metadata__", None)
+    data_end = max((t["data_offsets"][1] for t in header.values()), default=0)
+    if 8 + length + data_end > size:
+        raise ValueError(f"truncated: header needs {8 + length + data_end} bytes, file has {size}")
+    return header
+
+
+def _add_file(comp: ComponentReport, path: Path, rel: str, report: WeightsReport) -> dict:
+    """Add one safetensors file to `comp`; record it as corrupt (and return {}) if unreadable."""
+    comp.files.append(rel)
+    comp.total_bytes += path.stat().st_size
+    try:
+        header = read_safetensors_header(path)
+    except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
+        report.corrupt.append(f"{rel}: {exc}")
+        return {}
+    comp.dtypes |= {t["dtype"] for t in header.values()}
+    comp.parameters += sum(math.prod(t["shape"]) for t in header.values())
+    return header
+
+
+def _weight_files(folder: Path, rel: str, report: WeightsReport) -> list[Path]:
+    """The safetensors files a component loads, checking shards named by any index file."""
+    index = next(iter(sorted(folder.glob("*.safetensors.index.json"))), None)
+    if index is None:
+        files = sorted(folder.glob("*.safetensors"))
+        # A dangling symlink: a cached snapshot whose download never finished.
+        report.missing += [f"{rel}/{p.name} (broken link)" for p in files if not p.is_file()]
+        return [p for p in files if p.is_file()]
+    try:
+        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+    except (OSError, ValueError, KeyError, AttributeError) as exc:
+        report.corrupt.append(f"{rel}/{index.name}: unreadable shard index ({exc})")
+        return []
+    absent = [s for s in shards if not (folder / s).is_file()]
+    report.missing += [f"{rel}/{s} (shard listed in {index.name})" for s in absent]
+    return [folder / s for s in shards if s not in absent]
+
+
+def _check_component(
+    root: Path, name: str, class_name: str, report: WeightsReport, needs_weights: bool
+) -> ComponentReport | None:
+    """Check one component folder of a diffusers-layout checkpoint."""
+    folder = root / name
+    if not folder.is_dir():
+        report.missing.append(f"component folder {name}/ ({class_name})")
+        return None
+    comp = ComponentReport(name, class_name)
+    configs = ["tokenizer_config.json", "tokenizer.json", "spiece.model", "vocab.json"]
+    if not class_name.endswith("Tokenizer") and "TokenizerFast" not in class_name:
+        configs = ["scheduler_config.json"] if "Scheduler" in class_name else ["config.json"]
+    if not any((folder / c).is_file() for c in configs):
+        report.missing.append(f"{name}/{configs[0]}")
+    weights = _weight_files(folder, name, report)
+    for path in weights:
+        _add_file(comp, path, f"{name}/{path.name}", report)
+    if needs_weights and not weights and not list(folder.glob("*.bin")):
+        report.missing.append(f"weight files in {name}/ (no *.safetensors)")
+    comp.files += [f"{name}/{p.name}" for p in folder.iterdir() if p.suffix != ".safetensors"]
+    return comp
+
+
+def _compare_transformer(root: Path, report: WeightsReport) -> None:
+    """Set matches_kontext_dev from transformer/config.json and note every difference."""
+    try:
+        config = json.loads((root / "transformer" / "config.json").read_text())
+    except (OSError, ValueError):
+        return
+    diffs = [
+        f"{k}={config.get(k)!r} (real {v!r})"
+        for k, v in KONTEXT_DEV_TRANSFORMER.items()
+        if config.get(k) != v and not (isinstance(v, list) and list(config.get(k, [])) == v)
+    ]
+    report.matches_kontext_dev = not diffs
+    if diffs:
+        report.notes.append(
+            "transformer is NOT the real FLUX.1-Kontext-dev geometry: " + ", ".join(diffs)
+        )
+    else:
+        report.notes.append("transformer config matches FLUX.1-Kontext-dev (same as FLUX.1-dev)")
+
+
+def _check_folder(root: Path, report: WeightsReport, skip_weights: tuple[str, ...] = ()) -> None:
+    """Check a diffusers-layout folder: model_index.json, then every component it lists."""
+    try:
+        index = json.loads((root / "model_index.json").read_text())
+    except FileNotFoundError:
+        report.missing.append(f"model_index.json in {root} (not a diffusers-layout folder)")
+        return
+    except (OSError, ValueError) as exc:
+        report.corrupt.append(f"model_index.json: {exc}")
+        return
+    # A base only lends its other components, so e.g. FLUX.1-dev's FluxPipeline is fine there.
+    if index.get("_class_name") != "FluxKontextPipeline" and "transformer" not in skip_weights:
+        report.notes.append(
+            f"pipeline class is {index.get('_class_name')}, not "
+            "FluxKontextPipeline: edits may not follow the reference image"
+        )
+    for name, spec in index.items():
+        if name.startswith("_") or not isinstance(spec, list) or spec[-1] is None:
+            continue
+        needs = name not in skip_weights and not any(s in spec[-1] for s in _NO_WEIGHTS)
+        comp = _check_component(root, name, spec[-1], report, needs)
+        if comp is not None:
+            report.components.append(comp)
+    report.is_tiny = is_tiny_checkpoint(root)
+    _compare_transformer(root, report)
+
+
+def _file_layout(keys: list[str]) -> str:
+    """'bfl' (original single-file keys), 'diffusers', or 'unknown' (not a FLUX transformer)."""
+    stripped = [k.removeprefix("model.diffusion_model.") for k in keys]
+    if any(k.startswith("double_blocks.") for k in stripped):
+        return "bfl"
+    if any(k.startswith("transformer_blocks.") for k in stripped):
+        return "diffusers"
+    return "unknown"
+
+
+def _check_single_file(path: Path, report: WeightsReport) -> None:
+    """Check a single .safetensors transformer file: tensors, dtypes, key layout, size."""
+    comp = ComponentReport(path.name, "single-file transformer")
+    report.components.append(comp)
+    header = _add_file(comp, path, path.name, report)
+    if not header:
+        return
+    layout = _file_layout(list(header))
+    report.notes.append(f"{len(header)} tensors, key layout: {layout}")
+    if layout == "unknown":
+        report.problems.append(
+            f"{path.name} does not hold a FLUX transformer "
+            "(no double_blocks.* or transformer_blocks.* keys)"
+        )
+    report.matches_kontext_dev = comp.parameters == KONTEXT_DEV_TRANSFORMER_PARAMS
+    real = f"{KONTEXT_DEV_TRANSFORMER_PARAMS:,}"
+    verdict = "matches" if report.matches_kontext_dev else f"is not {real}, the count of"
+    report.notes.append(f"parameter count {verdict} the FLUX.1-Kontext-dev transformer")
+    for name, (size, sha256) in PUBLISHED_FILES.items():
+        if comp.total_bytes == size:
+            report.notes.append(
+                f"size equals the published {name}; verify with `sha256sum {path}` against {sha256}"
+            )
+    if comp.total_bytes == PUBLISHED_FILES["ae.safetensors"][0]:
+        report.problems.append("this is the VAE (ae.safetensors), not the transformer")
+
+
+def _resolve_repo(repo: str, report: WeightsReport) -> Path | None:
+    """The snapshot folder of `repo` in the local HF cache, or None (reason in report)."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        return Path(snapshot_download(repo, local_files_only=True))
+    except LocalEntryNotFoundError:
+        reason = "not in the local Hugging Face cache"
+    except (OSError, ValueError) as exc:
+        reason = f"could not be read from the local Hugging Face cache ({exc})"
+    report.problems.append(
+        f"{repo} {reason}; the server never downloads: run `hf download {repo}` first "
+        "(see weights/README.md)"
+    )
+    return None
+
+
+def _check_location(location: str, report: WeightsReport, skip: tuple[str, ...] = ()) -> None:
+    """Fill `report` for a folder, single file or cached repo id at `location`."""
+    path = Path(location).expanduser()
+    if path.is_dir():
+        report.kind, report.path = "folder", str(path)
+        _check_folder(path, report, skip)
+    elif path.is_file():
+        report.kind, report.path = "single_file", str(path)
+        if path.suffix != ".safetensors":
+            report.problems.append(f"{path.name} is not a .safetensors file")
+        else:
+            _check_single_file(path, report)
+    elif location.count("/") == 1 and not location.startswith((".", "/", "~")):
+        report.kind = "repo"
+        snapshot = _resolve_repo(location, report)
+        if snapshot is not None:
+            report.path = str(snapshot)
+            _check_folder(snapshot, report, skip)
+    else:
+        report.problems.append(f"{location} does not exist (no such file or folder)")
+
+
+def check_weights(location: str, base: str | None = None) -> WeightsReport:
+    """Report what `location` holds; for a single file also check `base` (other components)."""
+    report = WeightsReport(location)
+    _check_location(location, report)
+    if report.kind == "single_file":
+        report.base = WeightsReport(base or DEFAULT_REPO)
+        # The base's transformer weights are not loaded, but its config.json is.
+        _check_location(base or DEFAULT_REPO, report.base, skip=("transformer",))
+        if report.base.kind == "single_file":
+            report.base.problems.append("the base must be a diffusers folder or cached repo id")
+    return report
