@@ -70,6 +70,11 @@ def _describe(value: object) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def _num(value: object) -> object:
+    """10.0 → 10, so bounds read as the contract writes them."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
 def _rule(error: dict[str, Any]) -> str:
     """Our wording for one pydantic error: the rule, then what was sent."""
     kind, ctx, value = error["type"], error.get("ctx") or {}, error.get("input")
@@ -77,11 +82,11 @@ def _rule(error: dict[str, Any]) -> str:
     rules = {
         "missing": "is required",
         "extra_forbidden": "unknown field",
-        "multiple_of": f"must be a multiple of {ctx.get('multiple_of')}{got}",
-        "greater_than_equal": f"must be at least {ctx.get('ge')}{got}",
-        "less_than_equal": f"must be at most {ctx.get('le')}{got}",
-        "greater_than": f"must be greater than {ctx.get('gt')}{got}",
-        "less_than": f"must be less than {ctx.get('lt')}{got}",
+        "multiple_of": f"must be a multiple of {_num(ctx.get('multiple_of'))}{got}",
+        "greater_than_equal": f"must be at least {_num(ctx.get('ge'))}{got}",
+        "less_than_equal": f"must be at most {_num(ctx.get('le'))}{got}",
+        "greater_than": f"must be greater than {_num(ctx.get('gt'))}{got}",
+        "less_than": f"must be less than {_num(ctx.get('lt'))}{got}",
         "string_too_short": f"must be at least {ctx.get('min_length')} characters, "
         f"got {len(value) if isinstance(value, str) else value}",
         "string_too_long": f"must be at most {ctx.get('max_length')} characters, "
