@@ -73,13 +73,13 @@ def test_invalid_values_name_the_field_and_rule(field, value, message):
 
 
 def test_style_preset_must_be_known():
-    with pytest.raises(ValidationFailed, match=r"config.style_preset: must be one of .*'pixel-art'.*"
-                                               r"got 'watercolour'"):
+    pattern = r"config\.style_preset: must be one of .*'pixel-art'.*got 'watercolour'"
+    with pytest.raises(ValidationFailed, match=pattern):
         parse(style_preset="watercolour")
 
 
 def test_prompt_is_required():
-    with pytest.raises(ValidationFailed, match="config.prompt: is required"):
+    with pytest.raises(ValidationFailed, match=r"config\.prompt: is required"):
         parse_model(DevKontextConfig, {}, "config")
 
 
