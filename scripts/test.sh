@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Installs everything the suite needs, checks lint, and runs the whole test suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/install.sh --test
+.venv/bin/ruff check .
+exec .venv/bin/python -m pytest "$@"
