@@ -8,7 +8,10 @@ import time
 
 from PIL import Image
 
+from pipelines.engine_plan import EnginePlan, MemoryMode, Tier, detect_capabilities, plan_engine
 from pipelines.errors import Cancelled, EngineFailure, InvalidInput, OutOfMemory
+from pipelines.levers import apply_plan, prepare_step_cache, step_cache_context
+from pipelines.shapes import ShapeCase, warmup_plan
 from pipelines.types import EditRequest, EditResult, EngineInfo, RunControl
 from pipelines.weights import WeightsSource, load_pipeline
 
@@ -39,13 +42,19 @@ class KontextEngine:
         demo: bool = False,
         warmup_size: tuple[int, int] = (1024, 1024),
         warmup_steps: int = 2,
+        tier: Tier = "exact",
+        memory_mode: MemoryMode = "full",
+        plan: EnginePlan | None = None,
     ) -> None:
         import torch
 
         self.source = source
         self.device = pick_device(device)
+        # The levers are decided here, before any weight is read, so that an unavailable
+        # one (fp8 on CPU, say) fails at startup with InvalidInput saying what is missing.
+        self.plan = plan or plan_engine(tier, memory_mode, self.device, detect_capabilities())
         # bf16 is what the real weights ship in; CPU bf16 is slow and lossy, so fp32 there.
-        self.dtype = torch.bfloat16 if self.device == "cuda" else torch.float32
+        self.dtype = getattr(torch, self.plan.dtype)
         self.warmup_size = warmup_size
         self.warmup_steps = warmup_steps
         self.pipe = None
@@ -54,30 +63,52 @@ class KontextEngine:
             device=self.device,
             dtype=str(self.dtype).removeprefix("torch."),
             demo=demo,
-            extra={"weights": source.describe()},
+            tier=self.plan.tier,
+            extra={"weights": source.describe(), "memory_mode": self.plan.memory_mode,
+                   "levers": ", ".join(self.plan.levers()) or "none"},
         )
 
     def load(self) -> None:
         """Load the weights (offline) onto the device."""
         started = time.perf_counter()
         pipe = load_pipeline(self.source, self.dtype)
-        pipe.to(self.device)
+        apply_plan(pipe, self.plan)
         pipe.set_progress_bar_config(disable=True)
         self.pipe = pipe
         log.info("loaded %s on %s in %.1fs", self.source.describe(), self.device,
                  time.perf_counter() - started)
 
     def warmup(self) -> None:
-        """Run one real edit so the first request pays no lazy-initialisation costs."""
+        """Run real edits so the first request pays no lazy-initialisation or compile costs.
+
+        Without compilation one edit at warmup_size is enough; with it, the shapes of
+        pipelines/shapes.warmup_plan, so that no request compiles in steady state.
+        """
         width, height = self.warmup_size
-        image = Image.new("RGB", (width, height), (128, 128, 128))
+        steps = self.warmup_steps
+        if self.plan.step_cache is not None:
+            # Four steps trace every step-cache branch (first update, predict, later
+            # update) into the compiled graphs, so that no job compiles a new variant.
+            steps = max(steps, 4)
+        cases = [ShapeCase(width, height, width, height)]
+        if self.plan.compile is not None:
+            plan = warmup_plan(self.plan.compile.dynamic)
+            log.info("warm-up plan: %s", plan.reason)
+            cases = list(plan.cases)
+        for case in cases:
+            self._warmup_edit(case, steps)
+
+    def _warmup_edit(self, case: ShapeCase, steps: int) -> None:
+        image = None
+        if case.ref_width is not None and case.ref_height is not None:
+            image = Image.new("RGB", (case.ref_width, case.ref_height), (128, 128, 128))
         request = EditRequest(
-            prompt="warm-up edit", image=image, width=width, height=height,
-            steps=self.warmup_steps, guidance_scale=2.5, seed=0,
+            prompt="warm-up edit", image=image, width=case.width, height=case.height,
+            steps=steps, guidance_scale=2.5, seed=0,
         )
         result = self.run(request, RunControl())
-        log.info("warm-up edit %dx%d, %d steps: %.2fs", width, height, self.warmup_steps,
-                 result.elapsed)
+        log.info("warm-up edit %dx%d (%d image tokens), %d steps: %.2fs", case.width,
+                 case.height, case.image_tokens, steps, result.elapsed)
 
     def run(self, request: EditRequest, control: RunControl) -> EditResult:
         """Run one edit. Raises Cancelled, InvalidInput, OutOfMemory or EngineFailure."""
@@ -97,6 +128,7 @@ class KontextEngine:
         # 2. Per-request randomness: a fresh CPU generator, so a seed gives the same
         #    noise on every device.
         generator = torch.Generator(device="cpu").manual_seed(request.seed)
+        prepare_step_cache(pipe.transformer, self.plan.step_cache, request.steps)
 
         def on_step_end(pipeline, step: int, timestep, callback_kwargs):
             step_times.append(time.perf_counter())
@@ -110,7 +142,8 @@ class KontextEngine:
         # 3. Denoise. max_area = width*height keeps the output at exactly width × height
         #    (otherwise the pipeline rescales to 1024² at the requested aspect ratio).
         try:
-            with torch.inference_mode():
+            with torch.inference_mode(), \
+                    step_cache_context(pipe.transformer, self.plan.step_cache):
                 latents = pipe(
                     image=request.image, prompt=request.prompt,
                     width=request.width, height=request.height,

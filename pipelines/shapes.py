@@ -1,0 +1,103 @@
+"""The tensor shapes our API can send through the transformer, and the warm-up that covers them.
+
+Every compiled graph is keyed by shapes. The only shape that varies between jobs is the
+image-token count: output tokens (width/16 × height/16) plus the reference's tokens, where
+the pipeline snaps the reference to one of 17 preferred Kontext resolutions (_auto_resize).
+Text tokens are always 512 (T5 pads to max_sequence_length) and the batch is always 1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: Output sides our API accepts (server/wire.py: 512–1040 in multiples of 32, so 512–1024).
+OUTPUT_SIDES = tuple(range(512, 1041, 32))
+#: 8× VAE downsampling then 2×2 patches: one token per 16×16 pixels.
+PIXELS_PER_TOKEN_SIDE = 16
+TEXT_TOKENS = 512
+
+
+@dataclass(frozen=True)
+class ShapeCase:
+    """One job geometry: output size and the reference size after _auto_resize."""
+
+    width: int
+    height: int
+    ref_width: int | None
+    ref_height: int | None
+
+    @property
+    def image_tokens(self) -> int:
+        """Tokens in the transformer's image stream (output + reference)."""
+        tokens = tokens_for(self.width, self.height)
+        if self.ref_width is not None and self.ref_height is not None:
+            tokens += tokens_for(self.ref_width, self.ref_height)
+        return tokens
+
+
+@dataclass(frozen=True)
+class WarmupPlan:
+    """The edits to run before ready, and why they are enough."""
+
+    cases: tuple[ShapeCase, ...]
+    reason: str
+
+
+def tokens_for(width: int, height: int) -> int:
+    """Image tokens for a width × height image (multiples of 16)."""
+    return (width // PIXELS_PER_TOKEN_SIDE) * (height // PIXELS_PER_TOKEN_SIDE)
+
+
+def preferred_resolutions() -> list[tuple[int, int]]:
+    """diffusers' 17 preferred Kontext reference resolutions, as (width, height)."""
+    from diffusers.pipelines.flux.pipeline_flux_kontext import PREFERRED_KONTEXT_RESOLUTIONS
+
+    return [(w, h) for w, h in PREFERRED_KONTEXT_RESOLUTIONS]
+
+
+def reference_size(width: int, height: int) -> tuple[int, int]:
+    """The size FluxKontextPipeline resizes a width × height reference to (_auto_resize)."""
+    aspect = width / height
+    _, ref_w, ref_h = min((abs(aspect - w / h), w, h) for w, h in preferred_resolutions())
+    return ref_w // PIXELS_PER_TOKEN_SIDE * PIXELS_PER_TOKEN_SIDE, \
+        ref_h // PIXELS_PER_TOKEN_SIDE * PIXELS_PER_TOKEN_SIDE
+
+
+def all_cases(with_text_only: bool = True) -> list[ShapeCase]:
+    """Every (output size, snapped reference size) our API allows, plus no-reference jobs."""
+    cases = []
+    refs: list[tuple[int | None, int | None]] = list(preferred_resolutions())
+    if with_text_only:
+        refs.append((None, None))
+    for width in OUTPUT_SIDES:
+        for height in OUTPUT_SIDES:
+            cases += [ShapeCase(width, height, rw, rh) for rw, rh in refs]
+    return cases
+
+
+def image_token_counts(cases: list[ShapeCase] | None = None) -> list[int]:
+    """The distinct image-token counts: one static graph each without dynamic shapes."""
+    return sorted({case.image_tokens for case in (cases or all_cases())})
+
+
+def warmup_plan(dynamic: bool, cases: list[ShapeCase] | None = None) -> WarmupPlan:
+    """Warm-up edits that leave no compilation for steady state.
+
+    Dynamic shapes: the smallest and the largest image-token counts. The first compiles the
+    dynamic graph; the second checks that a different size reuses it (dynamo specialises
+    sizes 0 and 1 only, and the smallest count here is far above that).
+    Static shapes: one warm-up per distinct token count, which is why we compile dynamic.
+    """
+    cases = cases or all_cases()
+    by_tokens: dict[int, ShapeCase] = {}
+    for case in cases:
+        by_tokens.setdefault(case.image_tokens, case)
+    counts = sorted(by_tokens)
+    if dynamic:
+        chosen = (by_tokens[counts[0]], by_tokens[counts[-1]])
+        reason = (f"dynamic shapes: {len(counts)} image-token counts "
+                  f"({counts[0]}–{counts[-1]}) share one graph per block")
+    else:
+        chosen = tuple(by_tokens[n] for n in counts)
+        reason = f"static shapes: one graph per image-token count ({len(counts)})"
+    return WarmupPlan(cases=chosen, reason=reason)

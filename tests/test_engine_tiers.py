@@ -1,0 +1,285 @@
+"""Engine tiers and memory modes: the lever plan for every combination, clear errors for
+unavailable levers, the compiled-shape set, and the CPU-runnable lever code paths."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+
+import httpx
+import pytest
+from helpers.fake_engine import FakeEngine
+from helpers.http import job_of, post_job
+from helpers.images import gradient_png
+
+from pipelines.engine_plan import (
+    MEMORY_MODES,
+    TIERS,
+    Capabilities,
+    CompileSpec,
+    EnginePlan,
+    StepCacheSpec,
+    plan_engine,
+)
+from pipelines.errors import InvalidInput
+from pipelines.types import EditRequest, RunControl
+
+H100 = Capabilities(cuda=True, compute_capability=(9, 0), torchao=True, flash_attn_3=True)
+H100_NO_FA3 = dataclasses.replace(H100, flash_attn_3=False)
+L4 = Capabilities(cuda=True, compute_capability=(8, 9), torchao=True)
+A100 = Capabilities(cuda=True, compute_capability=(8, 0), torchao=True)
+NO_TORCHAO = dataclasses.replace(H100, torchao=False)
+CPU = Capabilities()
+MACHINES = {"h100": H100, "h100_no_fa3": H100_NO_FA3, "l4": L4, "a100": A100,
+            "no_torchao": NO_TORCHAO, "cpu": CPU}
+
+
+@pytest.mark.parametrize(("tier", "memory_mode", "device", "machine"), list(itertools.product(
+    TIERS, MEMORY_MODES, ("cuda", "cpu"), MACHINES)))
+def test_every_combination_plans_consistently_or_refuses_clearly(tier, memory_mode, device,
+                                                                 machine):
+    caps = MACHINES[machine]
+    try:
+        plan = plan_engine(tier, memory_mode, device, caps)
+    except InvalidInput as exc:
+        message = str(exc)
+        assert len(message) > 40 and ("--tier" in message or "--memory-mode" in message
+                                      or "CUDA" in message)
+        refused_because = (device == "cpu" and (tier != "exact" or memory_mode != "full")) \
+            or (device == "cuda" and not caps.cuda) \
+            or (device == "cuda" and tier != "exact" and (not caps.fp8 or memory_mode == "16gb"))
+        assert refused_because, message
+        return
+    assert (plan.tier, plan.memory_mode, plan.device) == (tier, memory_mode, device)
+    assert plan.lossless == (tier == "exact" and memory_mode == "full")
+    assert plan.fp8_linears == (tier != "exact")
+    assert (plan.step_cache is not None) == (tier == "turbo")
+    if plan.compile is not None:
+        # dynamo cannot trace weight-moving hooks; graph breaks only for the step cache
+        assert plan.transformer_offload == "none" and not plan.fp8_weight_storage
+        assert plan.compile.dynamic and plan.compile.fullgraph == (tier != "turbo")
+    if device == "cpu":
+        assert plan.levers() == [] and plan.dtype == "float32"
+    else:
+        assert plan.dtype == "bfloat16"
+        assert (plan.text_encoder_offload == "none") == (memory_mode == "full")
+
+
+def test_exact_tier_on_an_h100_uses_every_lossless_lever():
+    plan = plan_engine("exact", "full", "cuda", H100)
+    assert plan.attention_backend == "_flash_3" and plan.fuse_qkv
+    assert plan.compile == CompileSpec(fullgraph=True, dynamic=True)
+    assert not plan.fp8_linears and plan.step_cache is None and plan.lossless
+    assert plan_engine("exact", "full", "cuda", H100_NO_FA3).attention_backend == "native"
+
+
+def test_turbo_tier_adds_a_step_cache_and_allows_graph_breaks():
+    plan = plan_engine("turbo", "full", "cuda", H100)
+    assert plan.fp8_linears and plan.step_cache == StepCacheSpec()
+    assert plan.compile is not None and not plan.compile.fullgraph
+    assert any(lever.startswith("taylorseer(exact=25%") for lever in plan.levers())
+
+
+def test_memory_modes_trade_exactness_and_compile_for_memory():
+    exact_24 = plan_engine("exact", "24gb", "cuda", H100)
+    assert exact_24.fp8_weight_storage and exact_24.text_encoder_offload == "group_streamed"
+    assert exact_24.compile is None and not exact_24.lossless
+    assert any("no longer bit-exact" in note for note in exact_24.notes)
+    fp8_24 = plan_engine("fp8", "24gb", "cuda", H100)
+    assert fp8_24.fp8_linears and not fp8_24.fp8_weight_storage and fp8_24.compile
+    exact_16 = plan_engine("exact", "16gb", "cuda", H100)
+    assert exact_16.transformer_offload == "group_streamed" and exact_16.compile is None
+
+
+@pytest.mark.parametrize(("tier", "memory_mode", "device", "caps", "says"), [
+    ("fp8", "full", "cpu", CPU, "--tier fp8 needs a CUDA GPU"),
+    ("turbo", "full", "cpu", CPU, "Use --tier exact on cpu"),
+    ("exact", "24gb", "cpu", CPU, "--memory-mode 24gb limits GPU memory and needs a CUDA"),
+    ("exact", "full", "cuda", CPU, "no CUDA device is available"),
+    ("fp8", "full", "cuda", NO_TORCHAO, "pip install 'kontext-server[gpu]'"),
+    ("fp8", "full", "cuda", A100, "this GPU is 8.0"),
+    ("turbo", "16gb", "cuda", H100, "--memory-mode 16gb is not supported"),
+])
+def test_unavailable_levers_fail_with_a_message_naming_the_way_out(tier, memory_mode, device,
+                                                                    caps, says):
+    with pytest.raises(InvalidInput) as info:
+        plan_engine(tier, memory_mode, device, caps)
+    assert says in str(info.value)
+
+
+@pytest.mark.parametrize(("steps", "exact"), [(1, 1), (2, 1), (4, 1), (8, 2), (28, 7),
+                                              (30, 8), (50, 13)])
+def test_turbo_keeps_the_first_quarter_of_steps_exact(steps, exact):
+    assert StepCacheSpec().exact_steps(steps) == exact
+
+
+def test_fp8_tier_on_a_cpu_machine_fails_at_engine_construction(tiny_dir):
+    from pipelines.engine import KontextEngine
+    from pipelines.weights import resolve_weights
+
+    with pytest.raises(InvalidInput, match="--tier fp8 needs a CUDA GPU"):
+        KontextEngine(resolve_weights(str(tiny_dir)), device="cpu", tier="fp8")
+
+
+def test_kontext_serve_refuses_turbo_on_cpu_before_serving(tiny_dir, capsys):
+    import logging
+
+    from server.cli import main
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        code = main(["serve", "--demo", "--demo-dir", str(tiny_dir), "--device", "cpu",
+                     "--tier", "turbo", "--port", "0"])
+    finally:  # serve() configures logging onto the captured stderr; put it back
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    assert code == 2
+    assert "--tier turbo needs a CUDA GPU" in capsys.readouterr().err
+
+
+def test_readyz_and_job_metrics_show_the_tier(serve):
+    engine = FakeEngine()
+    engine.info = dataclasses.replace(engine.info, tier="turbo")
+    live = serve(engine=engine)
+    assert httpx.get(f"{live.url}/readyz").json()["tier"] == "turbo"
+    reply = post_job(live.url, {"prompt": "make it red", "width": 512, "height": 512},
+                     gradient_png(320, 320), "application/json")
+    assert reply.status_code == 200, reply.text
+    assert job_of(reply)["metrics"]["tier"] == "turbo"
+
+
+def _engine_with(tiny_dir, plan: EnginePlan):
+    from pipelines.engine import KontextEngine
+    from pipelines.weights import resolve_weights
+
+    engine = KontextEngine(resolve_weights(str(tiny_dir)), device="cpu", demo=True, plan=plan,
+                           warmup_steps=1)
+    engine.load()
+    return engine
+
+
+def _request(width=512, height=512, steps=8, image=None) -> EditRequest:
+    return EditRequest(prompt="make it red", image=image, width=width, height=height,
+                       steps=steps, guidance_scale=2.5, seed=4)
+
+
+def test_step_cache_computes_the_first_quarter_then_every_other_step(tiny_dir, tiny_engine):
+    """The turbo lever's code path on CPU (hand-built plan: the fp8 part needs CUDA)."""
+    plan = EnginePlan(tier="turbo", memory_mode="full", device="cpu", dtype="float32",
+                      step_cache=StepCacheSpec())
+    engine = _engine_with(tiny_dir, plan)
+    calls = []
+    to_q = engine.pipe.transformer.transformer_blocks[0].attn.to_q
+    to_q.register_forward_hook(lambda *_: calls.append(1))
+    cached = engine.run(_request(steps=8), RunControl())
+    # 8 steps: 2 exact (0, 1), then full forwards at steps 3, 5 and 7.
+    assert len(calls) == 5 and cached.steps == 8
+    calls.clear()
+    engine.run(_request(steps=4), RunControl())
+    assert len(calls) == 2  # per job: 1 exact step, then step 2; state did not leak
+    exact = tiny_engine.run(_request(steps=8), RunControl())
+    assert cached.image.tobytes() != exact.image.tobytes()
+    again = engine.run(_request(steps=8), RunControl())
+    assert again.image.tobytes() == cached.image.tobytes()
+
+
+def test_dynamic_compile_never_recompiles_across_api_sizes(tiny_dir):
+    """Regional compile with dynamic shapes (dynamo with the eager backend: the same guards
+    as inductor, no C++ compiler needed); after warm-up, a sweep of sizes must not recompile.
+    """
+    import torch
+    from PIL import Image
+
+    plan = EnginePlan(tier="exact", memory_mode="full", device="cpu", dtype="float32",
+                      compile=CompileSpec(backend="eager"))
+    engine = _engine_with(tiny_dir, plan)
+    try:
+        engine.warmup()
+        with torch._dynamo.config.patch(error_on_recompile=True):
+            for width, height in [(544, 512), (1040, 608)]:
+                result = engine.run(_request(width, height, steps=1), RunControl())
+                assert result.image.size == (width, height)
+            tall = Image.new("RGB", (300, 700), (90, 20, 40))
+            assert engine.run(_request(512, 512, 1, tall), RunControl()).steps == 1
+    finally:
+        torch._dynamo.reset()
+
+
+def test_step_cache_with_regional_compile_does_not_recompile_in_steady_state(tiny_dir):
+    """The turbo tier's compile + step-cache combination (graph breaks at the hooks): after
+    warm-up, other sizes and other step counts (so other exact/predicted patterns) reuse
+    the compiled graphs."""
+    import torch
+
+    plan = EnginePlan(tier="turbo", memory_mode="full", device="cpu", dtype="float32",
+                      compile=CompileSpec(fullgraph=False, backend="eager"),
+                      step_cache=StepCacheSpec())
+    engine = _engine_with(tiny_dir, plan)
+    try:
+        engine.warmup()
+        with torch._dynamo.config.patch(error_on_recompile=True):
+            for width, height, steps in [(544, 512, 8), (768, 1024, 3)]:
+                result = engine.run(_request(width, height, steps), RunControl())
+                assert (result.image.size, result.steps) == ((width, height), steps)
+    finally:
+        torch._dynamo.reset()
+
+
+def test_shape_set_covers_every_api_size_and_reference_bucket():
+    from pipelines.shapes import OUTPUT_SIDES, all_cases, image_token_counts, warmup_plan
+
+    # multiples of 32 from 512 up to 1040: the largest is 1024
+    assert OUTPUT_SIDES[0] == 512 and OUTPUT_SIDES[-1] == 1024 and len(OUTPUT_SIDES) == 17
+    cases = all_cases()
+    assert len(cases) == 17 * 17 * (17 + 1)  # sizes × (17 reference buckets + no reference)
+    counts = image_token_counts(cases)
+    assert counts[0] == 32 * 32  # 512² output, no reference
+    assert counts[-1] == 64 * 64 + (800 // 16) * (1328 // 16)  # 1024² + the largest bucket
+    dynamic = warmup_plan(dynamic=True)
+    assert [c.image_tokens for c in dynamic.cases] == [counts[0], counts[-1]]
+    assert len(warmup_plan(dynamic=False).cases) == len(counts) > 100
+
+
+@pytest.mark.parametrize(("size", "bucket"), [((800, 600), (1184, 880)),
+                                              ((300, 700), (672, 1568)),
+                                              ((512, 512), (1024, 1024))])
+def test_reference_snaps_to_the_preferred_bucket(size, bucket):
+    from pipelines.shapes import reference_size
+
+    assert reference_size(*size) == bucket
+
+
+def test_predicted_token_count_is_what_the_transformer_sees(tiny_engine):
+    from PIL import Image
+
+    from pipelines.shapes import ShapeCase, reference_size
+
+    seen = []
+    hook = tiny_engine.pipe.transformer.register_forward_pre_hook(
+        lambda _m, _a, kwargs: seen.append(kwargs["hidden_states"].shape[1]), with_kwargs=True)
+    try:
+        tiny_engine.run(_request(544, 1040, 1, Image.new("RGB", (300, 700))), RunControl())
+    finally:
+        hook.remove()
+    assert seen == [ShapeCase(544, 1040, *reference_size(300, 700)).image_tokens]
+
+
+def test_engine_benchmark_runs_tiers_and_reports_refusals(tiny_dir, tmp_path):
+    """The benchmark script itself, as a CPU smoke run (its timings are not asserted)."""
+    import json
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    import engine_benchmark
+
+    out = tmp_path / "rows.json"
+    assert engine_benchmark.main([
+        "--tiny", "--device", "cpu", "--checkpoint", str(tiny_dir), "--sizes", "512x512",
+        "--steps", "2", "--repeats", "1", "--engines", "exact,fp8", "--json", str(out),
+    ]) == 0
+    rows = {row["engine"]: row for row in json.loads(out.read_text())["rows"]}
+    assert rows["exact"]["e2e_s"] > 0 and rows["exact"]["step_ms"] > 0
+    assert rows["exact"]["levers"] == "none" and rows["exact"]["speedup"] is None  # no stock
+    assert "--tier fp8 needs a CUDA GPU" in rows["fp8"]["refused"]
