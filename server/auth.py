@@ -1,0 +1,96 @@
+"""Bearer-token authentication, and the rule that an open server binds loopback only.
+
+Tokens come from `--tokens` / KONTEXT_TOKENS and from `--token-file`; any of them is accepted.
+Routes call `require_token(request)` (or use it as a FastAPI dependency); probes call
+`require_probe_token(request)`, which lets them through when `open_probes` is set.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+from dataclasses import dataclass
+from pathlib import Path
+
+from starlette.requests import Request
+
+from server.errors import Unauthorized
+from server.settings import Settings
+
+
+class TokenFileError(Exception):
+    """The token file cannot be read."""
+
+
+def read_token_file(path: Path) -> list[str]:
+    """Tokens in `path`: one per line, blank lines and `#` comments ignored."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TokenFileError(f"cannot read the token file {path}: {exc}") from exc
+    lines = (line.split("#", 1)[0].strip() for line in text.splitlines())
+    return [line for line in lines if line]
+
+
+def configured_tokens(settings: Settings) -> tuple[str, ...]:
+    """Every accepted token: --tokens first, then the token file's, without repeats."""
+    tokens = list(settings.tokens)
+    if settings.token_file is not None:
+        tokens += read_token_file(settings.token_file)
+    return tuple(dict.fromkeys(tokens))
+
+
+@dataclass(frozen=True)
+class TokenChecker:
+    """Checks an Authorization header against the configured tokens (none: everyone passes)."""
+
+    tokens: tuple[str, ...]
+    open_probes: bool = True
+
+    @property
+    def enabled(self) -> bool:
+        """Whether a token is required at all."""
+        return bool(self.tokens)
+
+    def check(self, authorization: str | None) -> None:
+        """Raise Unauthorized unless the header is `Bearer <one of the tokens>`."""
+        if not self.tokens:
+            return
+        scheme, _, token = (authorization or "").partition(" ")
+        presented = token.strip().encode()
+        # Compare against every token, in constant time, so timing reveals nothing.
+        matches = [hmac.compare_digest(presented, t.encode()) for t in self.tokens]
+        if scheme.lower() != "bearer" or not any(matches):
+            raise Unauthorized("token is invalid")
+
+
+def require_token(request: Request) -> None:
+    """Raise Unauthorized unless the request carries a valid token (usable with Depends)."""
+    checker: TokenChecker = request.app.state.auth
+    checker.check(request.headers.get("authorization"))
+
+
+def require_probe_token(request: Request) -> None:
+    """For /healthz, /readyz and /metrics: open when `open_probes` is set, else require_token."""
+    checker: TokenChecker = request.app.state.auth
+    if not checker.open_probes:
+        checker.check(request.headers.get("authorization"))
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding `host` keeps the server reachable from this machine only."""
+    if host.strip("[]").lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name other than localhost may resolve anywhere
+
+
+def open_bind_refusal(settings: Settings, tokens: tuple[str, ...]) -> str | None:
+    """Why serving these settings would be unsafe, or None when it is allowed."""
+    if tokens or settings.allow_open or is_loopback(settings.host):
+        return None
+    return (f"refusing to bind {settings.host} with no tokens configured: anyone who can reach "
+            "the port could run jobs. Set --tokens / KONTEXT_TOKENS or --token-file, bind "
+            "127.0.0.1, or pass --allow-open to run without authentication.")

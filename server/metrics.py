@@ -1,0 +1,110 @@
+"""Prometheus metrics, one registry per app (several test servers share a process).
+
+Backends record upstream outcomes with `record_upstream_outcome(...)`: it finds the app's
+metrics through a context variable the request middleware sets, so no object is threaded
+through. Failed answers are counted by the middleware, with the reason `error_response`
+notes; jobs are timed by the service's JobTracker; step times come from the worker.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+JOB_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 45, 60, 120, 300, 600)
+STEP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 2, 5, 10)
+
+
+class Metrics:
+    """The server's metrics in their own CollectorRegistry."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.queue_depth = Gauge("kontext_queue_depth", "Jobs waiting for the engine.",
+                                 registry=r)
+        self.in_flight = Gauge("kontext_jobs_in_flight",
+                               "Jobs accepted and not yet finished, on any backend.", registry=r)
+        self.job_seconds = Histogram(
+            "kontext_job_duration_seconds",
+            "Time from acceptance to the end of a job, by job type, tier and outcome "
+            "(`completed` or the failure reason).",
+            ["job_type", "tier", "outcome"], buckets=JOB_BUCKETS, registry=r)
+        self.step_seconds = Histogram(
+            "kontext_denoise_step_seconds",
+            "Mean denoising step time of each completed local job.",
+            buckets=STEP_BUCKETS, registry=r)
+        self.errors = Counter("kontext_http_errors",
+                              "Failed requests by HTTP status and reason.",
+                              ["status", "reason"], registry=r)
+        self.upstream = Counter("kontext_upstream_outcomes",
+                                "Answers from upstream APIs, by backend and outcome.",
+                                ["backend", "outcome"], registry=r)
+
+    def watch_queue(self, depth: Callable[[], int]) -> None:
+        """Read the queue depth from `depth()` at every scrape."""
+        self.queue_depth.set_function(depth)
+
+    def watch_gpu_memory(self, device: str) -> None:
+        """On a CUDA engine, export the bytes of GPU memory torch has allocated."""
+        if not device.startswith("cuda"):
+            return
+        gauge = Gauge("kontext_gpu_memory_allocated_bytes",
+                      "GPU memory allocated by torch on the engine's device.",
+                      registry=self.registry)
+        gauge.set_function(_cuda_memory_allocated)
+
+    def count_error(self, status: int, reason: str) -> None:
+        """Count one failed request."""
+        self.errors.labels(status=str(status), reason=reason).inc()
+
+    def render(self) -> tuple[bytes, str]:
+        """The exposition text and its content type."""
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+def _cuda_memory_allocated() -> float:
+    import torch  # lazily: only CUDA engines register this gauge, and torch is loaded there
+
+    return float(torch.cuda.memory_allocated())
+
+
+@dataclass
+class RequestMetrics:
+    """What the request middleware knows of the request being handled."""
+
+    metrics: Metrics
+    #: The ApiError reason of a failed answer, noted where errors are rendered.
+    error_reason: str | None = None
+
+
+current_request: contextvars.ContextVar[RequestMetrics | None] = contextvars.ContextVar(
+    "current_request_metrics", default=None)
+
+
+def note_error_reason(reason: str) -> None:
+    """Remember why the current request failed; the middleware counts it with its status."""
+    request = current_request.get()
+    if request is not None:
+        request.error_reason = reason
+
+
+def record_upstream_outcome(outcome: str, backend: str = "upstream") -> None:
+    """Count one upstream answer (e.g. outcome "ready", "http_429", "moderated", "timeout").
+
+    Call it from code running inside a request (or a task started from one); outside any
+    request it does nothing.
+    """
+    request = current_request.get()
+    if request is not None:
+        request.metrics.upstream.labels(backend=backend, outcome=outcome).inc()
