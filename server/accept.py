@@ -81,8 +81,10 @@ def negotiate(accept: str | None) -> ResponseFormat:
         chosen = _format_for(media, second)
         if chosen is not None:
             return chosen
+    # Quote at most 100 characters: a 4 KB header echoed back helps nobody.
+    shown = accept if len(accept) <= 100 else accept[:97] + "..."
     raise NotAcceptable(
-        f"none of {accept!r} can be produced; use image/jpeg, image/png, image/webp, "
+        f"none of {shown!r} can be produced; use image/jpeg, image/png, image/webp, "
         "multipart/form-data or application/json",
         field="Accept",
     )

@@ -67,7 +67,19 @@ class TokenChecker:
 def require_token(request: Request) -> None:
     """Raise Unauthorized unless the request carries a valid token (usable with Depends)."""
     checker: TokenChecker = request.app.state.auth
-    checker.check(request.headers.get("authorization"))
+    try:
+        checker.check(request.headers.get("authorization"))
+    except Unauthorized as exc:
+        exc.close = not _drainable(request, request.app.state.settings.max_body_bytes)
+        raise
+
+
+def _drainable(request: Request, limit: int) -> bool:
+    """Whether the unread body is small enough to read and discard after answering."""
+    length = request.headers.get("content-length")
+    if length is None:
+        return "transfer-encoding" not in request.headers  # no body at all
+    return length.isdigit() and int(length) <= limit
 
 
 def require_probe_token(request: Request) -> None:

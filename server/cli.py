@@ -15,14 +15,29 @@ from server.settings import Settings
 
 _SERVE_FIELDS = ("weights", "base_weights", "demo", "demo_dir", "host", "port", "device",
                  "queue_size", "tokens", "warmup", "warmup_steps", "max_body_bytes",
-                 "max_input_bytes", "max_input_parts", "jpeg_quality", "log_level")
+                 "max_input_bytes", "max_input_parts", "jpeg_quality", "log_level",
+                 # async jobs and their results on disk (issue 5)
+                 "results_dir", "results_retention_seconds", "results_cleanup_seconds",
+                 "async_queue_size",
+                 # GPU engine tiers and memory modes (issue 4)
+                 "tier", "memory_mode",
+                 # forwarding [pro]/[max] upstream (issue 3)
+                 "upstream", "hosted_url", "hosted_token_env", "bfl_url", "bfl_key_env",
+                 "upstream_hosts", "upstream_ca_file", "upstream_timeout",
+                 "upstream_job_timeout", "upstream_retry_budget", "upstream_max_in_flight",
+                 "upstream_poll_interval", "upstream_max_bytes", "fallback", "fallback_steps",
+                 # production: auth, limits, logs, shutdown (issue 6)
+                 "token_file", "allow_open", "open_probes", "max_json_bytes", "max_json_depth",
+                 "job_timeout_seconds", "shutdown_grace_seconds", "log_format", "log_prompts")
 
 
 def _add_setting(parser: argparse.ArgumentParser, name: str) -> None:
     """One --flag per settings field; its help is the field's description."""
     info = Settings.model_fields[name]
     flag = "--" + name.replace("_", "-")
-    help_text = f"{info.description} [env: KONTEXT_{name.upper()}]"
+    # argparse treats % as a format code in help strings.
+    description = (info.description or "").replace("%", "%%")
+    help_text = f"{description} [env: KONTEXT_{name.upper()}]"
     # argparse.SUPPRESS: flags not given leave the field to the environment or its default.
     kwargs: dict = {"default": argparse.SUPPRESS, "help": help_text, "dest": name}
     annotation = info.annotation
@@ -56,6 +71,13 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("path")
     check.add_argument("--base-weights", default=None,
                        help="components for a single-file transformer")
+    # kontext batch (issue 5): its own flags plus the engine settings serve takes.
+    from server.batch.args import BATCH_PARSER, BATCH_SETTINGS, add_batch_arguments
+
+    batch = commands.add_parser("batch", **BATCH_PARSER)
+    add_batch_arguments(batch)
+    for name in BATCH_SETTINGS:
+        _add_setting(batch, name)
     return parser
 
 
@@ -70,6 +92,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "weights":
         return _weights(args)
+    if args.command == "batch":
+        from server.batch.main import main_batch
+
+        return main_batch(args)
     try:
         settings = settings_from_args(args)
     except ValidationError as exc:

@@ -53,6 +53,16 @@ class Unauthorized(ApiError):
 
     status, reason = 401, "unauthorized"
 
+    def __init__(self, message: str, close: bool = False) -> None:
+        super().__init__(message)
+        self.close = close
+
+    def headers(self) -> dict[str, str]:
+        # The body is refused unread. Closing stops the server reading (and discarding) a
+        # huge one, but a client still sending sees a reset instead of the 401, so only
+        # bodies too large (or of unknown size) to drain are cut off.
+        return {"Connection": "close"} if self.close else {}
+
 
 class NotFound(ApiError):
     """The job is unknown or expired."""
@@ -76,6 +86,11 @@ class BodyTooLarge(ApiError):
     """The request body is over the configured limit."""
 
     status, reason = 413, "body_too_large"
+
+    def headers(self) -> dict[str, str]:
+        # Close the connection after the answer: otherwise the server keeps reading (and
+        # discarding) the rest of a body it has already refused, e.g. 100 MB.
+        return {"Connection": "close"}
 
 
 class Overloaded(ApiError):
@@ -119,6 +134,34 @@ class UpstreamTimeout(ApiError):
     """A forwarded job timed out upstream."""
 
     status, reason = 504, "upstream_timeout"
+
+
+class JobTimeout(ApiError):
+    """A local job ran past job_timeout_seconds and was cancelled (issue 6)."""
+
+    status, reason = 504, "job_timeout"
+
+
+class ShuttingDown(ApiError):
+    """The server shut down before the job finished; it was cancelled (issue 6)."""
+
+    status, reason = 503, "shutdown"
+
+
+class UpstreamRejected(ApiError):
+    """Upstream refused a forwarded job with a 4xx: answered with the same status (issue 3)."""
+
+    reason = "upstream_rejected"
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class UpstreamModerated(ApiError):
+    """Upstream's moderation refused the prompt, the input or the output (issue 3)."""
+
+    status, reason = 400, "moderated"
 
 
 def from_engine_error(exc: EngineError) -> ApiError:

@@ -16,6 +16,11 @@ from server.errors import InvalidInputImage
 
 ACCEPTED_FORMATS = {"PNG": "PNG", "JPEG": "JPEG", "MPO": "JPEG", "WEBP": "WebP"}
 MB = 1024 * 1024
+#: Pillow's decompression-bomb guard, process-wide: it refuses images over twice this many
+#: pixels (about 29 MP here, 179 MP by default) as soon as their header is read. Anything
+#: under it reaches the side check below, whose message is clearer; nothing over 1920 px a
+#: side is ever decoded either way.
+Image.MAX_IMAGE_PIXELS = 4 * 1920 * 1920
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,14 @@ from typing import Literal
 
 from server.errors import UnknownJobType
 from server.wire import DevKontextConfig, WireModel
+from server.wire_pro import (
+    MAX_IMG2IMG,
+    MAX_TXT2IMG,
+    PRO_IMG2IMG,
+    PRO_TXT2IMG,
+    HostedImg2ImgConfig,
+    HostedTxt2ImgConfig,
+)
 
 DEV_KONTEXT = "inference.flux-fast.dev-kontext.img2img.v1"
 
@@ -25,6 +33,11 @@ class JobType:
 
 JOB_TYPES: dict[str, JobType] = {
     DEV_KONTEXT: JobType(DEV_KONTEXT, DevKontextConfig, inputs=1, backend="local"),
+    # Hosted-only [pro]/[max]: forwarded upstream, or run on [dev] with --fallback local.
+    PRO_TXT2IMG: JobType(PRO_TXT2IMG, HostedTxt2ImgConfig, inputs=0, backend="upstream"),
+    PRO_IMG2IMG: JobType(PRO_IMG2IMG, HostedImg2ImgConfig, inputs=1, backend="upstream"),
+    MAX_TXT2IMG: JobType(MAX_TXT2IMG, HostedTxt2ImgConfig, inputs=0, backend="upstream"),
+    MAX_IMG2IMG: JobType(MAX_IMG2IMG, HostedImg2ImgConfig, inputs=1, backend="upstream"),
 }
 
 

@@ -37,11 +37,13 @@ class JobRecord:
     error: str | None = None
     price: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: How long the job is kept: the hosted API's 5 minutes, or the async retention.
+    lifetime: timedelta = JOB_LIFETIME
 
     @property
     def expires_at(self) -> datetime:
-        """When the hosted API would forget the job."""
-        return self.created_at + JOB_LIFETIME
+        """When the job is forgotten: created_at + lifetime."""
+        return self.created_at + self.lifetime
 
     def touch(self, state: State) -> None:
         """Move to `state` now."""

@@ -41,16 +41,22 @@ class LocalBackend:
         """Decode the input, queue the edit, await it, encode the output (off the loop)."""
         config: DevKontextConfig = job.config  # type: ignore[assignment]
         image = await asyncio.to_thread(decode_input_image, job.inputs[0], "input", self.limits)
+        return await self.run_edit(job, edit_request(config, image), fmt, client_gone,
+                                   config.progressive)
+
+    async def run_edit(self, job: PreparedJob, request: EditRequest, fmt: ImageFormat,
+                       client_gone: ClientGone | None, progressive: bool = False) -> Output:
+        """Queue one engine request for `job`, await it, encode the output (off the loop)."""
         loop = asyncio.get_running_loop()
-        item = WorkItem(edit_request(config, image), job.control, loop.create_future(),
-                        job.record.id)
+        item = WorkItem(request, job.control, loop.create_future(), job.record.id)
         self.worker.submit(item)
         job.record.touch("queued")
         result = await _await_result(item, client_gone)
         job.record.touch("processing")
-        data = await asyncio.to_thread(encode_image, result.image, fmt, config.progressive,
+        data = await asyncio.to_thread(encode_image, result.image, fmt, progressive,
                                        self.jpeg_quality)
-        job.record.complete({"elapsed": round(result.elapsed, 3), "ips": round(result.ips, 3)})
+        job.record.complete({"elapsed": round(result.elapsed, 3), "ips": round(result.ips, 3),
+                             "tier": self.worker.engine.info.tier})
         return Output(data, fmt)
 
 

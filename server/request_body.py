@@ -6,13 +6,22 @@ import json
 from dataclasses import dataclass
 
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
-from server.errors import BodyTooLarge, InvalidRequest, UnsupportedMediaType
+from server.errors import BodyTooLarge, ClientGone, InvalidRequest, UnsupportedMediaType
 from server.wire import JobBody, parse_model
 
 MAX_JSON_DEPTH = 32
+
+
+@dataclass(frozen=True)
+class JsonLimits:
+    """Limits on the job JSON (settings max_json_bytes and max_json_depth)."""
+
+    max_bytes: int = 64 * 1024
+    max_depth: int = MAX_JSON_DEPTH
 
 
 @dataclass(frozen=True)
@@ -29,40 +38,57 @@ async def read_body(request: Request, limit: int) -> bytes:
     if declared and declared.isdigit() and int(declared) > limit:
         raise BodyTooLarge(f"request body is {int(declared)} bytes, over the {limit}-byte limit")
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge(f"request body is over the {limit}-byte limit")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise BodyTooLarge(f"request body is over the {limit}-byte limit")
+            chunks.append(chunk)
+    except ClientDisconnect as exc:
+        # An aborted upload is the client's doing: a 499 logged at INFO, not a 500 traceback.
+        raise ClientGone(f"the client disconnected after sending {size} bytes of the "
+                         "request body") from exc
     return b"".join(chunks)
 
 
-def _depth(value: object, level: int = 0) -> int:
-    if level > MAX_JSON_DEPTH:
+def _depth(value: object, limit: int, level: int = 0) -> int:
+    if level > limit:
         return level
     if isinstance(value, dict):
-        return max((_depth(v, level + 1) for v in value.values()), default=level + 1)
+        return max((_depth(v, limit, level + 1) for v in value.values()), default=level + 1)
     if isinstance(value, list):
-        return max((_depth(v, level + 1) for v in value), default=level + 1)
+        return max((_depth(v, limit, level + 1) for v in value), default=level + 1)
     return level
 
 
-def parse_job_json(raw: bytes, where: str) -> JobBody:
+def _refuse_constant(name: str) -> object:
+    # Python's json accepts NaN/Infinity, which are not JSON and slip past range checks.
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def parse_job_json(raw: bytes, where: str, limits: JsonLimits = JsonLimits()) -> JobBody:
     """Parse and shape-check the job JSON (`where` names the body or the `job` part)."""
+    too_deep = f"JSON is nested deeper than {limits.max_depth} levels (max_json_depth)"
+    # Parsed before the size check so malformed or deep JSON gets its own message; the body
+    # limit already bounds what parsing costs.
     try:
-        data = json.loads(raw)
+        data = json.loads(raw, parse_constant=_refuse_constant)
     except RecursionError as exc:
-        raise InvalidRequest(f"JSON is nested deeper than {MAX_JSON_DEPTH} levels",
-                             field=where) from exc
+        raise InvalidRequest(too_deep, field=where) from exc
     except (UnicodeDecodeError, ValueError) as exc:
-        raise InvalidRequest(f"is not valid JSON: {exc}", field=where) from exc
+        # Python's own wording for over-long integers tells the client to call a Python API.
+        reason = "a number has too many digits" if "int_max_str_digits" in str(exc) else exc
+        raise InvalidRequest(f"is not valid JSON: {reason}", field=where) from exc
+    if len(raw) > limits.max_bytes:
+        raise BodyTooLarge(f"job JSON is {len(raw)} bytes, over the {limits.max_bytes}-byte "
+                           "limit (max_json_bytes)", field=where)
     if not isinstance(data, dict):
         raise InvalidRequest(
             f"must be a JSON object with `type` and `config`, got {type(data).__name__}",
             field=where,
         )
-    if _depth(data) > MAX_JSON_DEPTH:
-        raise InvalidRequest(f"JSON is nested deeper than {MAX_JSON_DEPTH} levels", field=where)
+    if _depth(data, limits.max_depth) > limits.max_depth:
+        raise InvalidRequest(too_deep, field=where)
     return parse_model(JobBody, data, prefix="")
 
 
@@ -84,13 +110,17 @@ def _replay(body: bytes):
     return receive
 
 
-async def _parse_multipart(request: Request, body: bytes, max_inputs: int) -> JobSubmission:
+async def _parse_multipart(request: Request, body: bytes, max_inputs: int,
+                           limits: JsonLimits) -> JobSubmission:
     replay = Request(request.scope, _replay(body))
     try:
         form = await replay.form(max_files=max_inputs + 1, max_fields=max_inputs + 1,
                                  max_part_size=len(body) + 1)
-    except MultiPartException as exc:
-        raise InvalidRequest(f"malformed multipart body: {exc.message}", field="body") from exc
+    except (MultiPartException, HTTPException) as exc:
+        # Starlette turns MultiPartException into HTTPException(400) once the request runs
+        # inside an app, so both must become our typed 400 (not an unexpected 500).
+        detail = exc.message if isinstance(exc, MultiPartException) else exc.detail
+        raise InvalidRequest(f"malformed multipart body: {detail}", field="body") from exc
     try:
         jobs, inputs = form.getlist("job"), form.getlist("input")
         if len(jobs) != 1:
@@ -98,7 +128,7 @@ async def _parse_multipart(request: Request, body: bytes, max_inputs: int) -> Jo
         if len(inputs) > max_inputs:
             raise InvalidRequest(f"at most {max_inputs} `input` parts, got {len(inputs)}",
                                  field="input")
-        job = parse_job_json(await _part_bytes(jobs[0]), where="job")
+        job = parse_job_json(await _part_bytes(jobs[0]), where="job", limits=limits)
         files: list[bytes] = []
         for part in inputs:
             data = await _part_bytes(part)
@@ -109,16 +139,17 @@ async def _parse_multipart(request: Request, body: bytes, max_inputs: int) -> Jo
         await form.close()
 
 
-async def read_submission(request: Request, max_body: int, max_inputs: int) -> JobSubmission:
+async def read_submission(request: Request, max_body: int, max_inputs: int,
+                          json_limits: JsonLimits = JsonLimits()) -> JobSubmission:
     """Read and parse the request body into a JobSubmission (typed 4xx errors on failure)."""
     body = await read_body(request, max_body)
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media == "multipart/form-data":
-        return await _parse_multipart(request, body, max_inputs)
+        return await _parse_multipart(request, body, max_inputs, json_limits)
     if media in ("application/json", ""):
         if not body.strip():
             raise InvalidRequest("request body is empty; send the job as JSON", field="body")
-        return JobSubmission(parse_job_json(body, where="body"), [])
+        return JobSubmission(parse_job_json(body, where="body", limits=json_limits), [])
     raise UnsupportedMediaType(
         f"must be application/json or multipart/form-data, got {media!r}", field="Content-Type"
     )

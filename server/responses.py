@@ -5,12 +5,16 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from fastapi.exceptions import RequestValidationError
+from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from urllib3.fields import RequestField
 from urllib3.filepost import encode_multipart_formdata
 
-from server.accept import MEDIA_TYPES, ImageFormat, ResponseFormat
-from server.errors import ApiError, Unauthorized
+from server.accept import MEDIA_TYPES, ImageFormat, ResponseFormat, negotiate
+from server.errors import ApiError, Unauthorized, ValidationFailed
+from server.jobs import JobRecord
+from server.metrics import note_error_reason
 
 
 def _part(name: str, data: bytes, filename: str, content_type: str) -> RequestField:
@@ -47,8 +51,26 @@ def error_response(fmt: ResponseFormat | None, error: ApiError, job: dict[str, A
     401 is plain text containing `token is invalid`, as the hosted API answers.
     """
     headers = error.headers()
+    note_error_reason(error.reason)  # counted by status and reason in /metrics
     if isinstance(error, Unauthorized):
         return PlainTextResponse("token is invalid", status_code=401, headers=headers)
     if fmt is not None and fmt.allows_multipart:
         return multipart_response(job, error.status, headers=headers)
     return JSONResponse(job, status_code=error.status, headers=headers)
+
+
+async def invalid_params_response(request: Request, exc: RequestValidationError) -> Response:
+    """FastAPI's own query/path validation errors (e.g. `?price=maybe`) as a 400 failed job.
+
+    Without this FastAPI answers 422 with its own body, which the contract does not know.
+    """
+    first = exc.errors()[0]
+    field = ".".join(str(part) for part in first["loc"][1:])  # drop "query"/"path"
+    error = ValidationFailed(f"{first['msg'].lower()}, got {first.get('input')!r}", field=field)
+    record = JobRecord(type="unknown")
+    record.fail(error.message)
+    try:
+        fmt: ResponseFormat | None = negotiate(request.headers.get("accept"))
+    except ApiError:
+        fmt = None
+    return error_response(fmt, error, record.to_json())

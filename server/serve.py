@@ -23,20 +23,55 @@ def build_engine(settings: Settings):
         source = resolve_weights(str(settings.demo_dir))
         device = "cpu" if settings.device == "auto" else settings.device
         return KontextEngine(source, device=device, demo=True,
-                             warmup_steps=settings.warmup_steps)
+                             warmup_steps=settings.warmup_steps, tier=settings.tier,
+                             memory_mode=settings.memory_mode)
     source = resolve_weights(settings.weights, settings.base_weights)
-    return KontextEngine(source, device=settings.device, warmup_steps=settings.warmup_steps)
+    return KontextEngine(source, device=settings.device, warmup_steps=settings.warmup_steps,
+                         tier=settings.tier, memory_mode=settings.memory_mode)
+
+
+def log_secrets(settings: Settings, tokens: tuple[str, ...]) -> list[str]:
+    """Every credential the process knows, to be scrubbed from log lines."""
+    secrets = list(tokens)
+    credential = getattr(settings, "upstream_credential", None)
+    if credential is not None and (value := credential()) is not None:
+        secrets.append(value.get_secret_value())
+    return secrets
+
+
+class ServeRefused(Exception):
+    """Serving these settings would be unsafe or cannot work; the message says why."""
+
+
+def check_serving_safety(settings: Settings) -> tuple[str, ...]:
+    """The configured tokens; raises ServeRefused for an open non-loopback bind."""
+    from server.auth import TokenFileError, configured_tokens, open_bind_refusal
+
+    try:
+        tokens = configured_tokens(settings)
+    except TokenFileError as exc:
+        raise ServeRefused(str(exc)) from exc
+    refusal = open_bind_refusal(settings, tokens)
+    if refusal is not None:
+        raise ServeRefused(refusal)
+    return tokens
 
 
 def serve(settings: Settings) -> int:
-    """Run the server until interrupted; returns the process exit code."""
-    import uvicorn
-
+    """Run the server until stopped (SIGTERM drains it); returns the process exit code."""
     from pipelines.errors import EngineError
     from server.app import create_app
     from server.logs import configure_logging
+    from server.shutdown import run_app
 
-    configure_logging(settings.log_level)
+    try:
+        tokens = check_serving_safety(settings)
+    except ServeRefused as exc:
+        print(f"kontext serve: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level, settings.log_format, log_secrets(settings, tokens))
+    if not tokens:
+        log.warning("no tokens configured: every request is served without authentication")
     try:
         engine = build_engine(settings)
     except EngineError as exc:
@@ -46,6 +81,4 @@ def serve(settings: Settings) -> int:
         log.warning("DEMO MODE: tiny random weights on %s; every image is noise, not an edit",
                     engine.info.device)
     app = create_app(settings, engine)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None,
-                timeout_graceful_shutdown=30)
-    return 0
+    return run_app(app, settings.host, settings.port)

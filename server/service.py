@@ -14,11 +14,14 @@ from starlette.requests import Request
 from server.accept import ImageFormat
 from server.backend import ClientGone, JobBackend, Output, PreparedJob
 from server.errors import InvalidInputImage, NotReady
+from server.job_tracker import JobTracker
 from server.job_types import JobType, lookup
 from server.jobs import JobRecord
 from server.local_backend import LocalBackend
-from server.request_body import read_submission
+from server.metrics import Metrics
+from server.request_body import JsonLimits, read_submission
 from server.settings import Settings
+from server.upstream import make_upstream_backend
 from server.wire import parse_model
 from server.worker import EngineWorker
 
@@ -43,19 +46,24 @@ def require_inputs(job_type: JobType, inputs: list[bytes]) -> None:
 class JobService:
     """Owns the engine worker and the backends; the routes call prepare() then execute()."""
 
-    def __init__(self, settings: Settings, worker: EngineWorker, demo: bool) -> None:
+    def __init__(self, settings: Settings, worker: EngineWorker, demo: bool,
+                 metrics: Metrics | None = None) -> None:
         self.settings = settings
         self.worker = worker
         self.demo = demo
         self.accepting = True
+        # Every job in flight, timed into the metrics and cancellable at shutdown (issue 6).
+        self.tracker = JobTracker(metrics or Metrics())
         self.backends: dict[str, JobBackend] = {"local": LocalBackend(worker, settings)}
+        self.backends["upstream"] = make_upstream_backend(settings, worker, demo)
 
     async def prepare(self, request: Request, record: JobRecord, price: bool) -> PreparedJob:
         """Read, parse and validate a request into a PreparedJob (typed 4xx on failure)."""
         if not self.accepting:
             raise NotReady("the server is shutting down and accepts no new jobs")
-        submission = await read_submission(request, self.settings.max_body_bytes,
-                                           self.settings.max_input_parts)
+        submission = await read_submission(
+            request, self.settings.max_body_bytes, self.settings.max_input_parts,
+            JsonLimits(self.settings.max_json_bytes, self.settings.max_json_depth))
         job_type = lookup(submission.body.type)
         record.type = job_type.name
         config = parse_model(job_type.config_model, submission.body.config, "config")
@@ -75,7 +83,17 @@ class JobService:
             raise NotReady(f"no {job.job_type.backend} backend is configured for "
                            f"{job.job_type.name}")
         job.record.touch("processing")
-        return await backend.run(job, fmt, client_gone)
+        local = job.job_type.backend == "local"
+        tier = self.worker.engine.info.tier if local else job.job_type.backend
+        with self.tracker.track(job, tier):
+            return await backend.run(job, fmt, client_gone)
+
+    async def aclose(self) -> None:
+        """Close what the backends hold open (the upstream HTTP client)."""
+        for backend in self.backends.values():
+            close = getattr(backend, "aclose", None)
+            if close is not None:
+                await close()
 
     def status(self) -> dict[str, Any]:
         """Queue figures for /readyz."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, FilePath, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 MB = 1024 * 1024
@@ -75,12 +75,157 @@ class Settings(BaseSettings):
         "info", description="Log level."
     )
 
+    # --- GPU engine tiers and memory modes (issue 4) ---
+    tier: Literal["exact", "fp8", "turbo"] = Field(
+        "exact",
+        description="Engine tier: `exact` (bf16, no lossy lever), `fp8` (torchao float8 "
+        "linears; CUDA with compute capability 8.9+ and torchao) or `turbo` (fp8 plus a "
+        "TaylorSeer step cache that computes the first 25% of steps in full).",
+    )
+    memory_mode: Literal["full", "24gb", "16gb"] = Field(
+        "full",
+        description="GPU memory budget: `full` (everything on the GPU), `24gb` (transformer "
+        "weights at one byte each, T5 streamed from CPU memory) or `16gb` (transformer and T5 "
+        "streamed from CPU memory; exact tier only). CUDA only.",
+    )
+
+    # --- Production: auth, limits, logs, shutdown (issue 6) ---
+    token_file: Path | None = Field(
+        None,
+        description="File of bearer tokens, one per line (`#` starts a comment); used together "
+        "with --tokens.",
+    )
+    allow_open: bool = Field(
+        False,
+        description="Allow binding a non-loopback address with no tokens configured (anyone "
+        "who can reach the port may run jobs).",
+    )
+    open_probes: bool = Field(
+        True, description="Serve /healthz, /readyz and /metrics without a token."
+    )
+    max_json_bytes: int = Field(
+        64 * 1024, ge=1024, description="Largest job JSON (body or `job` part); larger is 413."
+    )
+    max_json_depth: int = Field(
+        32, ge=2, le=256, description="Deepest nesting accepted in the job JSON; deeper is 400."
+    )
+    job_timeout_seconds: float = Field(
+        600.0, gt=0,
+        description="Seconds one local job may run on the engine (queue wait excluded); past "
+        "this it is cancelled and answered 504.",
+    )
+    shutdown_grace_seconds: float = Field(
+        60.0, ge=0,
+        description="On SIGTERM: seconds queued and running jobs get to finish before they "
+        "are cancelled (a second SIGTERM cancels at once).",
+    )
+    log_format: Literal["text", "json"] = Field(
+        "text", description="Log lines as text, or as one JSON object per line."
+    )
+    log_prompts: bool = Field(
+        False, description="Debugging aid: log job prompts (never logged otherwise)."
+    )
+
+    # --- Forwarding [pro]/[max] jobs upstream, and the local fallback (issue 3) ---
+    upstream: Literal["none", "hosted", "bfl"] = Field(
+        "none",
+        description="Where [pro]/[max] jobs go: `hosted` (a /v2/job API), `bfl` (Black Forest "
+        "Labs' API) or `none` (answered 503 unless --fallback local).",
+    )
+    hosted_url: str = Field(
+        "https://inference.prodia.com/v2",
+        description="Base URL of the hosted /v2/job API (jobs are POSTed to <url>/job).",
+    )
+    hosted_token_env: str = Field(
+        "PRODIA_TOKEN", description="Environment variable holding the hosted API's token."
+    )
+    bfl_url: str = Field(
+        "https://api.bfl.ai",
+        description="Base URL of Black Forest Labs' API: https://api.bfl.ai (global), "
+        "https://api.eu.bfl.ai or https://api.us.bfl.ai.",
+    )
+    bfl_key_env: str = Field(
+        "BFL_API_KEY", description="Environment variable holding the BFL API key."
+    )
+    upstream_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["bfl.ai"],
+        description="Host names (and their subdomains) that BFL's polling and result URLs may "
+        "point to (comma-separated). URLs elsewhere, or not https, are refused.",
+    )
+    upstream_ca_file: FilePath | None = Field(
+        None, description="Extra CA certificates (PEM) trusted for upstream HTTPS, beside the "
+        "system's."
+    )
+    upstream_timeout: float = Field(
+        60.0, gt=0, description="Seconds one upstream HTTP request may take."
+    )
+    upstream_job_timeout: float = Field(
+        300.0, gt=0, description="Seconds a forwarded job may take in all, polling included."
+    )
+    upstream_retry_budget: float = Field(
+        30.0, ge=0,
+        description="Seconds a job may spend waiting on upstream 429 Retry-After before the "
+        "client is answered 429.",
+    )
+    upstream_max_in_flight: int = Field(
+        8, ge=1, description="Forwarded jobs in flight at once; past this, 429 with Retry-After."
+    )
+    upstream_poll_interval: float = Field(
+        0.5, gt=0, description="Seconds before BFL's first poll; the wait grows ×1.5 to 5 s."
+    )
+    upstream_max_bytes: int = Field(
+        50 * MB, ge=1024, description="Largest upstream answer or result image accepted."
+    )
+    fallback: Literal["none", "local"] = Field(
+        "none",
+        description="With --upstream none: `local` runs [pro]/[max] jobs on the local [dev] "
+        "model (prompt_upsampling and safety_tolerance are not applied).",
+    )
+    fallback_steps: int = Field(
+        30, ge=1, le=50, description="Denoising steps of a [pro]/[max] job run on [dev]."
+    )
+
+    # --- Async jobs (POST /v2/job/async) and their results on disk (issue 5) ---
+    results_dir: Path = Field(
+        default_factory=lambda: default_cache_dir() / "results",
+        description="Where async jobs' records and outputs are kept, so a restart loses no "
+        "finished result (created on first use).",
+    )
+    results_retention_seconds: float = Field(
+        24 * 3600.0, gt=0,
+        description="How long an async job and its outputs are kept after it was created (its "
+        "expires_at); then it answers 404 and is deleted.",
+    )
+    results_cleanup_seconds: float = Field(
+        60.0, gt=0, description="How often expired async jobs are deleted from results_dir."
+    )
+    async_queue_size: int = Field(
+        64, ge=1,
+        description="Async jobs that may be unfinished at once; past this, POST /v2/job/async "
+        "answers 429 with Retry-After.",
+    )
+
     @field_validator("tokens", mode="before")
     @classmethod
     def _split_tokens(cls, value: object) -> object:
         if isinstance(value, str):
             return [token.strip() for token in value.split(",") if token.strip()]
         return value
+
+    @field_validator("upstream_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [host.strip().lower() for host in value.split(",") if host.strip()]
+        return value
+
+    def upstream_credential(self) -> SecretStr | None:
+        """The selected upstream's token or key, from the variable its *_env field names."""
+        import os
+
+        name = {"hosted": self.hosted_token_env, "bfl": self.bfl_key_env}.get(self.upstream)
+        value = os.environ.get(name, "").strip() if name else ""
+        return SecretStr(value) if value else None
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, **_rest):

@@ -10,11 +10,11 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from helpers.fake_engine import FakeEngine  # noqa: E402
-from helpers.live_server import LiveServer, start_server  # noqa: E402
+from helpers.fake_engine import FakeEngine
+from helpers.live_server import LiveServer, start_server
 
-from server.app import create_app  # noqa: E402
-from server.settings import Settings  # noqa: E402
+from server.app import create_app
+from server.settings import Settings
 
 DEV = "inference.flux-fast.dev-kontext.img2img.v1"
 
@@ -27,6 +27,23 @@ def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_tiny_checkpoint(tmp_path_factory.mktemp("tiny") / "checkpoint")
 
 
+class _SharedEngine:
+    """A session-wide engine that test servers can start and stop without unloading it."""
+
+    def __init__(self, engine) -> None:
+        self._engine = engine
+
+    def __getattr__(self, name: str):
+        return getattr(self._engine, name)
+
+    def load(self) -> None:
+        if self._engine.pipe is None:
+            self._engine.load()
+
+    def close(self) -> None:
+        """Servers close their engine on stop; the next test still needs this one."""
+
+
 @pytest.fixture(scope="session")
 def tiny_engine(tiny_dir: Path):
     """A loaded KontextEngine on the tiny checkpoint (shared: loading costs ~1 s)."""
@@ -35,7 +52,21 @@ def tiny_engine(tiny_dir: Path):
 
     engine = KontextEngine(resolve_weights(str(tiny_dir)), device="cpu", demo=True)
     engine.load()
-    return engine
+    return _SharedEngine(engine)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip @pytest.mark.gpu tests where there is no CUDA device (issue 4)."""
+    gpu_items = [item for item in items if item.get_closest_marker("gpu")]
+    if not gpu_items:
+        return
+    import torch  # only when a GPU test was collected: HTTP-only runs stay torch-free
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in gpu_items:
+        item.add_marker(skip)
 
 
 def make_settings(**overrides) -> Settings:

@@ -250,3 +250,16 @@ def test_openapi_describes_both_request_forms(live):
     assert set(content) == {"application/json", "multipart/form-data"}
     assert set(content["multipart/form-data"]["schema"]["properties"]) == {"job", "input"}
     assert httpx.get(f"{live.url}/docs").status_code == 200
+
+
+def test_token_is_checked_before_anything_else(serve):
+    live = serve(tokens=["s3cret-token"])
+    reply = post_job(live.url, CONFIG, PNG, "text/html")
+    assert reply.status_code == 401 and "token is invalid" in reply.text
+
+
+def test_overlong_number_is_refused_in_plain_words(live):
+    body = b'{"type": "%s", "config": {"prompt": "abc", "seed": %s}}' % (DEV.encode(), b"9" * 5000)
+    reply = httpx.post(f"{live.v2}/job", content=body, headers={"Content-Type": "application/json"})
+    job = expect_failed(reply, 400, "body: is not valid JSON: a number has too many digits")
+    assert "sys." not in job["error"]

@@ -1,8 +1,11 @@
 """Smoke test of the test harness itself: a fake-engine server answers a JSON job."""
 
+import io
+
 import httpx
 from conftest import DEV
 from helpers.images import image_bytes
+from PIL import Image
 
 
 def test_fake_engine_server_edits(serve):
@@ -13,6 +16,4 @@ def test_fake_engine_server_edits(serve):
     reply = httpx.post(f"{live.v2}/job", files=files, headers={"Accept": "image/png"})
     assert reply.status_code == 200, reply.text
     assert reply.headers["content-type"] == "image/png"
-    from PIL import Image
-    import io
     assert Image.open(io.BytesIO(reply.content)).size == (512, 576)
