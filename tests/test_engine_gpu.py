@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from pipelines.engine_plan import detect_capabilities, plan_engine
+from pipelines.errors import InvalidInput
 from pipelines.types import EditRequest, RunControl
 
 pytestmark = pytest.mark.gpu
@@ -26,7 +27,7 @@ def gpu_engine(tiny_dir, tier: str, memory_mode: str = "full"):
     caps = detect_capabilities()
     try:
         plan = plan_engine(tier, memory_mode, "cuda", caps)
-    except Exception as exc:  # e.g. fp8 on a GPU without float8 tensor cores
+    except InvalidInput as exc:  # e.g. fp8 on a GPU without float8 tensor cores
         pytest.skip(f"{tier}/{memory_mode} unavailable here: {exc}")
     # The tiny model's 16-wide heads are not a FlashAttention 3 head size; SDPA runs them.
     plan = dataclasses.replace(plan, attention_backend="native")
