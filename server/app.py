@@ -12,13 +12,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
 from pipelines.types import Engine
-from server.accept import ResponseFormat, negotiate
+from server.accept import ResponseFormat
 from server.async_jobs import AsyncJobs
 from server.async_routes import async_router
-from server.auth import TokenChecker, configured_tokens, require_probe_token, require_token
-from server.errors import ApiError, JobFailed, Unauthorized
+from server.auth import TokenChecker, configured_tokens, require_probe_token
+from server.errors import Unauthorized
+from server.job_route import answer_job
 from server.jobs import JobRecord
-from server.logs import job_fields, job_id_var
+from server.logs import job_fields
 from server.metrics import Metrics
 from server.openapi import JOB_REQUEST_BODY, JOB_RESPONSES
 from server.playground import mount_playground
@@ -41,14 +42,6 @@ def client_gone_watcher(request: Request):
             pass
 
     return client_gone
-
-
-def failed_response(fmt: ResponseFormat | None, exc: ApiError, record: JobRecord) -> Response:
-    """Mark `record` failed with `exc`, log it, and render it."""
-    record.fail(exc.message)
-    level = logging.ERROR if exc.status >= 500 else logging.INFO
-    log.log(level, "job failed (%d %s): %s", exc.status, exc.reason, exc.message)
-    return error_response(fmt, exc, record.to_json())
 
 
 async def unauthorized_response(request: Request, exc: Unauthorized) -> Response:
@@ -122,25 +115,15 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
               responses=JOB_RESPONSES, response_class=Response)
     async def create_job(request: Request, price: bool = False) -> Response:
         """Run a job and answer with its output in the form the Accept header asks for."""
-        record = JobRecord(type="unknown")
-        token = job_id_var.set(record.id)
-        fmt: ResponseFormat | None = None
-        try:
-            # The token first: a stranger learns nothing, not even which Accept is valid.
-            require_token(request)
-            fmt = negotiate(request.headers.get("accept"))
+
+        async def run(record: JobRecord, fmt: ResponseFormat) -> Response:
             job = await service.prepare(request, record, price)
             log.info("job accepted", extra=job_fields(record.config, record.type,
                                                       settings.log_prompts))
             output = await service.execute(job, fmt.image, client_gone_watcher(request))
             log.info("job completed: %s", record.type)
             return success_response(fmt, record.to_json(), output.data, job.headers)
-        except ApiError as exc:
-            return failed_response(fmt, exc, record)
-        except Exception:
-            log.exception("unexpected failure")
-            return failed_response(fmt, JobFailed("internal server error"), record)
-        finally:
-            job_id_var.reset(token)
+
+        return await answer_job(request, run)
 
     return app

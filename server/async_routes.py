@@ -15,12 +15,12 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from sse_starlette import EventSourceResponse
 
-from server.accept import ResponseFormat, negotiate
+from server.accept import ResponseFormat
 from server.async_jobs import AsyncJobs
 from server.auth import require_token
-from server.errors import ApiError, JobFailed
+from server.errors import ApiError
+from server.job_route import answer_job
 from server.jobs import JobRecord
-from server.logs import job_id_var
 from server.openapi import FAILED_RESPONSES, JOB_REQUEST_BODY
 from server.responses import error_response
 
@@ -41,27 +41,13 @@ def _answer(job_id: str, make: Callable[[], Response]) -> Response:
 
 
 async def _submit(jobs: AsyncJobs, request: Request, price: bool) -> Response:
-    record = JobRecord(type="unknown")
-    token = job_id_var.set(record.id)
-    fmt: ResponseFormat | None = None
-    try:
-        require_token(request)
-        fmt = negotiate(request.headers.get("accept"))
+    async def accept(record: JobRecord, fmt: ResponseFormat) -> Response:
         job = await jobs.service.prepare(request, record, price)
         body = await jobs.submit(job, fmt.image)
         log.info("async job accepted: %s", record.type)
         return JSONResponse(body, status_code=201)
-    except ApiError as exc:
-        record.fail(exc.message)
-        log.info("async job refused (%d %s): %s", exc.status, exc.reason, exc.message)
-        return error_response(fmt, exc, record.to_json())
-    except Exception:
-        log.exception("unexpected failure")
-        error = JobFailed("internal server error")
-        record.fail(error.message)
-        return error_response(fmt, error, record.to_json())
-    finally:
-        job_id_var.reset(token)
+
+    return await answer_job(request, accept)
 
 
 def async_router(jobs: AsyncJobs) -> APIRouter:
