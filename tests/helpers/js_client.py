@@ -1,4 +1,4 @@
-"""Run a job through the official JS client (npm `prodia`, module `prodia/v2`) via node."""
+"""Run jobs through the official JS clients (npm `prodia/v2`, `@ai-sdk/prodia`) via node."""
 
 from __future__ import annotations
 
@@ -17,8 +17,24 @@ def require_js_client() -> None:
     """Fail loudly when node or the npm packages are missing (.ci/run installs them)."""
     if shutil.which("node") is None:
         pytest.fail("node is not installed; .ci/run installs it (see README)")
-    if not (JS_DIR / "node_modules" / "prodia").is_dir():
-        pytest.fail(f"run `npm ci` in {JS_DIR} first (.ci/run does)")
+    if not all((JS_DIR / "node_modules" / name).is_dir() for name in ("prodia", "ai")):
+        pytest.fail(f"run `npm install` in {JS_DIR} first (scripts/install.sh --test does)")
+
+
+def _node(script: str, args: dict[str, Any], timeout: float) -> dict[str, Any]:
+    require_js_client()
+    done = subprocess.run(["node", script, json.dumps(args)], cwd=JS_DIR,
+                          capture_output=True, text=True, timeout=timeout, check=False)
+    if done.returncode != 0:
+        raise AssertionError(f"node failed ({done.returncode}): {done.stderr}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def run_ai_sdk_image(base_url: str, model: str, prompt: str, seed: int | None = None,
+                     token: str = "test-token", timeout: float = 120) -> dict[str, Any]:
+    """Outcome of the AI SDK's generateImage with @ai-sdk/prodia pointed at `base_url`."""
+    return _node("ai_sdk_image.mjs", {"baseURL": base_url, "model": model, "prompt": prompt,
+                                      "seed": seed, "token": token}, timeout)
 
 
 def run_js_job(base_url: str, job_type: str, config: dict[str, Any],
@@ -26,12 +42,7 @@ def run_js_job(base_url: str, job_type: str, config: dict[str, Any],
                token: str = "test-token", output_path: Path | None = None,
                timeout: float = 120, **extra: Any) -> dict[str, Any]:
     """The client's outcome: {"ok": True, "job", "outputBytes"} or {"ok": False, ...}."""
-    require_js_client()
     args = {"baseUrl": base_url, "token": token, "type": job_type, "config": config,
             "inputs": [str(p) for p in inputs or []], "accept": accept,
             "outputPath": str(output_path) if output_path else None, **extra}
-    done = subprocess.run(["node", "run_job.mjs", json.dumps(args)], cwd=JS_DIR,
-                          capture_output=True, text=True, timeout=timeout, check=False)
-    if done.returncode != 0:
-        raise AssertionError(f"node failed ({done.returncode}): {done.stderr}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return _node("run_job.mjs", args, timeout)
