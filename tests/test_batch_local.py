@@ -5,20 +5,15 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
+from helpers.batch_process import interrupt_after_first_output
 from helpers.images import gradient_png, image_bytes
 from PIL import Image
 
 from server.batch.outputs import TEMP_SUFFIX
 from server.cli import main
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def _report(path: Path) -> list[dict]:
@@ -43,15 +38,8 @@ def test_interrupt_then_resume_runs_only_the_remaining_rows(
               "--local", "--demo", "--demo-dir", str(tiny_dir), "--width", "512",
               "--height", "512", "--steps", "1", "--log-level", "warning"]
     # 1. The real console command in a subprocess, Ctrl-C'd once its first output exists.
-    process = subprocess.Popen([sys.executable, "-m", "server.cli", *common], cwd=ROOT,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while not list(out.glob("*.png")) and process.poll() is None:
-        assert time.monotonic() < deadline, "no output appeared"
-        time.sleep(0.02)
-    process.send_signal(signal.SIGINT)
-    stdout, stderr = process.communicate(timeout=60)
-    assert process.returncode == 130, stderr
+    returncode, stdout, stderr = interrupt_after_first_output(common, out)
+    assert returncode == 130, stderr
     assert "interrupted with" in stdout and "re-run the same command" in stdout
     assert "stopping: abandoning the edit in progress" in stderr
     # Not a terminal: plain progress lines with the count, elapsed<remaining and the rate.

@@ -5,20 +5,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
+from helpers.batch_process import interrupt_after_first_output
 from helpers.fake_engine import EngineFailure, FakeEngine
 from helpers.images import gradient_png
 from PIL import Image
 
 from server.cli import main
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def _report(path: Path) -> dict[int, dict]:
@@ -135,18 +130,11 @@ def test_ctrl_c_lets_jobs_in_flight_finish_and_starts_no_more(tmp_path: Path, se
     for i in range(8):
         (images / f"p{i}.png").write_bytes(gradient_png(600, 400))
     out = tmp_path / "out"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "server.cli", "batch", "--images", str(images), "--prompt",
-         "make it red", "--width", "512", "--height", "512", "--steps", "2", "--out", str(out),
-         "--server", server.url, "--concurrency", "2"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
-    while not list(out.glob("*.png")) and process.poll() is None:
-        assert time.monotonic() < deadline, "no output appeared"
-        time.sleep(0.02)
-    process.send_signal(signal.SIGINT)
-    stdout, stderr = process.communicate(timeout=60)
-    assert process.returncode == 130, stderr
+    returncode, stdout, stderr = interrupt_after_first_output(
+        ["batch", "--images", str(images), "--prompt", "make it red", "--width", "512",
+         "--height", "512", "--steps", "2", "--out", str(out), "--server", server.url,
+         "--concurrency", "2"], out, timeout=60)
+    assert returncode == 130, stderr
     assert "waiting for the jobs in flight to finish" in stderr
     report = _report(out / "report.jsonl")
     # Rows 1 and 2 started together, so row 2 was in flight when row 1's output appeared.
