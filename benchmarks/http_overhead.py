@@ -36,10 +36,10 @@ from pipelines.engine import KontextEngine  # noqa: E402
 from pipelines.tiny_checkpoint import write_tiny_checkpoint  # noqa: E402
 from pipelines.types import RunControl  # noqa: E402
 from pipelines.weights import resolve_weights  # noqa: E402
-from server.app import create_app  # noqa: E402
-from server.local_backend import edit_request  # noqa: E402
+from server.api.app import create_app  # noqa: E402
+from server.jobs.local import edit_request  # noqa: E402
 from server.settings import Settings  # noqa: E402
-from server.wire import DevKontextConfig  # noqa: E402
+from server.wire.models import DevKontextConfig  # noqa: E402
 
 DEV = "inference.flux-fast.dev-kontext.img2img.v1"
 

@@ -156,7 +156,7 @@ def free_port() -> int:
 
 def spawn_demo(port: int, queue_size: int, log_path: Path) -> subprocess.Popen:
     """`kontext serve --demo` on loopback in a subprocess; returns once /readyz is 200."""
-    command = [sys.executable, "-m", "server.cli", "serve", "--demo", "--host", "127.0.0.1",
+    command = [sys.executable, "-m", "server.cli.main", "serve", "--demo", "--host", "127.0.0.1",
                "--port", str(port), "--queue-size", str(queue_size), "--log-level", "warning"]
     log = log_path.open("w")
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,

@@ -47,7 +47,7 @@ def start_server(args, checkpoint: Path, cache_dir: Path, log) -> tuple[subproce
                                                                         int, float]:
     """Start `kontext serve`; return (process, port, seconds from spawn to /readyz 200)."""
     port = free_port()
-    command = [sys.executable, "-m", "server.cli", "serve", "--weights", str(checkpoint),
+    command = [sys.executable, "-m", "server.cli.main", "serve", "--weights", str(checkpoint),
                "--tier", args.tier, "--memory-mode", args.memory_mode, "--device",
                args.device, "--port", str(port), "--queue-size", str(args.jobs + 4)]
     env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(cache_dir)}

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pipelines.resolutions import PREFERRED_KONTEXT_RESOLUTIONS, nearest_preferred
+
 #: Output sides our API accepts (server/wire.py: 512–1040 in multiples of 32, so 512–1024).
 OUTPUT_SIDES = tuple(range(512, 1041, 32))
 #: 8× VAE downsampling then 2×2 patches: one token per 16×16 pixels.
@@ -50,17 +52,12 @@ def tokens_for(width: int, height: int) -> int:
 
 def preferred_resolutions() -> list[tuple[int, int]]:
     """diffusers' 17 preferred Kontext reference resolutions, as (width, height)."""
-    from diffusers.pipelines.flux.pipeline_flux_kontext import PREFERRED_KONTEXT_RESOLUTIONS
-
-    return [(w, h) for w, h in PREFERRED_KONTEXT_RESOLUTIONS]
+    return list(PREFERRED_KONTEXT_RESOLUTIONS)
 
 
 def reference_size(width: int, height: int) -> tuple[int, int]:
     """The size FluxKontextPipeline resizes a width × height reference to (_auto_resize)."""
-    aspect = width / height
-    _, ref_w, ref_h = min((abs(aspect - w / h), w, h) for w, h in preferred_resolutions())
-    return ref_w // PIXELS_PER_TOKEN_SIDE * PIXELS_PER_TOKEN_SIDE, \
-        ref_h // PIXELS_PER_TOKEN_SIDE * PIXELS_PER_TOKEN_SIDE
+    return nearest_preferred(width, height)
 
 
 def all_cases(with_text_only: bool = True) -> list[ShapeCase]:

@@ -4,4 +4,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install.sh --test
 .venv/bin/ruff check .
+.venv/bin/lint-imports --no-cache  # the layering of docs/architecture.md
 exec .venv/bin/python -m pytest "$@"

@@ -1,9 +1,8 @@
 """Prometheus metrics, one registry per app (several test servers share a process).
 
-Backends record upstream outcomes with `record_upstream_outcome(...)`: it finds the app's
-metrics through a context variable the request middleware sets, so no object is threaded
-through. Failed answers are counted by the middleware, with the reason `error_response`
-notes; jobs are timed by the service's JobTracker; step times come from the worker.
+Failed answers are counted by the request middleware, with the reason `error_response`
+notes (through a context variable the middleware sets); jobs are timed by the job service,
+step times come from the engine worker, upstream outcomes from the forwarding backend.
 """
 
 from __future__ import annotations
@@ -64,6 +63,10 @@ class Metrics:
                       registry=self.registry)
         gauge.set_function(_cuda_memory_allocated)
 
+    def count_upstream(self, backend: str, outcome: str) -> None:
+        """Count one answer from an upstream API (outcome "ok" or the failure reason)."""
+        self.upstream.labels(backend=backend, outcome=outcome).inc()
+
     def count_error(self, status: int, reason: str) -> None:
         """Count one failed request."""
         self.errors.labels(status=str(status), reason=reason).inc()
@@ -97,14 +100,3 @@ def note_error_reason(reason: str) -> None:
     request = current_request.get()
     if request is not None:
         request.error_reason = reason
-
-
-def record_upstream_outcome(outcome: str, backend: str = "upstream") -> None:
-    """Count one upstream answer (e.g. outcome "ready", "http_429", "moderated", "timeout").
-
-    Call it from code running inside a request (or a task started from one); outside any
-    request it does nothing.
-    """
-    request = current_request.get()
-    if request is not None:
-        request.metrics.upstream.labels(backend=backend, outcome=outcome).inc()

@@ -12,6 +12,8 @@ from pydantic import Field, FilePath, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 MB = 1024 * 1024
+#: Marks the fields `kontext batch` takes as flags too (engine and image settings).
+BATCH = {"json_schema_extra": {"batch": True}}
 
 
 def default_cache_dir() -> Path:
@@ -22,6 +24,15 @@ def default_cache_dir() -> Path:
     return Path(base) / "kontext"
 
 
+def split_commas(value: object) -> object:
+    """A comma-separated string, or a list of them, as one list of stripped items."""
+    if isinstance(value, str):
+        value = [value]
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return [part.strip() for item in value for part in item.split(",")]
+    return value
+
+
 class Settings(BaseSettings):
     """Server configuration. Environment variable for each field: KONTEXT_<FIELD_NAME>."""
 
@@ -30,26 +41,27 @@ class Settings(BaseSettings):
     weights: str | None = Field(
         None,
         description="FLUX.1-Kontext-dev weights: a diffusers-layout folder, a Hugging Face repo "
-        "id already in the local cache, or BFL's flux1-kontext-dev.safetensors file.",
+        "id already in the local cache, or BFL's flux1-kontext-dev.safetensors file.", **BATCH
     )
     base_weights: str | None = Field(
         None,
         description="With a single-file transformer: the folder or cached repo id holding the "
         "other components (text encoders, VAE, tokenizers). Default: "
-        "black-forest-labs/FLUX.1-Kontext-dev from the local cache.",
+        "black-forest-labs/FLUX.1-Kontext-dev from the local cache.", **BATCH
     )
     demo: bool = Field(
         False,
         description="Run on a tiny random checkpoint (CPU, no weights needed). Images are noise.",
+        **BATCH,
     )
     demo_dir: Path = Field(
         default_factory=lambda: default_cache_dir() / "tiny-checkpoint",
-        description="Where --demo writes (once) and loads its tiny checkpoint.",
+        description="Where --demo writes (once) and loads its tiny checkpoint.", **BATCH
     )
     host: str = Field("127.0.0.1", description="Address to bind.")
     port: int = Field(8000, ge=0, le=65535, description="Port to bind (0 picks a free one).")
     device: Literal["auto", "cuda", "cpu"] = Field(
-        "auto", description="Device for the local engine; auto picks cuda when present."
+        "auto", description="Device for the local engine; auto picks cuda when present.", **BATCH
     )
     queue_size: int = Field(
         16, ge=1, description="Jobs that may wait for the GPU; past this, 429 with Retry-After."
@@ -65,14 +77,14 @@ class Settings(BaseSettings):
         12 * MB, ge=1024, description="Largest request body accepted; larger is 413."
     )
     max_input_bytes: int = Field(
-        10 * MB, ge=1024, description="Largest input image file accepted; larger is 400."
+        10 * MB, ge=1024, description="Largest input image file accepted; larger is 400.", **BATCH
     )
     max_input_parts: int = Field(
         4, ge=1, description="Most `input` parts accepted in one multipart request."
     )
-    jpeg_quality: int = Field(92, ge=1, le=100, description="Quality of JPEG outputs.")
+    jpeg_quality: int = Field(92, ge=1, le=100, description="Quality of JPEG outputs.", **BATCH)
     log_level: Literal["debug", "info", "warning", "error"] = Field(
-        "info", description="Log level."
+        "info", description="Log level.", **BATCH
     )
 
     # --- GPU engine tiers and memory modes (issue 4) ---
@@ -80,13 +92,13 @@ class Settings(BaseSettings):
         "exact",
         description="Engine tier: `exact` (bf16, no lossy lever), `fp8` (torchao float8 "
         "linears; CUDA with compute capability 8.9+ and torchao) or `turbo` (fp8 plus a "
-        "TaylorSeer step cache that computes the first 25% of steps in full).",
+        "TaylorSeer step cache that computes the first 25% of steps in full).", **BATCH
     )
     memory_mode: Literal["full", "24gb", "16gb"] = Field(
         "full",
         description="GPU memory budget: `full` (everything on the GPU), `24gb` (transformer "
         "weights at one byte each, T5 streamed from CPU memory) or `16gb` (transformer and T5 "
-        "streamed from CPU memory; exact tier only). CUDA only.",
+        "streamed from CPU memory; exact tier only). CUDA only.", **BATCH
     )
 
     # --- Production: auth, limits, logs, shutdown (issue 6) ---
@@ -208,16 +220,18 @@ class Settings(BaseSettings):
     @field_validator("tokens", mode="before")
     @classmethod
     def _split_tokens(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [token.strip() for token in value.split(",") if token.strip()]
-        return value
+        # The flag (repeatable) and the environment both split on commas; spaces around a
+        # token are dropped; an empty token would let `Authorization: Bearer ` in.
+        tokens = split_commas(value)
+        if isinstance(tokens, list) and not all(tokens):
+            raise ValueError("a token is empty or only spaces; remove it or give a real one")
+        return tokens
 
     @field_validator("upstream_hosts", mode="before")
     @classmethod
     def _split_hosts(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [host.strip().lower() for host in value.split(",") if host.strip()]
-        return value
+        hosts = split_commas(value)
+        return [h.lower() for h in hosts if h] if isinstance(hosts, list) else hosts
 
     def upstream_credential(self) -> SecretStr | None:
         """The selected upstream's token or key, from the variable its *_env field names."""

@@ -1,22 +1,22 @@
-"""Shared fixtures: the tiny checkpoint, settings, and real servers on loopback."""
+"""Shared by every tier, and light: neither torch nor the server is imported here (the
+engine and gpu tiers must collect without fastapi; the unit tier without torch).
+
+Tiers are folders: unit/ (pure logic), http/ (a real server with a fake engine), engine/
+(the real pipeline on the tiny checkpoint), e2e/ (real server, tiny engine, official clients,
+browser, CLI), gpu/ (CUDA only). Each test gets its folder's marker: `pytest -m unit`.
+"""
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
+TESTS = Path(__file__).parent
+sys.path.insert(0, str(TESTS))
 
-from helpers.fake_engine import FakeEngine
-from helpers.live_server import LiveServer, start_server
-
-from server.app import create_app
-from server.settings import Settings
-
-DEV = "inference.flux-fast.dev-kontext.img2img.v1"
+TIERS = ("unit", "http", "engine", "e2e", "gpu")
 
 
 @pytest.fixture(scope="session")
@@ -56,11 +56,15 @@ def tiny_engine(tiny_dir: Path):
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Skip @pytest.mark.gpu tests where there is no CUDA device (issue 4)."""
+    """Mark each test with its tier (its folder); skip gpu tests where there is no CUDA."""
+    for item in items:
+        tier = Path(item.path).relative_to(TESTS).parts[0]
+        if tier in TIERS:
+            item.add_marker(getattr(pytest.mark, tier))
     gpu_items = [item for item in items if item.get_closest_marker("gpu")]
     if not gpu_items:
         return
-    import torch  # only when a GPU test was collected: HTTP-only runs stay torch-free
+    import torch  # only when a GPU test was collected
 
     if torch.cuda.is_available():
         return
@@ -69,31 +73,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         item.add_marker(skip)
 
 
-def make_settings(**overrides) -> Settings:
-    """Settings for tests, built directly (the autouse fixture keeps KONTEXT_* out)."""
-    overrides.setdefault("warmup", False)
-    return Settings(**overrides)
-
-
 @pytest.fixture(autouse=True)
 def _no_kontext_env(monkeypatch: pytest.MonkeyPatch) -> None:
     import os
 
     for name in [n for n in os.environ if n.startswith("KONTEXT_")]:
         monkeypatch.delenv(name)
-
-
-@pytest.fixture
-def serve() -> Iterator[Callable[..., LiveServer]]:
-    """Factory: serve(engine=None, **settings) starts a real server on loopback."""
-    servers: list[LiveServer] = []
-
-    def _serve(engine=None, wait_ready: bool = True, **settings) -> LiveServer:
-        app = create_app(make_settings(**settings), engine or FakeEngine())
-        live = start_server(app, wait_ready=wait_ready)
-        servers.append(live)
-        return live
-
-    yield _serve
-    for live in servers:
-        live.stop()

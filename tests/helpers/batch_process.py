@@ -13,8 +13,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def interrupt_after_first_output(args: list[str], out: Path, timeout: float = 120
                                  ) -> tuple[int, str, str]:
-    """Start `python -m server.cli *args`, SIGINT it once `out` holds a PNG; (rc, out, err)."""
-    process = subprocess.Popen([sys.executable, "-m", "server.cli", *args], cwd=ROOT,
+    """Start `python -m server.cli.main *args`, SIGINT it once `out` holds a PNG; (rc, out, err)."""
+    process = subprocess.Popen([sys.executable, "-m", "server.cli.main", *args], cwd=ROOT,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + timeout
     while not list(out.glob("*.png")) and process.poll() is None:

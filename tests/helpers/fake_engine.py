@@ -2,6 +2,8 @@
 
 Its image is a deterministic function of (seed, prompt, size) and of the input image,
 and each step sleeps `step_seconds`, so queueing, cancellation and failures can be timed.
+`hold()` keeps every job that starts from taking its steps until `release()`, so tests can
+fill a queue and look at it without racing the engine.
 """
 
 from __future__ import annotations
@@ -28,12 +30,22 @@ class FakeEngine:
         self.cancelled: list[EditRequest] = []
         self.fail_next: list[Exception] = []
         self.started = threading.Event()
+        self._gate = threading.Event()
+        self._gate.set()
         self.loaded = False
         self.closed = False
 
     def load(self) -> None:
         time.sleep(self.load_seconds)
         self.loaded = True
+
+    def hold(self) -> None:
+        """Jobs that start wait (cancellable) before their first step until release()."""
+        self._gate.clear()
+
+    def release(self) -> None:
+        """Let held jobs take their steps."""
+        self._gate.set()
 
     def warmup(self) -> None:
         self.run(EditRequest("warm-up", None, 512, 512, 1, 2.5, 0), RunControl())
@@ -45,6 +57,9 @@ class FakeEngine:
         self.requests.append(request)
         if self.fail_next:
             raise self.fail_next.pop(0)
+        while not self._gate.wait(timeout=0.01):  # held: a real engine's long first step
+            if control.cancel.is_set():
+                break
         for step in range(request.steps):
             if control.cancel.is_set():
                 self.cancelled.append(request)

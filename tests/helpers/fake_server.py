@@ -9,10 +9,10 @@ from __future__ import annotations
 import sys
 
 from helpers.fake_engine import FakeEngine
-from server.app import create_app
+from server.api.app import create_app
+from server.cli.runner import run_app
 from server.logs import configure_logging
 from server.settings import Settings
-from server.shutdown import run_app
 
 
 def main(argv: list[str]) -> int:

@@ -83,6 +83,15 @@ def hang(seconds: float) -> Handler:
     return handler
 
 
+def after(seconds: float, handler: Handler) -> Handler:
+    """`handler`'s reply, sent `seconds` late (a slow upstream job)."""
+    async def delayed(seen: Seen, fake: FakeUpstream) -> Response:
+        await asyncio.sleep(seconds)
+        answer = handler(seen, fake)
+        return await answer if asyncio.iscoroutine(answer) else answer  # type: ignore[return-value]
+    return delayed
+
+
 class Truncated(Response):
     """Declares more bytes than it sends, then ends the response: a body cut short."""
 

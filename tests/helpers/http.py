@@ -11,6 +11,10 @@ from PIL import Image
 from requests_toolbelt.multipart.decoder import MultipartDecoder
 
 DEV = "inference.flux-fast.dev-kontext.img2img.v1"
+PRO_IMG = "inference.flux-kontext.pro.img2img.v2"
+PRO_TXT = "inference.flux-kontext.pro.txt2img.v2"
+MAX_IMG = "inference.flux-kontext.max.img2img.v2"
+MAX_TXT = "inference.flux-kontext.max.txt2img.v2"
 
 
 def job_part(config: dict[str, Any], job_type: str = DEV) -> tuple:

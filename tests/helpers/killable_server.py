@@ -13,7 +13,7 @@ from pathlib import Path
 
 from helpers.fake_engine import FakeEngine
 from helpers.live_server import start_server
-from server.app import create_app
+from server.api.app import create_app
 from server.settings import Settings
 
 

@@ -1,0 +1,68 @@
+"""The FastAPI application: the composition of the jobs path, its lifespan (engine load →
+warm-up → serve → drain → close) and the routers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+
+from pipelines.types import Engine
+from server.api import routes_async, routes_jobs, routes_ops
+from server.api.auth import TokenChecker, configured_tokens
+from server.api.context import RequestContextMiddleware
+from server.api.playground import mount_playground
+from server.api.render import error_response, invalid_params_response
+from server.api.shutdown import ShutdownController
+from server.asyncjobs.jobs import AsyncJobs
+from server.errors import Unauthorized
+from server.metrics import Metrics
+from server.settings import Settings
+from server.wiring import build_jobs_path
+
+
+async def unauthorized_response(request: Request, exc: Unauthorized) -> Response:
+    """401 for routes that use require_token as a dependency (plain text, as hosted)."""
+    return error_response(None, exc, {})
+
+
+def create_app(settings: Settings, engine: Engine) -> FastAPI:
+    """Build the application around an engine (real or fake); the lifespan drives it."""
+    metrics = Metrics()
+    path = build_jobs_path(settings, engine, metrics)
+    shutdown = ShutdownController(path.service, settings.shutdown_grace_seconds)
+    async_jobs = AsyncJobs(path.service, settings, path.worker, path.engine_lane)
+    metrics.watch_queue(lambda: path.waiting)
+    metrics.watch_gpu_memory(engine.info.device)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Load in the background so /healthz answers (and /readyz says 503) while loading.
+        starting = asyncio.create_task(path.worker.start())
+        await async_jobs.start()
+        yield
+        await shutdown.wait()  # no new jobs; accepted ones finish within the grace period
+        await starting
+        await path.worker.stop()
+        await async_jobs.stop()
+        await path.service.aclose()
+
+    app = FastAPI(title="FLUX.1 Kontext local /v2/job server", version="0.1.0",
+                  lifespan=lifespan)
+    state = app.state
+    state.settings, state.jobs, state.metrics, state.shutdown = settings, path, metrics, shutdown
+    state.service, state.worker, state.async_jobs = path.service, path.worker, async_jobs
+    state.auth = TokenChecker(configured_tokens(settings), settings.open_probes)
+    app.include_router(routes_ops.router)
+    app.include_router(routes_jobs.router)
+    app.include_router(routes_async.router)
+    mount_playground(app)
+    app.add_middleware(RequestContextMiddleware, metrics=metrics)
+    app.add_exception_handler(Unauthorized, unauthorized_response)
+    # A bad query parameter is a 400 failed job, like every other validation error.
+    app.add_exception_handler(RequestValidationError, invalid_params_response)
+    return app

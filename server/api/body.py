@@ -1,0 +1,181 @@
+"""Reading a /v2/job request into a Submission: a JSON body, or multipart with one `job` part
+and `input` parts. The only code that reads a request body."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException
+from starlette.requests import ClientDisconnect, Request
+
+from server.errors import BodyTooLarge, ClientGone, InvalidRequest, UnsupportedMediaType
+from server.jobs.submission import Submission
+from server.media.formats import ImageFormat
+from server.settings import Settings
+from server.wire.models import JobBody, parse_model
+
+MAX_JSON_DEPTH = 32
+
+
+@dataclass(frozen=True)
+class JsonLimits:
+    """Limits on the job JSON (settings max_json_bytes and max_json_depth)."""
+
+    max_bytes: int = 64 * 1024
+    max_depth: int = MAX_JSON_DEPTH
+
+
+@dataclass(frozen=True)
+class BodyLimits:
+    """How much of a request body is read: bytes, input parts, the job JSON."""
+
+    max_body: int
+    max_inputs: int
+    json: JsonLimits = JsonLimits()
+
+    @classmethod
+    def of(cls, settings: Settings) -> BodyLimits:
+        """The limits the settings configure."""
+        return cls(settings.max_body_bytes, settings.max_input_parts,
+                   JsonLimits(settings.max_json_bytes, settings.max_json_depth))
+
+
+@dataclass(frozen=True)
+class JobSubmission:
+    """A parsed request: the job body and its input files, exact duplicates dropped."""
+
+    body: JobBody
+    inputs: list[bytes]
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The whole body, refusing with 413 as soon as it is over `limit` bytes."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge(f"request body is {int(declared)} bytes, over the {limit}-byte limit")
+    chunks, size = [], 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise BodyTooLarge(f"request body is over the {limit}-byte limit")
+            chunks.append(chunk)
+    except ClientDisconnect as exc:
+        # An aborted upload is the client's doing: a 499 logged at INFO, not a 500 traceback.
+        raise ClientGone(f"the client disconnected after sending {size} bytes of the "
+                         "request body") from exc
+    return b"".join(chunks)
+
+
+def _depth(value: object, limit: int, level: int = 0) -> int:
+    if level > limit:
+        return level
+    if isinstance(value, dict):
+        return max((_depth(v, limit, level + 1) for v in value.values()), default=level + 1)
+    if isinstance(value, list):
+        return max((_depth(v, limit, level + 1) for v in value), default=level + 1)
+    return level
+
+
+def _refuse_constant(name: str) -> object:
+    # Python's json accepts NaN/Infinity, which are not JSON and slip past range checks.
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def parse_job_json(raw: bytes, where: str, limits: JsonLimits = JsonLimits()) -> JobBody:
+    """Parse and shape-check the job JSON (`where` names the body or the `job` part)."""
+    too_deep = f"JSON is nested deeper than {limits.max_depth} levels (max_json_depth)"
+    # Parsed before the size check so malformed or deep JSON gets its own message; the body
+    # limit already bounds what parsing costs.
+    try:
+        data = json.loads(raw, parse_constant=_refuse_constant)
+    except RecursionError as exc:
+        raise InvalidRequest(too_deep, field=where) from exc
+    except (UnicodeDecodeError, ValueError) as exc:
+        # Python's own wording for over-long integers tells the client to call a Python API.
+        reason = "a number has too many digits" if "int_max_str_digits" in str(exc) else exc
+        raise InvalidRequest(f"is not valid JSON: {reason}", field=where) from exc
+    if len(raw) > limits.max_bytes:
+        raise BodyTooLarge(f"job JSON is {len(raw)} bytes, over the {limits.max_bytes}-byte "
+                           "limit (max_json_bytes)", field=where)
+    if not isinstance(data, dict):
+        raise InvalidRequest(
+            f"must be a JSON object with `type` and `config`, got {type(data).__name__}",
+            field=where,
+        )
+    if _depth(data, limits.max_depth) > limits.max_depth:
+        raise InvalidRequest(too_deep, field=where)
+    return parse_model(JobBody, data, prefix="")
+
+
+async def _part_bytes(part: UploadFile | str) -> bytes:
+    return await part.read() if isinstance(part, UploadFile) else part.encode()
+
+
+def _replay(body: bytes):
+    """An ASGI receive that hands Starlette's form parser the body already read."""
+    sent = False
+
+    async def receive() -> dict:
+        nonlocal sent
+        if sent:
+            return {"type": "http.disconnect"}
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return receive
+
+
+async def _parse_multipart(request: Request, body: bytes, max_inputs: int,
+                           limits: JsonLimits) -> JobSubmission:
+    replay = Request(request.scope, _replay(body))
+    try:
+        form = await replay.form(max_files=max_inputs + 1, max_fields=max_inputs + 1,
+                                 max_part_size=len(body) + 1)
+    except (MultiPartException, HTTPException) as exc:
+        # Starlette turns MultiPartException into HTTPException(400) once the request runs
+        # inside an app, so both must become our typed 400 (not an unexpected 500).
+        detail = exc.message if isinstance(exc, MultiPartException) else exc.detail
+        raise InvalidRequest(f"malformed multipart body: {detail}", field="body") from exc
+    try:
+        jobs, inputs = form.getlist("job"), form.getlist("input")
+        if len(jobs) != 1:
+            raise InvalidRequest(f"expected exactly one `job` part, got {len(jobs)}", field="job")
+        if len(inputs) > max_inputs:
+            raise InvalidRequest(f"at most {max_inputs} `input` parts, got {len(inputs)}",
+                                 field="input")
+        job = parse_job_json(await _part_bytes(jobs[0]), where="job", limits=limits)
+        files: list[bytes] = []
+        for part in inputs:
+            data = await _part_bytes(part)
+            if data not in files:  # the JS client sends each File twice
+                files.append(data)
+        return JobSubmission(job, files)
+    finally:
+        await form.close()
+
+
+async def read_job(request: Request, limits: BodyLimits) -> JobSubmission:
+    """Read and parse the request body (typed 4xx errors on failure)."""
+    body = await read_body(request, limits.max_body)
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media == "multipart/form-data":
+        return await _parse_multipart(request, body, limits.max_inputs, limits.json)
+    if media in ("application/json", ""):
+        if not body.strip():
+            raise InvalidRequest("request body is empty; send the job as JSON", field="body")
+        return JobSubmission(parse_job_json(body, where="body", limits=limits.json), [])
+    raise UnsupportedMediaType(
+        f"must be application/json or multipart/form-data, got {media!r}", field="Content-Type"
+    )
+
+
+async def read_submission(request: Request, limits: BodyLimits, output_format: ImageFormat,
+                          price: bool) -> Submission:
+    """The request as a Submission the job service takes."""
+    parsed = await read_job(request, limits)
+    return Submission(parsed.body.type, parsed.body.config, tuple(parsed.inputs),
+                      output_format, price)

@@ -1,0 +1,117 @@
+"""Routes of the async variant (wire contract §6), plus progress, events and cancellation.
+
+POST /v2/job/async takes the same request as POST /v2/job. The output image format is
+chosen by that request's Accept header, as for a synchronous job (`image/png` →
+output.png, `multipart/form-data; image/webp` → output.webp); JSON, `*/*` or no Accept
+give output.jpg. The 201 answer is always the job JSON.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
+from sse_starlette import EventSourceResponse
+
+from server.api.accept import ResponseFormat
+from server.api.auth import require_token
+from server.api.openapi import FAILED_RESPONSES, JOB_REQUEST_BODY
+from server.api.render import error_response
+from server.api.submit import answer_job
+from server.asyncjobs.jobs import AsyncJobs
+from server.errors import ApiError
+from server.jobs.record import refused_record
+from server.jobs.submission import Submission
+
+log = logging.getLogger(__name__)
+
+#: Seconds between keep-alive comments on an idle events stream (proxies drop silent ones).
+PING_SECONDS = 15
+
+_MISSING = {404: {"description": "Unknown job, or past its expires_at."}}
+_AUTHORIZED = [Depends(require_token)]
+
+router = APIRouter(prefix="/v2/job/async", tags=["async jobs"])
+
+
+def _jobs(request: Request) -> AsyncJobs:
+    return request.app.state.async_jobs
+
+
+def _answer(job_id: str, make: Callable[[], Response]) -> Response:
+    """`make()`, or the ApiError it raised as a failed job (404 for unknown jobs)."""
+    try:
+        return make()
+    except ApiError as exc:
+        return error_response(None, exc, refused_record(job_id, exc.message).to_json())
+
+
+@router.post("", status_code=201, openapi_extra=JOB_REQUEST_BODY, response_class=Response,
+             responses={**FAILED_RESPONSES,
+                        201: {"description": "Accepted: the job JSON, with its id."},
+                        429: {"description": "The async queue is full; see Retry-After."}})
+async def submit(request: Request, price: bool = False) -> Response:
+    """Accept a job (same request as POST /v2/job) and answer 201 at once."""
+
+    async def accept(submission: Submission, job_id: str, fmt: ResponseFormat) -> Response:
+        body = await _jobs(request).submit(submission, job_id)
+        log.info("async job accepted: %s", submission.type)
+        return JSONResponse(body, status_code=201)
+
+    return await answer_job(request, price, accept)
+
+
+@router.get("/{job_id}/job.state.current", dependencies=_AUTHORIZED, responses=_MISSING,
+            response_class=PlainTextResponse)
+async def state(request: Request, job_id: str) -> Response:
+    """The job's state as plain text: processing, processed or failed."""
+    return _answer(job_id, lambda: PlainTextResponse(_jobs(request).state_text(job_id)))
+
+
+@router.get("/{job_id}/job.json", dependencies=_AUTHORIZED, responses=_MISSING)
+async def job_json(request: Request, job_id: str) -> Response:
+    """The job JSON; while unfinished, `state.progress` has step, steps,
+    queue_position (jobs ahead; 0 while running) and eta_seconds."""
+    jobs = _jobs(request)
+    return _answer(job_id, lambda: JSONResponse(jobs.job_json(jobs.find(job_id))))
+
+
+@router.get("/{job_id}/output", dependencies=_AUTHORIZED, responses=_MISSING)
+async def outputs(request: Request, job_id: str) -> Response:
+    """The output file names (a JSON list; empty until the job has completed)."""
+    return _answer(job_id, lambda: JSONResponse(_jobs(request).outputs(job_id)))
+
+
+@router.get("/{job_id}/output/{filename}", dependencies=_AUTHORIZED, responses=_MISSING,
+            response_class=FileResponse)
+async def output(request: Request, job_id: str, filename: str) -> Response:
+    """One output file, with its image Content-Type."""
+
+    def file() -> Response:
+        path, media_type = _jobs(request).output_file(job_id, filename)
+        return FileResponse(path, media_type=media_type, filename=filename,
+                            content_disposition_type="inline")
+
+    return _answer(job_id, file)
+
+
+@router.get("/{job_id}/events", dependencies=_AUTHORIZED, responses=_MISSING)
+async def events(request: Request, job_id: str) -> Response:
+    """Server-sent events: `progress` with the job JSON on every change, then one
+    `processed` or `failed` event with the final job JSON; then the stream ends."""
+    jobs = _jobs(request)
+
+    def stream() -> Response:
+        jobs.find(job_id)  # 404 now, not an empty stream
+        return EventSourceResponse(jobs.events(job_id), ping=PING_SECONDS)
+
+    return _answer(job_id, stream)
+
+
+@router.delete("/{job_id}", dependencies=_AUTHORIZED, responses=_MISSING)
+async def cancel(request: Request, job_id: str) -> Response:
+    """Cancel an unfinished job (it becomes failed, error "cancelled"); answers the
+    job JSON. A finished job is left as it is."""
+    return _answer(job_id, lambda: JSONResponse(_jobs(request).cancel(job_id)))

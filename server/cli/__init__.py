@@ -1,0 +1,1 @@
+"""The `kontext` command: serve, weights tools, and the batch client."""

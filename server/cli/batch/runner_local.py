@@ -1,0 +1,109 @@
+"""`--local`: run the rows through the job service in this process, one at a time.
+
+The jobs path (engine worker, local backend, job service) is built exactly as the server
+builds it (server/wiring.py), and each row is submitted as the Submission a client's
+request becomes, so a row means the same edit here as through the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from pipelines.errors import EngineFailure
+from server.atomic_files import write_atomic
+from server.cli.batch.manifest import Row
+from server.cli.batch.report import Finish
+from server.cli.batch.stop import StopRequest
+from server.errors import ApiError, ClientGone
+from server.jobs.job import Job
+from server.jobs.record import new_job_id
+from server.jobs.submission import Submission
+from server.jobs.types import DEV_KONTEXT
+from server.metrics import Metrics
+from server.settings import Settings
+from server.wiring import JobsPath, build_jobs_path
+
+log = logging.getLogger(__name__)
+
+
+class LocalRunner:
+    """Owns an event loop and the jobs path for the whole batch."""
+
+    def __init__(self, settings: Settings) -> None:
+        from server.cli.serve import build_engine
+
+        engine = build_engine(settings)  # WeightsError here: bad --weights, before any load
+        # No warm-up: a batch's first row pays the first-call costs once, like a warm-up.
+        self.path: JobsPath = build_jobs_path(settings.model_copy(update={"warmup": False}),
+                                              engine, Metrics())
+        self.loop = asyncio.new_event_loop()
+        started = time.monotonic()
+        self.loop.run_until_complete(self.path.worker.start())
+        if not self.path.worker.ready:
+            self.close()
+            raise EngineFailure(f"the engine did not load: {self.path.worker.error}")
+        log.info("engine loaded in %.1fs: %s", time.monotonic() - started, engine.info)
+
+    def run(self, rows: list[Row], finish: Finish, stop: StopRequest) -> None:
+        """Run each row until done or stopped; a stopped edit is abandoned (nothing written)."""
+        self.loop.run_until_complete(self._run_all(rows, finish, stop))
+
+    def close(self) -> None:
+        """Stop the worker (closing the engine) and the loop."""
+        self.loop.run_until_complete(self.path.worker.stop())
+        self.loop.close()
+
+    async def _run_all(self, rows: list[Row], finish: Finish, stop: StopRequest) -> None:
+        stopped = asyncio.Event()
+        # The first Ctrl-C wakes this loop (signal handlers run on its thread).
+        stop.on_stop(lambda: self.loop.call_soon_threadsafe(stopped.set))
+        for row in rows:
+            if stop.is_set():
+                return
+            started = time.monotonic()
+            try:
+                job = await self._submit(row)
+                await self.path.service.finish(job, stopped.wait)
+            except OSError as exc:
+                _fail(finish, row, f"{type(exc).__name__}: {exc}", started)
+                continue
+            except ApiError as exc:  # refused (bad input image, say): the row's error
+                _fail(finish, row, _row_error(exc), started)
+                continue
+            if isinstance(job.error, ClientGone):
+                return  # Ctrl-C: abandoned, nothing written
+            if job.error is not None:
+                _fail(finish, row, job.error.message, started)
+                continue
+            self._write(row, job, finish, started)
+
+    async def _submit(self, row: Row) -> Job:
+        data = await asyncio.to_thread(row.image.read_bytes)
+        submission = Submission(DEV_KONTEXT, row.config.model_dump(exclude_none=True), (data,),
+                                row.fmt)
+        return await self.path.service.submit(submission, new_job_id(), wait=True)
+
+    def _write(self, row: Row, job: Job, finish: Finish, started: float) -> None:
+        assert job.outcome is not None
+        try:
+            write_atomic(row.output, job.outcome.output)
+        except OSError as exc:
+            _fail(finish, row, f"cannot write {row.output}: {exc}", started)
+            return
+        metrics: dict[str, Any] = job.record.metrics or {}
+        finish(row, "ok", seconds=round(time.monotonic() - started, 3),
+               config=row.config.model_dump(),
+               metrics={"elapsed": metrics.get("elapsed"), "ips": metrics.get("ips")})
+
+
+def _row_error(exc: ApiError) -> str:
+    """A refusal in the manifest's words: the input image is the row's `image` field."""
+    return "image" + exc.message.removeprefix("input") if exc.field == "input" else exc.message
+
+
+def _fail(finish: Finish, row: Row, error: str, started: float) -> None:
+    finish(row, "failed", config=row.config.model_dump(), error=error,
+           seconds=round(time.monotonic() - started, 3))

@@ -1,0 +1,86 @@
+"""Turning raw rows into runnable rows: the server's config model, the image path, the output."""
+
+from __future__ import annotations
+
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from server.cli.batch.manifest import BadRow, RawRow, Row
+from server.errors import ApiError
+from server.media.formats import FORMAT_OF_SUFFIX, ImageFormat, file_name
+from server.wire.models import DevKontextConfig, parse_model
+
+
+class RowError(Exception):
+    """One row's problem, worded like the server's errors: `field: rule`."""
+
+
+def _image_path(fields: dict[str, Any], base_dir: Path) -> Path:
+    value = fields.get("image")
+    if value is None:
+        raise RowError("image: is required")
+    if not isinstance(value, str) or not value.strip():
+        raise RowError(f"image: must be a file path, got {value!r}")
+    path = Path(value).expanduser()
+    path = (path if path.is_absolute() else base_dir / path).resolve()
+    if not path.is_file():
+        raise RowError(f"image: no such file: {path}")
+    return path
+
+
+def _output(fields: dict[str, Any], image: Path, out_dir: Path,
+            default_fmt: ImageFormat) -> tuple[Path, ImageFormat]:
+    value = fields.get("output")
+    if value is None:
+        return out_dir / file_name(default_fmt, image.stem), default_fmt
+    if not isinstance(value, str) or not value.strip():
+        raise RowError(f"output: must be a file name, got {value!r}")
+    name = PurePosixPath(value.strip().replace("\\", "/"))
+    if name.is_absolute() or ".." in name.parts:
+        raise RowError(f"output: must be a name inside the output folder, got {value!r}")
+    suffix = name.suffix.lower()
+    if not suffix:
+        return out_dir / file_name(default_fmt, str(name)), default_fmt
+    if suffix not in FORMAT_OF_SUFFIX:
+        raise RowError(f"output: extension must be .png, .jpg, .jpeg or .webp, got {value!r}")
+    return out_dir / str(name), FORMAT_OF_SUFFIX[suffix]  # type: ignore[return-value]
+
+
+def resolve_row(raw: RawRow, defaults: dict[str, Any], base_dir: Path, out_dir: Path,
+                default_fmt: ImageFormat) -> Row | BadRow:
+    """A Row when `raw` (over the CLI defaults) is valid, else a BadRow saying why."""
+    fields = {**defaults, **raw.fields}
+    out_dir = out_dir.resolve()
+    if raw.error is not None:
+        return BadRow(raw.number, raw.source, raw.error, fields)
+    image = output = None
+    try:
+        image = _image_path(fields, base_dir)
+        output, fmt = _output(fields, image, out_dir, default_fmt)
+        if output == image:
+            raise RowError(f"output: {output} is the input image itself; choose another "
+                           "--out folder or `output` name")
+        config_fields = {k: v for k, v in fields.items() if k not in ("image", "output")}
+        config = parse_model(DevKontextConfig, config_fields, "config")
+    except (RowError, ApiError) as exc:
+        return BadRow(raw.number, raw.source, str(exc), fields, image, output)
+    return Row(raw.number, raw.source, image, output, fmt, config,
+               seed_given="seed" in config_fields)
+
+
+def resolve_rows(raws: list[RawRow], defaults: dict[str, Any], base_dir: Path, out_dir: Path,
+                 default_fmt: ImageFormat = "png") -> list[Row | BadRow]:
+    """Every row resolved; a second row writing the same output as an earlier one is bad."""
+    resolved: list[Row | BadRow] = []
+    owners: dict[Path, int] = {}
+    for raw in raws:
+        row = resolve_row(raw, defaults, base_dir, out_dir, default_fmt)
+        if isinstance(row, Row):
+            first = owners.setdefault(row.output.resolve(), row.number)
+            if first != row.number:
+                row = BadRow(row.number, row.source,
+                             f"output: {row.output.name} is also the output of row {first}; "
+                             "give this row its own `output` name", row.config.model_dump(),
+                             row.image, row.output)
+        resolved.append(row)
+    return resolved

@@ -1,0 +1,76 @@
+"""The `kontext` command: serve, the weights tools, and batch edits."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from server.cli.settings_flags import add_settings, serve_fields, settings_from_args
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for every subcommand."""
+    parser = argparse.ArgumentParser(prog="kontext", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser(
+        "serve", help="run the /v2/job server",
+        description="Run the /v2/job server. Every option can also be set through the "
+        "environment variable shown in its help.")
+    add_settings(serve, serve_fields())
+    weights = commands.add_parser("weights", help="weights tools").add_subparsers(
+        dest="weights_command", required=True)
+    tiny = weights.add_parser("tiny", help="write a tiny random checkpoint (diffusers layout)")
+    tiny.add_argument("directory", type=Path)
+    check = weights.add_parser("check", help="say what a weights folder or file holds")
+    check.add_argument("path")
+    check.add_argument("--base-weights", default=None,
+                       help="components for a single-file transformer")
+    # kontext batch: its own flags plus the engine settings serve takes.
+    from server.cli.batch.args import BATCH_PARSER, add_batch_arguments
+    from server.cli.settings_flags import batch_fields
+
+    batch = commands.add_parser("batch", **BATCH_PARSER)
+    add_batch_arguments(batch)
+    add_settings(batch, batch_fields())
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `kontext` console script."""
+    args = build_parser().parse_args(argv)
+    if args.command == "weights":
+        return _weights(args)
+    if args.command == "batch":
+        from server.cli.batch.main import main_batch
+
+        return main_batch(args)
+    try:
+        settings = settings_from_args(args, serve_fields())
+    except ValidationError as exc:
+        print(f"kontext serve: invalid setting:\n{exc}", file=sys.stderr)
+        return 2
+    from server.cli.serve import serve
+
+    return serve(settings)
+
+
+def _weights(args: argparse.Namespace) -> int:
+    if args.weights_command == "tiny":
+        from pipelines.tiny_checkpoint import write_tiny_checkpoint
+
+        path = write_tiny_checkpoint(args.directory)
+        print(f"wrote a tiny random FLUX.1 Kontext checkpoint to {path} (images are noise)")
+        return 0
+    from pipelines.weights_check import check_weights
+
+    report = check_weights(args.path, args.base_weights)
+    print(report.render())
+    return 0 if report.loadable else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

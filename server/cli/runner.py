@@ -1,0 +1,75 @@
+"""Running the app under uvicorn, with graceful shutdown: on SIGTERM stop taking jobs, let
+accepted ones finish, then exit 0.
+
+The sequence, driven by `GracefulServer` (uvicorn's Server with its signal handling changed,
+and the app's ShutdownController doing the draining):
+
+1. First SIGTERM/SIGINT: readiness goes false and new jobs get 503 (the listener stays open,
+   so load balancers and clients see the 503 rather than a refused connection); queued and
+   running jobs keep going for up to `shutdown_grace_seconds`.
+2. When they are done, or the grace period ends (what is left is cancelled and answered 503
+   `shutdown`), uvicorn is told to exit: it closes the listener, waits for the last
+   responses to be written, runs the app's lifespan shutdown (engine closed), and the
+   process exits 0.
+3. A second signal cancels what is left at once; a third exits without waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import socket
+from types import FrameType
+
+import uvicorn
+
+from server.api.shutdown import ShutdownController
+
+log = logging.getLogger(__name__)
+
+#: After the drain, how long uvicorn may take to write the last responses.
+RESPONSE_WRITE_SECONDS = 15.0
+
+
+class GracefulServer(uvicorn.Server):
+    """uvicorn's Server, draining jobs on the first signal before it starts shutting down."""
+
+    def __init__(self, config: uvicorn.Config, controller: ShutdownController) -> None:
+        super().__init__(config)
+        self.controller = controller
+        self.signals = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        self._loop = asyncio.get_running_loop()
+        await super().startup(sockets)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        # Not calling super(): uvicorn re-raises the captured signal after shutting down,
+        # which would end the process "killed by SIGTERM" instead of exiting 0.
+        self.signals += 1
+        log.info("received %s", signal.Signals(sig).name)
+        if self._loop is None or self.signals >= 3:
+            self.should_exit = True
+            self.force_exit = self.signals >= 3
+        elif self.signals == 1:
+            # Signal handlers run between bytecodes; hand the work to the loop, waking it.
+            self._loop.call_soon_threadsafe(self.controller.begin, self._drained)
+        else:
+            self._loop.call_soon_threadsafe(self.controller.abort)
+
+    def _drained(self) -> None:
+        self.should_exit = True
+
+
+def run_app(app, host: str, port: int) -> int:
+    """Serve `app` (built by create_app) until a signal drains and stops it; the exit code."""
+    # Keep-alive well above common client pool expiries (httpx 5 s, node 4 s): with equal
+    # timeouts a client can reuse a connection the server is closing at that instant.
+    config = uvicorn.Config(app, host=host, port=port, log_config=None,
+                            timeout_graceful_shutdown=RESPONSE_WRITE_SECONDS,
+                            timeout_keep_alive=65)
+    server = GracefulServer(config, app.state.shutdown)
+    server.run()
+    return 0 if server.started else 3

@@ -1,0 +1,60 @@
+"""`--fallback local`: [pro]/[max] jobs run on the local [dev] model when no upstream is set.
+
+The job JSON (`served_by`) and the X-Kontext-Served-By header say so; prompt_upsampling and
+safety_tolerance have no [dev] equivalent and are reported as not applied.
+"""
+
+from __future__ import annotations
+
+from pipelines.resolutions import nearest_preferred
+from pipelines.types import EditRequest
+from server.errors import ApiError
+from server.jobs.backend import SERVED_BY_HEADER, JobHandle, Outcome, PreparedJob
+from server.jobs.local import LocalBackend
+from server.wire.hosted import HostedImg2ImgConfig, HostedTxt2ImgConfig, parse_ratio
+from server.wire.models import DevKontextConfig
+
+SERVED_BY = "local-dev-fallback"
+NOT_APPLIED = ["prompt_upsampling", "safety_tolerance"]
+
+class FallbackBackend:
+    """Translates a [pro]/[max] config into a [dev] engine request on the local worker."""
+
+    def __init__(self, local: LocalBackend, steps: int) -> None:
+        self.local = local
+        self.lane = local.lane  # the same engine, so the same line
+        self.time_limit = local.time_limit
+        self.notice = local.notice
+        self.steps = steps
+        self.guidance = DevKontextConfig.model_fields["guidance_scale"].default
+
+    @property
+    def label(self) -> str:
+        """The engine tier, for /metrics."""
+        return self.local.label
+
+    def unavailable(self) -> ApiError | None:
+        """NotReady while the engine is not ready."""
+        return self.local.unavailable()
+
+    def timed_out(self) -> ApiError:
+        """The local engine's time-limit error."""
+        return self.local.timed_out()
+
+    async def run(self, job: PreparedJob, handle: JobHandle) -> Outcome:
+        """Pick the size, run on [dev], say so."""
+        config: HostedTxt2ImgConfig | HostedImg2ImgConfig = job.config  # type: ignore[assignment]
+        image = job.inputs[0].image if job.inputs else None
+        if config.aspect_ratio:
+            width, height = nearest_preferred(*parse_ratio(config.aspect_ratio))
+        else:
+            width, height = nearest_preferred(*image.size) if image else (1024, 1024)
+        request = EditRequest(prompt=config.prompt, image=image, width=width, height=height,
+                              steps=self.steps, guidance_scale=self.guidance, seed=config.seed)
+        served_by = {"backend": SERVED_BY, "model": "FLUX.1-Kontext-dev", "width": width,
+                     "height": height, "steps": self.steps, "not_applied": NOT_APPLIED}
+        return await self.local.run_edit(job, request, handle, served_by=served_by,
+                                         headers={SERVED_BY_HEADER: SERVED_BY})
+
+    async def aclose(self) -> None:
+        """Nothing to close."""

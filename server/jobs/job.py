@@ -1,0 +1,94 @@
+"""A job from admission to its answer: its prepared request, record, progress and task.
+
+The job service is the only code that moves a job (`start`, `complete`, `fail`); backends
+return outcomes and readers (routes, the async store, event streams) only look.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from pipelines.types import RunControl
+from server.errors import ApiError
+from server.jobs.backend import Backend, Outcome, PreparedJob
+from server.jobs.progress import Progress
+from server.jobs.record import JobRecord
+
+Listener = Callable[["Job"], None]
+
+
+class Job:
+    """One accepted job. Its record follows the state machine of jobs/record.py."""
+
+    def __init__(self, prepared: PreparedJob, backend: Backend, record: JobRecord) -> None:
+        self.prepared = prepared
+        self.backend = backend
+        self.record = record
+        self.progress = Progress(steps=getattr(prepared.config, "steps", None))
+        self.control = RunControl()
+        self.task: asyncio.Task[None] | None = None
+        self.outcome: Outcome | None = None
+        self.error: ApiError | None = None
+        #: Replaced on every change, so each waiter wakes once per change it has not seen.
+        self.changed = asyncio.Event()
+        #: Set once the job has its final state (its backend may still be letting go).
+        self.ended = asyncio.Event()
+        self._listeners: list[Listener] = []
+
+    @property
+    def id(self) -> str:
+        """The job id."""
+        return self.record.id
+
+    @property
+    def finished(self) -> bool:
+        """Whether the job has its final state (completed or failed)."""
+        return self.record.finished
+
+    def listen(self, listener: Listener) -> None:
+        """Call `listener(job)` on the loop after every change of state or progress."""
+        self._listeners.append(listener)
+
+    def notify(self) -> None:
+        """Tell waiters and listeners that something changed."""
+        self.changed.set()
+        self.changed = asyncio.Event()
+        for listener in list(self._listeners):
+            listener(self)
+
+    def advance(self, step: int, steps: int) -> None:
+        """A denoising step is done (on the loop, from the engine thread's callback)."""
+        self.progress.advance(step, steps)
+        self.notify()
+
+    def start(self) -> None:
+        """The job left its queue and runs now."""
+        if self.record.state == "queued":
+            self.record.move("processing")
+            self.notify()
+
+    def complete(self, outcome: Outcome) -> None:
+        """Apply the backend's outcome, once: metrics, price, where it ran."""
+        record = self.record
+        if record.state == "queued":
+            record.move("processing")
+        record.metrics = outcome.metrics
+        if self.prepared.price:
+            record.price = outcome.price
+        if outcome.served_by is not None:
+            record.extra["served_by"] = outcome.served_by
+        self.outcome = outcome
+        record.move("completed")
+        self.ended.set()
+        self.notify()
+
+    def fail(self, error: ApiError) -> None:
+        """The job failed with `error`; a job already finished stays as it is."""
+        if self.finished:
+            return
+        self.error = error
+        self.record.error = error.message
+        self.record.move("failed")
+        self.ended.set()
+        self.notify()

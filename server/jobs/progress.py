@@ -1,0 +1,57 @@
+"""The progress of a job: denoising steps, place in the queue, time left."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from server.jobs.engine_worker import EngineWorker
+
+
+@dataclass
+class Progress:
+    """Denoising progress, as reported by the engine thread through RunControl.on_step."""
+
+    steps: int | None
+    step: int = 0
+    first_step_at: float | None = None
+    last_step_at: float | None = None
+
+    def advance(self, step: int, steps: int) -> None:
+        """Record that `step` of `steps` is done (called on the event loop)."""
+        moment = time.monotonic()
+        if self.first_step_at is None:
+            self.first_step_at = moment
+        self.step, self.steps, self.last_step_at = step, steps, moment
+
+    def seconds_left(self, mean_job_seconds: float) -> float:
+        """Time left of the running job, at the pace of its steps so far."""
+        steps = self.steps or 1
+        if self.step >= 2 and self.first_step_at is not None and self.last_step_at is not None:
+            # From step 1 on: step 1 also paid the text encoders, which would skew the pace.
+            per_step = (self.last_step_at - self.first_step_at) / (self.step - 1)
+            since_last = time.monotonic() - self.last_step_at
+            return max(0.0, per_step * (steps - self.step) - since_last)
+        return mean_job_seconds * (steps - self.step) / steps
+
+
+def progress_json(progress: Progress, position: int | None, worker: EngineWorker | None
+                  ) -> dict[str, Any]:
+    """`state.progress` of the job JSON: step, steps, queue_position, eta_seconds.
+
+    `position` counts the jobs ahead on the engine (0: running; None: not on the engine);
+    `worker` is the engine's (None for jobs that do not run on it: no ETA then).
+    """
+    eta: float | None = None
+    if worker is None:
+        pass
+    elif position == 0 or progress.step:
+        eta = progress.seconds_left(worker.mean_job_seconds)
+    elif position is not None:
+        # What is left of the running job, then a mean job for each one ahead and this one.
+        mean = worker.mean_job_seconds
+        running_left = worker.seconds_left() if worker.busy else mean
+        eta = running_left + position * mean
+    return {"step": progress.step, "steps": progress.steps, "queue_position": position,
+            "eta_seconds": None if eta is None else round(eta, 1)}

@@ -1,0 +1,223 @@
+"""The job service: it owns every job from admission to its answer.
+
+One task per job, created here and cancelled here (client gone, time limit, DELETE,
+shutdown) whatever backend runs it. Backends get a prepared job and a handle and return an
+outcome; the service applies it to the job once. Admission is the backend's lane: a sync
+job is refused at once when it is full (429), an async one waits in line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+
+from server.errors import ApiError, ClientGone, JobFailed, NotReady, ShuttingDown
+from server.jobs.backend import Backend, JobHandle, Outcome, PreparedJob
+from server.jobs.job import Job
+from server.jobs.record import JOB_LIFETIME, JobRecord
+from server.jobs.submission import Submission, decode_inputs, require_inputs
+from server.jobs.types import JobType, lookup
+from server.logs import job_fields, job_id_var
+from server.media.decode import ImageLimits
+from server.metrics import Metrics
+from server.wire.models import parse_model
+
+log = logging.getLogger(__name__)
+
+#: Resolves when whoever waits for a job's answer has gone (the client disconnected).
+Abandoned = Callable[[], Awaitable[None]]
+#: Stores a completed job's output before it is marked completed (async jobs).
+Sink = Callable[[Job, Outcome], Awaitable[None]]
+#: How long cancelled jobs get to let go of their backend after a drain gave up on them.
+LET_GO_SECONDS = 60.0
+
+
+class JobService:
+    """Prepares, admits, runs, cancels and drains jobs on the backends the job types name."""
+
+    def __init__(self, backends: dict[str, Backend], metrics: Metrics,
+                 image_limits: ImageLimits, log_prompts: bool = False) -> None:
+        self.backends = backends
+        self.metrics = metrics
+        self.image_limits = image_limits
+        self.log_prompts = log_prompts
+        self.accepting = True
+        #: Every job not yet ended, whatever its backend (for the drain and /metrics).
+        self.jobs: dict[str, Job] = {}
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+
+    @property
+    def in_flight(self) -> int:
+        """Jobs accepted and not ended."""
+        return len(self.jobs)
+
+    def backend_for(self, job_type: JobType) -> Backend:
+        """The backend that runs jobs of this type (NotReady if none is configured)."""
+        backend = self.backends.get(job_type.backend)
+        if backend is None:
+            raise NotReady(f"no {job_type.backend} backend is configured for {job_type.name}")
+        return backend
+
+    async def submit(self, submission: Submission, job_id: str, *, wait: bool = False,
+                     lifetime: timedelta = JOB_LIFETIME, sink: Sink | None = None) -> Job:
+        """Validate, admit and start a job; typed 4xx/429/503 errors before it exists.
+
+        `wait=False` (synchronous jobs): a full lane is a 429 now, and inputs are decoded
+        only once admitted. `wait=True` (async jobs): the job waits in line for its place.
+        """
+        if not self.accepting:
+            raise NotReady("the server is shutting down and accepts no new jobs")
+        prepared, backend = await self._prepare(submission, job_id, admit=not wait)
+        record = JobRecord(type=prepared.job_type.name, id=job_id,
+                           config=prepared.config_json, lifetime=lifetime)
+        if prepared.price:  # provisional: the outcome says the final price
+            record.price = {"product": prepared.job_type.name, "dollars": 0}
+        if backend.notice:
+            record.extra["notice"] = backend.notice
+        job = Job(prepared, backend, record)
+        log.info("job accepted", extra=job_fields(record.config, record.type, self.log_prompts))
+        self._start(job, admitted=not wait, sink=sink)
+        return job
+
+    async def _prepare(self, submission: Submission, job_id: str,
+                       admit: bool) -> tuple[PreparedJob, Backend]:
+        job_type = lookup(submission.type)
+        config = parse_model(job_type.config_model, submission.config, "config")
+        require_inputs(job_type, submission.inputs)
+        backend = self.backend_for(job_type)
+        refusal = backend.unavailable()
+        if refusal is not None:
+            raise refusal
+        if admit and backend.lane is not None:
+            backend.lane.try_enter(job_id)
+        try:
+            inputs = await decode_inputs(submission.inputs, self.image_limits)
+        except BaseException:
+            if admit and backend.lane is not None:
+                backend.lane.leave(job_id)
+            raise
+        return PreparedJob(job_id, job_type, config, inputs, submission.output_format,
+                           submission.price), backend
+
+    def _start(self, job: Job, admitted: bool, sink: Sink | None) -> None:
+        loop = asyncio.get_running_loop()
+
+        def on_step(step: int, steps: int) -> None:  # runs on the engine thread
+            with contextlib.suppress(RuntimeError):  # the loop closed: nobody is watching
+                loop.call_soon_threadsafe(job.advance, step, steps)
+
+        job.control.on_step = on_step
+        self.jobs[job.id] = job
+        self.metrics.in_flight.inc()
+        job.task = asyncio.create_task(self._run(job, admitted, sink), name=f"job-{job.id}")
+
+    async def _run(self, job: Job, admitted: bool, sink: Sink | None) -> None:
+        """The job's one task: wait for admission, run, store, and record how it ended."""
+        job_id_var.set(job.id)
+        backend, started = job.backend, time.monotonic()
+        try:
+            if backend.lane is not None and not admitted:
+                await backend.lane.enter(job.id)
+            outcome = await backend.run(job.prepared, JobHandle(job.control,
+                                                                lambda: self._started(job)))
+            if sink is not None:
+                await sink(job, outcome)
+            job.complete(outcome)
+        except asyncio.CancelledError:
+            job.fail(ShuttingDown("the server shut down before the job finished"))
+        except ApiError as exc:
+            job.fail(exc)
+        except Exception:
+            log.exception("job failed unexpectedly")
+            job.fail(JobFailed("internal server error"))
+        finally:
+            self._ended(job, started)
+
+    def _started(self, job: Job) -> None:
+        """The backend started running the job: it is processing, and its time runs."""
+        job.start()
+        limit = job.backend.time_limit
+        if limit is not None and job.id not in self._timers:
+            self._timers[job.id] = asyncio.get_running_loop().call_later(
+                limit, self._time_out, job)
+
+    def _time_out(self, job: Job) -> None:
+        log.warning("job ran past its %g s time limit; cancelling it", job.backend.time_limit)
+        self.cancel(job, job.backend.timed_out())
+
+    def _ended(self, job: Job, started: float) -> None:
+        timer = self._timers.pop(job.id, None)
+        if timer is not None:
+            timer.cancel()
+        if job.backend.lane is not None:
+            job.backend.lane.leave(job.id)
+        self.jobs.pop(job.id, None)
+        self.metrics.in_flight.dec()
+        outcome = "completed" if job.error is None else job.error.reason
+        self.metrics.job_seconds.labels(job_type=job.prepared.job_type.name,
+                                        tier=job.backend.label, outcome=outcome
+                                        ).observe(time.monotonic() - started)
+        level = logging.INFO if job.error is None or job.error.status < 500 else logging.ERROR
+        log.log(level, "job %s%s", job.record.state,
+                f" ({job.error.status} {job.error.reason}): {job.error.message}"
+                if job.error else "")
+
+    def cancel(self, job: Job, error: ApiError) -> None:
+        """Fail `job` with `error` now and stop it; its backend lets go in its own time."""
+        if job.task is None or job.task.done():
+            return
+        job.fail(error)
+        job.task.cancel()
+
+    def cancel_all(self, error: ApiError) -> None:
+        """Cancel every job not yet ended with `error`."""
+        for job in list(self.jobs.values()):
+            self.cancel(job, error)
+
+    async def finish(self, job: Job, abandoned: Abandoned | None = None) -> Job:
+        """Wait until `job` has its final state; if `abandoned` resolves first, cancel it.
+
+        It returns as soon as the job's answer is known (a job past its time limit answers
+        504 at once, even while a hung device has not let go of it yet).
+        """
+        ended = asyncio.ensure_future(job.ended.wait())
+        watcher = asyncio.ensure_future(abandoned()) if abandoned is not None else None
+        try:
+            await asyncio.wait({ended} | ({watcher} if watcher else set()),
+                               return_when=asyncio.FIRST_COMPLETED)
+            if not job.finished:
+                log.info("client disconnected; cancelling the job")
+                self.cancel(job, ClientGone("the client disconnected; the job was cancelled"))
+        finally:
+            for waiter in (ended, watcher):
+                if waiter is not None:
+                    waiter.cancel()
+        return job
+
+    async def drain(self, grace: float) -> bool:
+        """Take no new job; give those in flight `grace` seconds, then cancel the rest.
+
+        True when every job ended on its own.
+        """
+        self.accepting = False
+        deadline = time.monotonic() + grace
+        while self.jobs and (left := deadline - time.monotonic()) > 0:
+            await asyncio.wait({job.task for job in self.jobs.values() if job.task},
+                               timeout=left)
+        if not self.jobs:
+            return True
+        self.cancel_all(ShuttingDown(
+            f"the server shut down before the job finished (shutdown grace of {grace:g} s)"))
+        tasks = {job.task for job in self.jobs.values() if job.task}
+        if tasks:
+            await asyncio.wait(tasks, timeout=LET_GO_SECONDS)
+        return False
+
+    async def aclose(self) -> None:
+        """Close what the backends hold open (upstream HTTP clients), each once."""
+        for backend in {id(b): b for b in self.backends.values()}.values():
+            await backend.aclose()

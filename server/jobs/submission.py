@@ -1,0 +1,54 @@
+"""A job request as a route (or the batch runner) parsed it: nothing of HTTP is left in it."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+from server.errors import InvalidInputImage
+from server.jobs.backend import InputImage
+from server.jobs.types import JobType
+from server.media.decode import ImageLimits, decode_input_image, image_format
+from server.media.formats import ImageFormat
+
+
+@dataclass(frozen=True)
+class Submission:
+    """What a client asked for: a job type, its config as sent, input images, the output
+    format it wants and whether it asked for the price."""
+
+    type: str
+    config: dict[str, Any] = field(default_factory=dict)
+    inputs: tuple[bytes, ...] = ()
+    output_format: ImageFormat = "jpeg"
+    price: bool = False
+
+
+def require_inputs(job_type: JobType, inputs: tuple[bytes, ...]) -> None:
+    """Check the number of distinct input images against what the job type takes."""
+    if len(inputs) < job_type.inputs:
+        raise InvalidInputImage(
+            f"{job_type.name} needs {job_type.inputs} input image, got none; send it as a "
+            "multipart part named `input`", field="input")
+    if len(inputs) > job_type.inputs:
+        raise InvalidInputImage(
+            f"{job_type.name} takes {job_type.inputs or 'no'} input image(s), got "
+            f"{len(inputs)} distinct ones", field="input")
+
+
+def _decode_all(inputs: tuple[bytes, ...], limits: ImageLimits) -> tuple[InputImage, ...]:
+    decoded = []
+    for index, data in enumerate(inputs):
+        name = "input" if len(inputs) == 1 else f"input[{index}]"
+        decoded.append(InputImage(data, decode_input_image(data, name, limits),
+                                  image_format(data)))
+    return tuple(decoded)
+
+
+async def decode_inputs(inputs: tuple[bytes, ...], limits: ImageLimits
+                        ) -> tuple[InputImage, ...]:
+    """Every input decoded under the image rules, off the event loop (400 naming the input)."""
+    if not inputs:
+        return ()
+    return await asyncio.to_thread(_decode_all, inputs, limits)

@@ -1,0 +1,52 @@
+"""The one table of job types: each row is a config model and the backend that runs it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from server.errors import UnknownJobType
+from server.wire.hosted import (
+    MAX_IMG2IMG,
+    MAX_TXT2IMG,
+    PRO_IMG2IMG,
+    PRO_TXT2IMG,
+    HostedImg2ImgConfig,
+    HostedTxt2ImgConfig,
+)
+from server.wire.models import DevKontextConfig, WireModel
+
+DEV_KONTEXT = "inference.flux-fast.dev-kontext.img2img.v1"
+
+Backend = Literal["local", "upstream"]
+
+
+@dataclass(frozen=True)
+class JobType:
+    """A job type: how its config is validated, how many input images it takes, who runs it."""
+
+    name: str
+    config_model: type[WireModel]
+    inputs: int
+    backend: Backend
+
+
+JOB_TYPES: dict[str, JobType] = {
+    DEV_KONTEXT: JobType(DEV_KONTEXT, DevKontextConfig, inputs=1, backend="local"),
+    # Hosted-only [pro]/[max]: forwarded upstream, or run on [dev] with --fallback local.
+    PRO_TXT2IMG: JobType(PRO_TXT2IMG, HostedTxt2ImgConfig, inputs=0, backend="upstream"),
+    PRO_IMG2IMG: JobType(PRO_IMG2IMG, HostedImg2ImgConfig, inputs=1, backend="upstream"),
+    MAX_TXT2IMG: JobType(MAX_TXT2IMG, HostedTxt2ImgConfig, inputs=0, backend="upstream"),
+    MAX_IMG2IMG: JobType(MAX_IMG2IMG, HostedImg2ImgConfig, inputs=1, backend="upstream"),
+}
+
+
+def lookup(name: str) -> JobType:
+    """The job type called `name`, or UnknownJobType listing the supported ones."""
+    try:
+        return JOB_TYPES[name]
+    except KeyError:
+        supported = ", ".join(sorted(JOB_TYPES))
+        raise UnknownJobType(
+            f"unknown job type {name!r}; this server supports: {supported}", field="type"
+        ) from None

@@ -1,0 +1,1 @@
+"""Images: formats and their names, decoding inputs under the contract's rules, encoding."""

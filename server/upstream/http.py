@@ -1,0 +1,171 @@
+"""HTTP plumbing shared by the upstream backends: the client, capped fetches, retries, checks.
+
+Every failure of the upstream conversation becomes an ApiError here, saying what upstream
+did, with the credential scrubbed from any text that upstream sent back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import math
+import ssl
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import certifi
+import httpx
+from PIL import Image, UnidentifiedImageError
+
+from server.errors import Overloaded, UpstreamFailed, UpstreamTimeout
+from server.media.encode import encode_image
+from server.media.formats import FORMAT_OF_PIL, ImageFormat
+from server.settings import Settings
+from server.wire.answers import json_object, media_type, retry_after_seconds
+
+#: Upstream error text quoted back to the client is cut to this many characters.
+MAX_ERROR_TEXT = 500
+
+
+def tls_context(settings: Settings) -> ssl.SSLContext:
+    """Certificate checks against certifi's CAs plus upstream_ca_file (read now: a bad file
+    fails at startup, not on the first job)."""
+    context = ssl.create_default_context(cafile=certifi.where())
+    if settings.upstream_ca_file is not None:
+        context.load_verify_locations(cafile=str(settings.upstream_ca_file))
+    return context
+
+
+def make_client(settings: Settings, context: ssl.SSLContext) -> httpx.AsyncClient:
+    """The one upstream client of a forwarder: no redirects followed, no proxies from env."""
+    # trust_env=False: proxy variables or ~/.netrc must not reroute or decorate our requests.
+    return httpx.AsyncClient(verify=context, trust_env=False, follow_redirects=False,
+                             timeout=settings.upstream_timeout)
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """A whole upstream answer, read under the size cap."""
+
+    status: int
+    headers: httpx.Headers
+    body: bytes
+
+    @property
+    def content_type(self) -> str:
+        """The media type, lower case, without parameters."""
+        return media_type(self.headers.get("content-type"))
+
+
+class Scrubber:
+    """Removes a credential from text that came from upstream before anyone sees it."""
+
+    def __init__(self, secret: str | None) -> None:
+        self._secret = secret
+
+    def __call__(self, text: str) -> str:
+        """`text`, credential replaced, cut to MAX_ERROR_TEXT characters."""
+        if self._secret:
+            text = text.replace(self._secret, "[redacted]")
+        text = " ".join(text.split())
+        return text if len(text) <= MAX_ERROR_TEXT else text[:MAX_ERROR_TEXT - 3] + "..."
+
+
+async def fetch(client: httpx.AsyncClient, request: httpx.Request, cap: int,
+                who: str) -> Fetched:
+    """Send `request` and read its whole body, refusing bodies over `cap` bytes."""
+    try:
+        response = await client.send(request, stream=True)
+        try:
+            chunks, size = [], 0
+            async for chunk in response.aiter_bytes():
+                size += len(chunk)
+                if size > cap:
+                    raise UpstreamFailed(f"{who} sent more than the {cap}-byte limit")
+                chunks.append(chunk)
+        finally:
+            await response.aclose()
+    except httpx.TimeoutException as exc:
+        raise UpstreamTimeout(f"{who} did not answer in time ({type(exc).__name__})") from exc
+    except httpx.HTTPError as exc:
+        raise UpstreamFailed(f"{who} failed: {type(exc).__name__}: {exc}") from exc
+    return Fetched(response.status_code, response.headers, b"".join(chunks))
+
+
+def retry_after(headers: httpx.Headers, default: int = 1) -> int:
+    """Whole seconds (at least 1) from a Retry-After header; `default` if absent or bad."""
+    seconds = retry_after_seconds(headers.get("retry-after"))
+    return default if seconds is None else max(1, math.ceil(seconds))
+
+
+async def with_retries(send: Callable[[], Awaitable[Fetched]], budget: float,
+                       who: str) -> Fetched:
+    """Call `send`; on 429, sleep Retry-After while `budget` seconds last, then answer 429."""
+    spent = 0.0
+    while True:
+        fetched = await send()
+        if fetched.status != 429:
+            return fetched
+        wait = retry_after(fetched.headers)
+        if spent + wait > budget:
+            raise Overloaded(f"{who} is over capacity (429) and asked to retry in {wait} s",
+                             retry_after=wait)
+        spent += wait
+        await asyncio.sleep(wait)
+
+
+def error_text(fetched: Fetched, scrub: Scrubber) -> str:
+    """Upstream's own explanation: `error`/`detail`/`message` of a JSON body, else its text."""
+    text = fetched.body.decode("utf-8", "replace")
+    if fetched.content_type == "application/json":
+        data = json_object(fetched.body)
+        if data is not None:
+            for key in ("error", "detail", "message"):
+                if data.get(key):
+                    found = data[key]
+                    text = found if isinstance(found, str) else json.dumps(found)
+                    break
+    return scrub(text) or "(empty body)"
+
+
+def describe_status(fetched: Fetched, who: str, scrub: Scrubber) -> str:
+    """e.g. `upstream answered 503: overloaded`."""
+    return f"{who} answered {fetched.status}: {error_text(fetched, scrub)}"
+
+
+def host_allowed(host: str, allowed: list[str]) -> bool:
+    """Whether `host` is one of `allowed` or a subdomain of one."""
+    host = host.lower().rstrip(".")
+    suffixes = [suffix.lower().strip(".") for suffix in allowed]
+    return any(host == suffix or host.endswith("." + suffix) for suffix in suffixes)
+
+
+def checked_url(url: object, allowed: list[str], what: str) -> httpx.URL:
+    """`url` if it is https on an allowed host; else UpstreamFailed naming what was wrong."""
+    try:
+        parsed = httpx.URL(url) if isinstance(url, str) else None
+    except httpx.InvalidURL:
+        parsed = None
+    if parsed is None or not parsed.host:
+        raise UpstreamFailed(f"upstream returned a {what} that is not a URL")
+    if parsed.scheme != "https":
+        raise UpstreamFailed(f"upstream returned a {what} that is not https "
+                             f"({parsed.scheme}://{parsed.host}); refused")
+    if not host_allowed(parsed.host, allowed):
+        raise UpstreamFailed(f"upstream returned a {what} on {parsed.host}, outside the "
+                             f"allowed hosts ({', '.join(allowed)}); refused")
+    return parsed
+
+
+def to_output(data: bytes, fmt: ImageFormat, jpeg_quality: int, who: str) -> bytes:
+    """Upstream's image in `fmt`, re-encoded only when its format differs."""
+    try:
+        image = Image.open(io.BytesIO(data))
+        if FORMAT_OF_PIL.get(image.format or "") == fmt:
+            image.verify()  # checks the data without a full decode
+            return data
+        image.load()
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise UpstreamFailed(f"{who} sent an image that cannot be read: {exc}") from exc
+    return encode_image(image.convert("RGB"), fmt, jpeg_quality=jpeg_quality)

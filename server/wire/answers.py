@@ -1,0 +1,93 @@
+"""Reading /v2/job answers as a client does (forwarding to a hosted API, the batch client).
+
+One reader for the three answer forms (multipart `job` + `output`, a raw image, the job
+JSON), built on Starlette's multipart parser (already a dependency of the server).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+from starlette.datastructures import Headers, UploadFile
+from starlette.formparsers import MultiPartException, MultiPartParser
+
+#: Parts read from one multipart answer; a job answer has two.
+MAX_PARTS = 8
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What a /v2/job answer held: its job JSON and its output image, when present."""
+
+    job: dict[str, Any] | None
+    output: bytes | None
+
+
+def json_object(raw: bytes | str | None) -> dict[str, Any] | None:
+    """`raw` parsed as a JSON object; None when it is empty, not JSON, or not an object."""
+    try:
+        value = json.loads(raw) if raw else None
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def media_type(content_type: str | None) -> str:
+    """The media type of a Content-Type header, lower case, without parameters."""
+    return (content_type or "").split(";")[0].strip().lower()
+
+
+async def multipart_parts(content_type: str, body: bytes) -> dict[str, bytes]:
+    """The parts of a multipart body by name (the first of each); {} if it is malformed."""
+
+    async def stream():
+        yield body
+
+    parser = MultiPartParser(Headers({"content-type": content_type}), stream(),
+                             max_files=MAX_PARTS, max_fields=MAX_PARTS,
+                             max_part_size=len(body) + 1)
+    try:
+        form = await parser.parse()
+    except MultiPartException:
+        return {}
+    parts: dict[str, bytes] = {}
+    for name, value in form.multi_items():
+        if name not in parts:
+            parts[name] = await value.read() if isinstance(value, UploadFile) else value.encode()
+    await form.close()
+    return parts
+
+
+async def read_answer(content_type: str | None, body: bytes) -> Answer:
+    """The job JSON and output image of an answer, whichever form the server chose."""
+    media = media_type(content_type)
+    if media == "multipart/form-data":
+        parts = await multipart_parts(content_type or "", body)
+        return Answer(json_object(parts.get("job")), parts.get("output"))
+    if media == "application/json":
+        return Answer(json_object(body), None)
+    if media.startswith("image/"):
+        return Answer(None, body)
+    return Answer(None, None)
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """A Retry-After header (seconds, or an HTTP date) as seconds ≥ 0; None if absent/bad."""
+    text = (value or "").strip()
+    if not text:
+        return None
+    try:
+        return max(0.0, float(text))
+    except ValueError:
+        pass
+    try:
+        moment = parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    if moment.tzinfo is None:  # HTTP dates are GMT; a zone-less one is not an HTTP date
+        return None
+    return max(0.0, moment.timestamp() - time.time())

@@ -1,0 +1,3 @@
+"""The e2e tier: real servers, the tiny engine, official clients, the CLI, a browser."""
+
+from helpers.servers import serve  # noqa: F401  (fixture)

@@ -1,0 +1,81 @@
+"""The `kontext` command: help, environment variables, the weights tools, clear failures."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+from pydantic import ValidationError
+
+from server.cli.main import build_parser, main
+from server.cli.settings_flags import default_text, settings_from_args
+from server.settings import Settings
+
+KONTEXT = [sys.executable, "-m", "server.cli.main"]
+
+
+def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("KONTEXT_")}
+    return subprocess.run([*KONTEXT, *args], capture_output=True, text=True, timeout=120,
+                          env={**clean, **(env or {})}, check=False)
+
+
+def test_serve_help_documents_every_setting_with_its_default_and_variable():
+    # argparse wraps lines: compare without any whitespace.
+    help_text = "".join(run("serve", "--help").stdout.split())
+    for name, info in Settings.model_fields.items():
+        flag = "--" + name.replace("_", "-")
+        entry = help_text[help_text.index(flag):]
+        default = "".join(default_text(info).split())
+        assert f"(default:{default})[env:KONTEXT_{name.upper()}]" in entry, name
+    assert "(default:16)[env:KONTEXT_QUEUE_SIZE]" in help_text  # one spelled out
+
+
+def test_tokens_flag_splits_commas_like_the_environment_and_refuses_empty_ones(monkeypatch):
+    args = build_parser().parse_args(["serve", "--tokens", "a, b", "--tokens", "c"])
+    assert settings_from_args(args).tokens == ["a", "b", "c"]
+    for bad in ("", " ", "a,,b"):
+        with pytest.raises(ValidationError, match="a token is empty"):
+            settings_from_args(build_parser().parse_args(["serve", "--tokens", bad]))
+    monkeypatch.setenv("KONTEXT_TOKENS", " ")
+    with pytest.raises(ValidationError, match="a token is empty"):
+        Settings()
+
+
+def test_serve_without_weights_points_to_the_docs_and_demo():
+    done = run("serve", "--port", "0")
+    assert done.returncode == 2
+    assert "weights/README.md" in done.stderr and "--demo" in done.stderr
+
+
+def test_serve_with_a_missing_folder_says_so(tmp_path):
+    done = run("serve", "--weights", str(tmp_path / "nowhere"))
+    assert done.returncode == 2
+    assert "does not exist" in done.stderr
+
+
+def test_environment_then_flags(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("KONTEXT_QUEUE_SIZE", "3")
+    monkeypatch.setenv("KONTEXT_DEVICE", "cpu")
+    monkeypatch.setenv("KONTEXT_TOKENS", "alpha, beta")
+    settings = settings_from_args(build_parser().parse_args(["serve", "--queue-size", "5"]))
+    assert settings.queue_size == 5  # the flag wins
+    assert settings.device == "cpu"  # from the environment
+    assert settings.tokens == ["alpha", "beta"]
+
+
+def test_invalid_setting_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, capsys):
+    monkeypatch.setenv("KONTEXT_QUEUE_SIZE", "zero")
+    assert main(["serve"]) == 2
+    assert "queue_size" in capsys.readouterr().err
+
+
+def test_weights_tiny_then_check(tmp_path):
+    target = tmp_path / "tiny"
+    made = run("weights", "tiny", str(target))
+    assert made.returncode == 0, made.stderr
+    assert (target / "model_index.json").is_file()
+    checked = run("weights", "check", str(target))
+    assert checked.returncode == 0, checked.stdout
+    assert "OK: kontext serve can load this" in checked.stdout
+    assert "noise" in checked.stdout.lower()

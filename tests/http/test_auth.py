@@ -1,0 +1,98 @@
+"""Bearer tokens from settings and a token file; open probes; the open-bind refusal."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+from helpers.http import post_job
+from helpers.images import image_bytes
+from helpers.servers import make_settings
+
+from server.api.auth import TokenFileError, configured_tokens, is_loopback, open_bind_refusal
+from server.cli.main import main
+from server.cli.serve import ServeRefused, check_serving_safety
+
+PNG = image_bytes(640, 480)
+CONFIG = {"prompt": "make it blue", "width": 512, "height": 512, "steps": 2}
+
+
+def assert_401(reply: httpx.Response) -> None:
+    assert reply.status_code == 401, reply.text
+    assert reply.headers["content-type"].startswith("text/plain")
+    assert "token is invalid" in reply.text
+
+
+def test_auth_off_serves_without_a_token(serve):
+    live = serve()
+    assert post_job(live.url, CONFIG, PNG).status_code == 200
+    assert post_job(live.url, CONFIG, PNG, token="anything").status_code == 200
+
+
+def test_auth_on_accepts_each_configured_token_only(serve):
+    live = serve(tokens=["alpha-token", "beta-token"])
+    for token in ("alpha-token", "beta-token"):
+        assert post_job(live.url, CONFIG, PNG, token=token).status_code == 200
+    for token in (None, "wrong", "alpha-token-and-more", "alpha"):
+        assert_401(post_job(live.url, CONFIG, PNG, "multipart/form-data", token=token))
+    basic = httpx.post(f"{live.url}/v2/job", json={},
+                       headers={"Authorization": "Basic alpha-token"})
+    assert_401(basic)
+
+
+def test_token_file_with_comments(serve, tmp_path):
+    path = tmp_path / "tokens"
+    path.write_text("# operators\nfile-token-1  # alice\n\n   \nfile-token-2\n#commented-out\n")
+    live = serve(tokens=["env-token"], token_file=path)
+    for token in ("env-token", "file-token-1", "file-token-2"):
+        assert post_job(live.url, CONFIG, PNG, token=token).status_code == 200
+    for token in ("commented-out", "alice", "# operators"):
+        assert_401(post_job(live.url, CONFIG, PNG, token=token))
+
+
+def test_configured_tokens_merges_and_deduplicates(tmp_path):
+    path = tmp_path / "tokens"
+    path.write_text("b\nc\nb\n")
+    settings = make_settings(tokens="a, b", token_file=path)
+    assert configured_tokens(settings) == ("a", "b", "c")
+    with pytest.raises(TokenFileError, match="cannot read the token file"):
+        configured_tokens(make_settings(token_file=tmp_path / "missing"))
+
+
+def test_probes_open_by_default_and_closable(serve):
+    live = serve(tokens=["probe-token"])
+    for path in ("/healthz", "/readyz", "/metrics"):
+        assert httpx.get(live.url + path).status_code == 200
+    # Not waited for: its /readyz needs the token (the fake engine loads at once).
+    closed = serve(tokens=["probe-token"], open_probes=False, wait_ready=False)
+    bearer = {"Authorization": "Bearer probe-token"}
+    deadline = time.monotonic() + 10
+    while httpx.get(closed.url + "/readyz", headers=bearer).status_code != 200:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    for path in ("/healthz", "/readyz", "/metrics"):
+        assert_401(httpx.get(closed.url + path))
+        assert httpx.get(closed.url + path, headers=bearer).status_code == 200
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "::1", "[::1]", "localhost"])
+def test_loopback_hosts_may_run_open(host):
+    assert is_loopback(host)
+    assert open_bind_refusal(make_settings(host=host), ()) is None
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.20", "example.internal"])
+def test_open_bind_refused_unless_tokens_or_allow_open(host):
+    settings = make_settings(host=host)
+    with pytest.raises(ServeRefused, match="--allow-open"):
+        check_serving_safety(settings)
+    assert check_serving_safety(make_settings(host=host, tokens="t1")) == ("t1",)
+    assert check_serving_safety(make_settings(host=host, allow_open=True)) == ()
+
+
+def test_kontext_serve_refuses_open_bind_before_loading(capsys):
+    # Exits before any engine is built: the message is the whole answer.
+    assert main(["serve", "--host", "0.0.0.0", "--demo"]) == 2
+    err = capsys.readouterr().err
+    assert "refusing to bind 0.0.0.0 with no tokens configured" in err

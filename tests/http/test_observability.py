@@ -1,0 +1,148 @@
+"""/metrics after real jobs, JSON log lines with job and request ids, secrets never logged."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import io
+import json
+import logging
+from collections.abc import Iterator
+
+import httpx
+from helpers.fake_engine import FakeEngine
+from helpers.http import DEV, job_of, post_job
+from helpers.images import gradient_png, image_bytes
+from prometheus_client.parser import text_string_to_metric_families
+
+from pipelines.errors import EngineFailure
+from server.logs import make_handler
+
+PNG = image_bytes(640, 480)
+PROMPT = "paint the fence a secret shade of teal"
+CONFIG = {"prompt": PROMPT, "width": 512, "height": 512, "steps": 3}
+
+
+def samples(live) -> dict[tuple[str, frozenset], float]:
+    """{(sample name, labels): value} scraped from /metrics."""
+    reply = httpx.get(f"{live.url}/metrics")
+    assert reply.status_code == 200
+    assert reply.headers["content-type"].startswith("text/plain")
+    found = {}
+    for family in text_string_to_metric_families(reply.text):
+        for sample in family.samples:
+            found[(sample.name, frozenset(sample.labels.items()))] = sample.value
+    return found
+
+
+def value(found: dict, name: str, **labels: str) -> float | None:
+    return found.get((name, frozenset(labels.items())))
+
+
+def test_metrics_after_jobs_failures_and_refusals(serve):
+    engine = FakeEngine()
+    live = serve(engine, tokens=["metrics-token"])
+    for _ in range(2):
+        assert post_job(live.url, CONFIG, PNG, token="metrics-token").status_code == 200
+    engine.fail_next.append(EngineFailure("boom"))
+    assert post_job(live.url, CONFIG, PNG, token="metrics-token").status_code == 500
+    bad = {**CONFIG, "width": 1000}
+    assert post_job(live.url, bad, PNG, token="metrics-token").status_code == 400
+    assert post_job(live.url, CONFIG, PNG).status_code == 401
+
+    found = samples(live)
+    duration = "kontext_job_duration_seconds_count"
+    assert value(found, duration, job_type=DEV, tier="exact", outcome="completed") == 2
+    assert value(found, duration, job_type=DEV, tier="exact", outcome="job_failed") == 1
+    assert value(found, "kontext_denoise_step_seconds_count") == 2
+    errors = "kontext_http_errors_total"
+    assert value(found, errors, status="500", reason="job_failed") == 1
+    assert value(found, errors, status="400", reason="validation") == 1
+    assert value(found, errors, status="401", reason="unauthorized") == 1
+    assert value(found, "kontext_queue_depth") == 0
+    assert value(found, "kontext_jobs_in_flight") == 0
+    # A CPU engine exports no GPU memory gauge.
+    assert not any(name.startswith("kontext_gpu") for name, _ in found)
+
+
+@contextlib.contextmanager
+def captured_logs(fmt: str, secrets: list[str]) -> Iterator[io.StringIO]:
+    """Everything logged while the block runs, through the server's own handler."""
+    stream = io.StringIO()
+    handler = make_handler(fmt, secrets, stream)
+    root = logging.getLogger()
+    old_level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    try:
+        yield stream
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+
+
+def test_json_logs_carry_ids_and_no_prompt(serve):
+    live = serve()
+    with captured_logs("json", []) as stream:
+        reply = post_job_with_id(live.url, "req-abc.123")
+        job_id = reply.json()["id"]
+    assert reply.headers["x-request-id"] == "req-abc.123"
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    accepted = [line for line in lines if line["message"] == "job accepted"]
+    assert len(accepted) == 1
+    assert accepted[0]["job_id"] == job_id and accepted[0]["request_id"] == "req-abc.123"
+    assert accepted[0]["config"]["width"] == 512 and "prompt" not in accepted[0]["config"]
+    assert any(line["message"].startswith("job completed") for line in lines)
+    assert PROMPT not in stream.getvalue()
+
+
+def test_log_prompts_setting_allows_prompts(serve):
+    live = serve(log_prompts=True)
+    with captured_logs("json", []) as stream:
+        assert post_job_with_id(live.url, "req-1").status_code == 200
+    assert PROMPT in stream.getvalue()
+
+
+def test_request_id_made_when_missing_or_unsafe(serve):
+    live = serve()
+    made = httpx.get(f"{live.url}/readyz").headers["x-request-id"]
+    assert len(made) == 32
+    unsafe = httpx.get(f"{live.url}/readyz", headers={"X-Request-ID": "a b\tc"})
+    assert unsafe.headers["x-request-id"] not in ("a b\tc", made)
+
+
+def test_tokens_never_reach_the_logs(serve):
+    token = "tok-7f3a9c1e-never-log-me"
+    live = serve(tokens=[token])
+    with captured_logs("text", [token]) as stream:
+        assert post_job(live.url, CONFIG, PNG, token=token).status_code == 200
+        assert post_job(live.url, CONFIG, PNG, token="wrong-" + token).status_code == 401
+        # Defence in depth: even a careless log line is scrubbed.
+        logging.getLogger("careless").warning("Authorization: Bearer %s", token)
+        try:
+            raise RuntimeError(f"bad token {token}")
+        except RuntimeError:
+            logging.getLogger("careless").exception("failed")
+    text = stream.getvalue()
+    assert token not in text
+    assert text.count("[redacted]") >= 2
+    assert "job completed" in text
+
+
+def post_job_with_id(url: str, request_id: str) -> httpx.Response:
+    files = [("input", ("in.png", PNG, "image/png")),
+             ("job", ("job.json", json.dumps({"type": DEV, "config": CONFIG}),
+                      "application/json"))]
+    return httpx.post(f"{url}/v2/job", files=files, timeout=30,
+                      headers={"Accept": "application/json", "X-Request-ID": request_id})
+
+
+def test_readyz_and_job_metrics_show_the_tier(serve):
+    engine = FakeEngine()
+    engine.info = dataclasses.replace(engine.info, tier="turbo")
+    live = serve(engine=engine)
+    assert httpx.get(f"{live.url}/readyz").json()["tier"] == "turbo"
+    reply = post_job(live.url, {"prompt": "make it red", "width": 512, "height": 512},
+                     gradient_png(320, 320), "application/json")
+    assert reply.status_code == 200, reply.text
+    assert job_of(reply)["metrics"]["tier"] == "turbo"

@@ -1,0 +1,100 @@
+"""Dockerfile.cuda's structure (no Docker engine on the test machines), and that its
+defaults keep the refuse-open-bind rule inside the container."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+
+from server.cli.serve import ServeRefused, check_serving_safety
+from server.settings import Settings
+
+ROOT = Path(__file__).parents[2]
+DOCKERFILE = ROOT / "Dockerfile.cuda"
+
+
+def instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs, continuation lines joined, comments dropped."""
+    joined, current = [], ""
+    for line in DOCKERFILE.read_text().splitlines():
+        if not current and (not line.strip() or line.lstrip().startswith("#")):
+            continue
+        current += line.rstrip()
+        if current.endswith("\\"):
+            current = current[:-1] + " "
+            continue
+        joined.append(current.strip())
+        current = ""
+    return [(text.split(None, 1)[0].upper(), text.split(None, 1)[1]) for text in joined]
+
+
+def args_of(name: str) -> list[str]:
+    return [args for instruction, args in instructions() if instruction == name]
+
+
+def env() -> dict[str, str]:
+    pairs = [pair.split("=", 1) for args in args_of("ENV") for pair in shlex.split(args)]
+    return dict(pairs)
+
+
+def test_cuda_runtime_base_matches_the_stated_torch_pairing():
+    (base,) = args_of("FROM")
+    match = re.fullmatch(r"nvidia/cuda:(\d+)\.(\d+)\.\d+-runtime-ubuntu24\.04", base)
+    assert match, base
+    text = DOCKERFILE.read_text()
+    assert f"built for CUDA {match[1]}.{match[2]}" in text
+    (torch_arg,) = [a for a in args_of("ARG") if a.startswith("TORCH_VERSION=")]
+    assert re.fullmatch(r"TORCH_VERSION=\d+\.\d+\.\d+", torch_arg)
+    assert f"torch {torch_arg.split('=')[1]}'s Linux wheel" in text
+
+
+def test_runs_as_a_non_root_user():
+    users = args_of("USER")
+    assert users and users[-1] not in ("root", "0")
+    # The user is set after the last RUN, so the server process is never root.
+    order = [name for name, _ in instructions()]
+    assert max(i for i, n in enumerate(order) if n == "RUN") < order.index("USER")
+
+
+def test_healthcheck_entrypoint_and_port():
+    (health,) = args_of("HEALTHCHECK")
+    assert "CMD" in health and "/readyz" in health and "${KONTEXT_PORT}" in health
+    (entrypoint,) = args_of("ENTRYPOINT")
+    assert json.loads(entrypoint) == ["kontext", "serve"]  # exec form: SIGTERM reaches it
+    assert args_of("EXPOSE") == [env()["KONTEXT_PORT"]]
+
+
+def test_weights_and_caches_are_volumes():
+    (volumes,) = args_of("VOLUME")
+    assert set(json.loads(volumes)) == {"/weights", "/cache"}
+    variables = env()
+    assert variables["KONTEXT_WEIGHTS"] == "/weights"
+    for name in ("HF_HOME", "TORCHINDUCTOR_CACHE_DIR", "XDG_CACHE_HOME"):
+        assert variables[name].startswith("/cache"), name
+
+
+def test_copied_sources_exist_and_are_not_ignored():
+    ignored = {line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()}
+    assert {".git", ".venv", "weights"} <= ignored
+    for args in args_of("COPY"):
+        *sources, _dest = args.split()
+        for source in sources:
+            assert (ROOT / source).exists(), source
+            assert source not in ignored
+
+
+def test_container_defaults_refuse_an_open_bind(monkeypatch):
+    # Only the Dockerfile's KONTEXT_* defaults, as the container's environment.
+    for name, value in env().items():
+        if name.startswith("KONTEXT_"):
+            monkeypatch.setenv(name, value)
+    settings = Settings()
+    assert settings.host == "0.0.0.0"
+    with pytest.raises(ServeRefused, match="no tokens configured"):
+        check_serving_safety(settings)
+    monkeypatch.setenv("KONTEXT_TOKENS", "container-token")
+    assert check_serving_safety(Settings()) == ("container-token",)

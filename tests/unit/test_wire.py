@@ -1,0 +1,92 @@
+"""Validation of the dev-kontext config: defaults, boundaries, and messages naming field+rule."""
+
+import pytest
+
+from server.errors import ValidationFailed
+from server.wire.models import MAX_RANDOM_SEED, MAX_SEED, DevKontextConfig, parse_model
+
+
+def parse(**config):
+    return parse_model(DevKontextConfig, {"prompt": "make the sky stormy", **config}, "config")
+
+
+def rejects(message: str, **config) -> None:
+    with pytest.raises(ValidationFailed) as caught:
+        parse(**config)
+    assert caught.value.status == 400
+    assert str(caught.value) == message
+
+
+def test_defaults_are_filled_in_and_echoed():
+    config = parse().model_dump(exclude_none=True)
+    assert config["width"] == config["height"] == 1024
+    assert config["steps"] == 30
+    assert config["guidance_scale"] == 2.5
+    assert config["progressive"] is False
+    assert 0 <= config["seed"] <= MAX_RANDOM_SEED
+    assert "style_preset" not in config
+
+
+def test_random_seeds_differ_and_stay_exact_in_javascript():
+    seeds = {parse().seed for _ in range(20)}
+    assert len(seeds) > 1
+    assert max(seeds) < 2**53
+
+
+def test_seed_zero_is_a_seed():
+    assert parse(seed=0).seed == 0
+
+
+@pytest.mark.parametrize("value", [512, 544, 1024])
+def test_sizes_in_range_accepted(value):
+    assert parse(width=value, height=value).width == value
+
+
+def test_1040_is_in_range_but_not_a_multiple_of_32():
+    # The contract says 512–1040 *and* multiples of 32: 1024 is the largest such size.
+    rejects("config.width: must be a multiple of 32, got 1040", width=1040)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("width", 1000, "config.width: must be a multiple of 32, got 1000"),
+        ("width", 480, "config.width: must be at least 512, got 480"),
+        ("height", 1056, "config.height: must be at most 1040, got 1056"),
+        ("steps", 0, "config.steps: must be at least 1, got 0"),
+        ("steps", 51, "config.steps: must be at most 50, got 51"),
+        ("guidance_scale", 0.5, "config.guidance_scale: must be at least 1, got 0.5"),
+        ("guidance_scale", 10.5, "config.guidance_scale: must be at most 10, got 10.5"),
+        ("seed", -1, "config.seed: must be at least 0, got -1"),
+        ("seed", MAX_SEED + 1, f"config.seed: must be at most {MAX_SEED}, got {MAX_SEED + 1}"),
+        ("width", "1024", "config.width: must be an integer, got '1024'"),
+        ("steps", 2.5, "config.steps: must be an integer, got 2.5"),
+        ("progressive", "yes", "config.progressive: must be true or false, got 'yes'"),
+        ("prompt", "ab", "config.prompt: must be at least 3 characters, got 2"),
+        ("prompt", "x" * 4097, "config.prompt: must be at most 4096 characters, got 4097"),
+        ("prompt", 42, "config.prompt: must be a string, got 42"),
+        ("aspect_ratio", "1:1", "config.aspect_ratio: unknown field"),
+    ],
+)
+def test_invalid_values_name_the_field_and_rule(field, value, message):
+    rejects(message, **{field: value})
+
+
+def test_style_preset_must_be_known():
+    pattern = r"config\.style_preset: must be one of .*'pixel-art'.*got 'watercolour'"
+    with pytest.raises(ValidationFailed, match=pattern):
+        parse(style_preset="watercolour")
+
+
+def test_prompt_is_required():
+    with pytest.raises(ValidationFailed, match=r"config\.prompt: is required"):
+        parse_model(DevKontextConfig, {}, "config")
+
+
+def test_integral_guidance_is_a_number():
+    assert parse(guidance_scale=3).guidance_scale == 3.0
+
+
+def test_prompt_boundaries_accepted():
+    assert parse(prompt="abc").prompt == "abc"
+    assert len(parse(prompt="y" * 4096).prompt) == 4096
