@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi_offline import FastAPIOffline
 
 from pipelines.types import Engine
 from server.accept import ResponseFormat
@@ -72,8 +73,10 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
         await async_jobs.stop()  # after the worker: its jobs have their answers by now
         await service.aclose()
 
-    app = FastAPI(title="FLUX.1 Kontext local /v2/job server", version="0.1.0",
-                  lifespan=lifespan)
+    # /docs loads Swagger UI from an installed package, not a CDN (air-gapped machines);
+    # no /redoc: ReDoc's bundle fetches its logo from a CDN.
+    app = FastAPIOffline(title="FLUX.1 Kontext local /v2/job server", version="0.1.0",
+                         redoc_url=None, lifespan=lifespan)
     app.state.settings, app.state.worker, app.state.service = settings, worker, service
     app.state.metrics, app.state.shutdown = metrics, shutdown
     app.state.auth = TokenChecker(configured_tokens(settings), settings.open_probes)
