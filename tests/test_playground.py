@@ -17,6 +17,7 @@ import pytest
 from helpers.browser import WATCH_IMAGES, launch, needs_chromium, sync_playwright
 from helpers.fake_engine import FakeEngine
 from helpers.held_engine import HeldEngine
+from helpers.js_client import JS_DIR, require_js_client
 from PIL import Image, ImageDraw
 
 pytestmark = needs_chromium
@@ -141,7 +142,7 @@ def test_chain_undo_reload_and_copy_as_curl(serve, tiny_engine, tmp_path, open_p
     no_broken_images(page)
 
     start_chain(page, scene_png(tmp_path / "scene.png"), prompt="make it a snowy winter day",
-                width=512, height=576, steps=2, seed=11)
+                width=512, height=576, steps=1, seed=11)
     page.select_option("#field-style_preset", "photographic")
     # 1. Ctrl+Enter runs the edit.
     run_edit(page, 2, submit=lambda page: page.keyboard.press("Control+Enter"))
@@ -159,6 +160,12 @@ def test_chain_undo_reload_and_copy_as_curl(serve, tiny_engine, tmp_path, open_p
     assert [text.split("\n")[0] for text in captions] == [
         "#0 scene.png", "#1 make it a snowy winter day", "#2 add a red barn", "#3 make it night"]
     assert all("seed 11" in text for text in captions[1:])
+
+    # Back to the upload: the picture, and what the first edit made of it.
+    page.click("#history li:nth-child(1) button")
+    page.wait_for_selector("#history li:nth-child(1).input")
+    assert page.is_disabled("#undo")
+    no_broken_images(page)
     save_screenshot(page, "playground.png")
 
     # Undo to step 1: it is the input again, and step 2 its result.
@@ -234,6 +241,7 @@ def test_progress_and_cancel(serve, tiny_engine, tmp_path, open_page):
     job = httpx.get(f"{live.url}/v2/job/async/{job_id}/job.json").json()
     assert (job["state"]["current"], job["error"]) == ("failed", "cancelled")
     # The worker is free: the next edit runs, and the cancelled job ran no step past the hold.
+    page.fill("#field-steps", "1")
     run_edit(page, 2)
     assert engine.steps_after_hold == []
     assert httpx.get(f"{live.url}/v2/job/async/{job_id}/output").json() == []
@@ -243,7 +251,7 @@ def test_phone_layout(serve, tiny_engine, tmp_path, open_page):
     live = serve(engine=tiny_engine, results_dir=tmp_path / "results", shutdown_grace_seconds=0)
     page = open_page(live.url, viewport=PHONE)
     start_chain(page, scene_png(tmp_path / "scene.png"), prompt="make it a watercolor painting",
-                width=512, height=512, steps=2)
+                width=512, height=512, steps=1)
     run_edit(page, 2)
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
     boxes = {name: page.locator(name).bounding_box() for name in ("#stage", "#controls",
@@ -259,6 +267,23 @@ def test_phone_layout(serve, tiny_engine, tmp_path, open_page):
     save_screenshot(page, "playground-mobile.png")
 
 
+def run_js_snippet(page, folder: Path, url: str) -> None:
+    """Copy as JS, run it with node and the official client: it writes the edited image."""
+    require_js_client()
+    page.click("#copy-js")
+    script = page.text_content("#snippet")
+    assert f'baseUrl: "{url}/v2"' in script and "process.env.KONTEXT_TOKEN" in script
+    (folder / "node_modules").symlink_to(JS_DIR / "node_modules")
+    (folder / "edit.mjs").write_text(script)
+    (folder / "dropped.png").write_bytes(bytes_at(page, "#input-image"))
+    done = subprocess.run(["node", "edit.mjs"], cwd=folder, capture_output=True, text=True,
+                          timeout=60, check=False, env={**os.environ, "KONTEXT_TOKEN": "s3cret"})
+    assert done.returncode == 0, done.stderr
+    assert re.fullmatch(r"seed \d+\n", done.stdout)
+    assert Image.open(folder / "kontext-edit.png").size == (512, 512)
+
+
+@pytest.mark.js  # also runs the copied JS through node
 def test_token_drop_and_server_errors(serve, tmp_path, open_page):
     live = serve(engine=FakeEngine(), results_dir=tmp_path, tokens=["s3cret"])
     page = open_page(live.url)
@@ -291,6 +316,7 @@ def test_token_drop_and_server_errors(serve, tmp_path, open_page):
     page.click("#copy-curl")
     assert '-H "Authorization: Bearer $KONTEXT_TOKEN"' in page.text_content("#snippet")
     assert "s3cret" not in page.text_content("#snippet")
+    run_js_snippet(page, tmp_path, live.url)
     # A value the server refuses: its message, readable.
     page.fill("#field-width", "1001")
     page.click("#run")

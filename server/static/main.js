@@ -73,8 +73,13 @@ async function pickFile(file) {
   }
   const step = { id: newStepId(), kind: "upload", index: 0, fileName: file.name, ...size,
                  createdAt: new Date().toISOString() };
-  await store.clearImages();
-  await keepStep(step, file);
+  try {
+    await store.clearImages();
+    await keepStep(step, file);
+  } catch (error) {  // e.g. storage full or disabled: the chain cannot survive a reload
+    showError(`This browser refused to keep the image: ${error?.message ?? error}`);
+    return;
+  }
   await setChain(startChain(step), page.chain.steps);
 }
 

@@ -6,7 +6,6 @@ Never `playwright install`: the browser is the distribution's package (scripts/i
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -61,7 +60,7 @@ def block_network(context) -> list[str]:
     return attempted
 
 
-def sync_playwright() -> Iterator:
-    """Playwright's sync API, skipping the test module when the package is missing."""
+def sync_playwright():
+    """Playwright's sync API context manager; skips the test when the package is missing."""
     sync_api = pytest.importorskip("playwright.sync_api", reason="needs the playwright package")
     return sync_api.sync_playwright()
