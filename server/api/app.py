@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from fastapi_offline import FastAPIOffline
 
 from pipelines.types import Engine
 from server.api import routes_async, routes_jobs, routes_ops
@@ -51,8 +52,10 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
         await async_jobs.stop()
         await path.service.aclose()
 
-    app = FastAPI(title="FLUX.1 Kontext local /v2/job server", version="0.1.0",
-                  lifespan=lifespan)
+    # /docs from the installed package (air-gapped machines reach no CDN); no /redoc: its
+    # bundle fetches its logo from a CDN.
+    app = FastAPIOffline(title="FLUX.1 Kontext local /v2/job server", version="0.1.0",
+                         redoc_url=None, lifespan=lifespan)
     state = app.state
     state.settings, state.jobs, state.metrics, state.shutdown = settings, path, metrics, shutdown
     state.service, state.worker, state.async_jobs = path.service, path.worker, async_jobs

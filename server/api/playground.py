@@ -1,9 +1,10 @@
-"""The browser playground at `/`: plain HTML/CSS/JS from server/static, and what it needs
-to know about this server (limits, style presets, whether a token is required)."""
+"""The browser playground at `/`: plain HTML/CSS/JS from static/, and what it needs
+to know about this server (`/playground/config.json`): which job types it can run, and
+each type's form fields with their limits, read from the wire models so they cannot drift.
+"""
 
 from __future__ import annotations
 
-import typing
 from pathlib import Path
 from typing import Any
 
@@ -11,24 +12,99 @@ from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
-from server.jobs.types import DEV_KONTEXT
-from server.wire.models import DevKontextConfig, StylePreset
+from server.jobs.backend import Backend
+from server.jobs.refusing import RefusingBackend
+from server.jobs.service import JobService
+from server.jobs.types import DEV_KONTEXT, JOB_TYPES, JobType
+from server.wire.hosted import ASPECT_RULE, hosted_kind
 
 STATIC = Path(__file__).parent / "static"
-_NUMBERS = ("width", "height", "steps", "guidance_scale")
+
+#: Bumped when the shape of config.json changes (the page checks it).
+CONFIG_VERSION = 2
+
+#: The form fields the page shows per job type, in order (the prompt has its own box).
+#: A new form field (e.g. a future `loras` picker) is one name here and one renderer in
+#: static/fields.js.
+FORM_FIELDS = {
+    "local": ("style_preset", "width", "height", "steps", "guidance_scale", "seed"),
+    "upstream": ("aspect_ratio", "safety_tolerance", "prompt_upsampling", "seed"),
+}
+
+#: Ratios offered for aspect_ratio (any W:H between 21:9 and 9:21 is accepted).
+ASPECT_RATIOS = ("21:9", "16:9", "3:2", "4:3", "1:1", "3:4", "2:3", "9:16", "9:21")
+
+OUTPUT_FORMATS = ("jpeg", "png", "webp")
 
 
-def playground_config(auth_required: bool) -> dict[str, Any]:
-    """The form's limits and defaults, read from the wire model so they cannot drift."""
-    fields = DevKontextConfig.model_json_schema()["properties"]
-    numbers = {}
-    for name in _NUMBERS:
-        info = fields[name]
-        step = info.get("multipleOf", 1 if info["type"] == "integer" else 0.1)
-        numbers[name] = {"min": info["minimum"], "max": info["maximum"], "step": step,
-                         "default": info["default"]}
-    return {"job_type": DEV_KONTEXT, "auth_required": auth_required,
-            "style_presets": list(typing.get_args(StylePreset)), **numbers}
+def _kind(name: str, info: dict[str, Any]) -> str:
+    """The form widget a schema property needs: seed, aspect_ratio, enum or its JSON type."""
+    if name in ("seed", "aspect_ratio"):
+        return name
+    types = [info, *info.get("anyOf", [])]
+    if any("enum" in option for option in types):
+        return "enum"
+    return next(option["type"] for option in types if option.get("type") != "null")
+
+
+def field_spec(name: str, info: dict[str, Any]) -> dict[str, Any]:
+    """One form field, from its JSON-schema property: kind, label, limits, default."""
+    kind = _kind(name, info)
+    spec: dict[str, Any] = {"name": name, "kind": kind, "label": info.get("title", name),
+                            "description": info.get("description", ""),
+                            "default": info.get("default")}
+    if kind in ("integer", "number"):
+        step = info.get("multipleOf", 1 if kind == "integer" else 0.1)
+        spec.update(min=info["minimum"], max=info["maximum"], step=step)
+    elif kind == "seed":
+        # As text: seeds go up to 2^63-1, past what a JavaScript number holds exactly.
+        spec.update(min=str(info["minimum"]), max=str(info["maximum"]))
+    elif kind == "enum":
+        options = [option for option in [info, *info.get("anyOf", [])] if "enum" in option]
+        spec["options"] = list(options[0]["enum"])
+        spec["optional"] = any(option.get("type") == "null" for option in info.get("anyOf", []))
+    elif kind == "aspect_ratio":
+        spec.update(options=list(ASPECT_RATIOS), rule=ASPECT_RULE)
+    return spec
+
+
+def runner(backend: Backend) -> tuple[str | None, str | None]:
+    """Where the backend runs its jobs, or None and why it cannot (read from the backend
+    the service really has, so the page offers exactly what the server can run)."""
+    if isinstance(backend, RefusingBackend):
+        return None, backend.reason
+    return backend.runs_on, None
+
+
+def _label(job_type: JobType) -> str:
+    if job_type.name == DEV_KONTEXT:
+        return "FLUX.1 Kontext [dev] — edit"
+    kind = hosted_kind(job_type.name)
+    task = "edit" if kind.task == "img2img" else "text to image"
+    return f"FLUX.1 Kontext [{kind.model}] — {task}"
+
+
+def job_type_entry(job_type: JobType, service: JobService) -> dict[str, Any]:
+    """What the page needs to offer one job type: whether it runs here, and its fields."""
+    runs_on, reason = runner(service.backend_for(job_type))
+    properties = job_type.config_model.model_json_schema()["properties"]
+    prompt = properties["prompt"]
+    return {
+        "type": job_type.name, "label": _label(job_type), "inputs": job_type.inputs,
+        "runnable": runs_on is not None, "runs_on": runs_on, "reason": reason,
+        "prompt": {"min_length": prompt["minLength"], "max_length": prompt["maxLength"],
+                   "description": prompt.get("description", "")},
+        "fields": [field_spec(name, properties[name]) for name in FORM_FIELDS[job_type.backend]],
+    }
+
+
+def playground_config(service: JobService, auth_required: bool) -> dict[str, Any]:
+    """The body of /playground/config.json (schema: docs/async.md, "The playground")."""
+    return {
+        "version": CONFIG_VERSION, "auth_required": auth_required,
+        "default_job_type": DEV_KONTEXT, "output_formats": list(OUTPUT_FORMATS),
+        "job_types": [job_type_entry(job_type, service) for job_type in JOB_TYPES.values()],
+    }
 
 
 def mount_playground(app: FastAPI) -> None:
@@ -41,4 +117,5 @@ def mount_playground(app: FastAPI) -> None:
 
     @app.get("/playground/config.json", include_in_schema=False)
     async def config(request: Request) -> JSONResponse:
-        return JSONResponse(playground_config(request.app.state.auth.enabled))
+        state = request.app.state
+        return JSONResponse(playground_config(state.service, state.auth.enabled))

@@ -89,6 +89,8 @@ class Backend(Protocol):
     label: str
     #: A notice added to every job it runs (e.g. demo mode), or None.
     notice: str | None
+    #: Where its jobs run (local, local-fallback, upstream-hosted, ...); None: nowhere.
+    runs_on: str | None
 
     def unavailable(self) -> ApiError | None:
         """Why it takes no job now (e.g. its engine is still loading), or None."""

@@ -20,6 +20,8 @@ NOT_APPLIED = ["prompt_upsampling", "safety_tolerance"]
 class FallbackBackend:
     """Translates a [pro]/[max] config into a [dev] engine request on the local worker."""
 
+    runs_on = "local-fallback"
+
     def __init__(self, local: LocalBackend, steps: int) -> None:
         self.local = local
         self.lane = local.lane  # the same engine, so the same line

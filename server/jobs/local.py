@@ -32,6 +32,8 @@ def edit_request(config: DevKontextConfig, image) -> EditRequest:
 class LocalBackend:
     """Runs dev-kontext jobs on the local engine worker, behind the engine lane."""
 
+    runs_on = "local"
+
     def __init__(self, worker: EngineWorker, lane: Lane, time_limit: float | None,
                  jpeg_quality: int = 92) -> None:
         self.worker = worker

@@ -14,6 +14,7 @@ class RefusingBackend:
     time_limit = None
     label = "refused"
     notice = None
+    runs_on = None
 
     def __init__(self, reason: str) -> None:
         self.reason = reason

@@ -36,6 +36,7 @@ class ForwardingBackend:
         self.forwarder = forwarder
         self.metrics = metrics
         self.label = settings.upstream
+        self.runs_on = f"upstream-{settings.upstream}"
         self.time_limit: float | None = settings.upstream_job_timeout
         # A moving average of real durations: the Retry-After of a full lane.
         self.mean_seconds = FIRST_GUESS_SECONDS

@@ -1,0 +1,273 @@
+// The Kontext playground: chains of edits through the async API, with history, undo,
+// live progress and cancel. Plain ES modules, no build step, nothing from the internet.
+
+import * as api from "./api.js";
+import { addResult, emptyChain, inputStep, moveTo, newStepId, resultStep, startChain }
+  from "./chain.js";
+import { readFields, renderFields } from "./fields.js";
+import { renderHistory } from "./history.js";
+import { forget, imageSize, remember, urlOf } from "./images.js";
+import { currentInputs, renderInputs } from "./inputs.js";
+import { buildJob } from "./job.js";
+import { curlSnippet, jsSnippet } from "./snippets.js";
+import { renderStage, setSplit } from "./stage.js";
+import { hideProgress, setBusy, setStatus, showError, showNotice, showProgress, showSteps }
+  from "./status.js";
+import * as store from "./store.js";
+
+const $ = (id) => document.getElementById(id);
+const EXTENSIONS = { jpeg: "jpg", png: "png", webp: "webp" };
+const page = { config: null, chain: emptyChain(), running: null };
+
+const jobTypeOf = (name) => page.config.job_types.find((entry) => entry.type === name);
+const currentJobType = () => jobTypeOf($("job-type").value);
+
+/** The job for the current settings (the one builder; see job.js). */
+function currentJob() {
+  const jobType = currentJobType();
+  return buildJob({ jobType, prompt: $("prompt").value,
+                    values: readFields($("fields"), jobType),
+                    inputs: currentInputs(page.chain) });
+}
+
+// --- the chain: change it, store it, show it ----------------------------------------
+
+async function setChain(chain, dropped = []) {
+  page.chain = chain;
+  store.saveChain(chain);
+  await render();
+  forget(dropped.map((step) => step.id));  // after render: no element shows them now
+}
+
+async function render() {
+  const { chain } = page;
+  const result = resultStep(chain);
+  $("edit-result").hidden = $("reuse-seed").hidden = $("download").hidden = !result;
+  if (result) Object.assign($("download"), { href: urlOf(result.id), download: result.fileName });
+  $("undo").disabled = chain.cursor <= 0;
+  $("clear").disabled = chain.steps.length === 0;
+  await Promise.all([
+    renderStage(inputStep(chain), result),
+    renderHistory($("history"), chain, pickStep),
+    renderInputs($("inputs"), currentInputs(chain), currentJobType()),
+  ]);
+}
+
+async function keepStep(step, blob) {
+  remember(step.id, blob);
+  await store.putImage(step.id, blob);
+}
+
+function idle() {
+  if (page.running) showError("A job is running: wait for it, or cancel it.");
+  return !page.running;
+}
+
+async function pickFile(file) {
+  if (!file || !idle()) return;
+  showError("");
+  let size;
+  try { size = await imageSize(file); } catch {
+    showError(`${file.name} is not an image this browser can read.`);
+    return;
+  }
+  const step = { id: newStepId(), kind: "upload", index: 0, fileName: file.name, ...size,
+                 createdAt: new Date().toISOString() };
+  try {
+    await store.clearImages();
+    await keepStep(step, file);
+  } catch (error) {  // e.g. storage full or disabled: the chain cannot survive a reload
+    showError(`This browser refused to keep the image: ${error?.message ?? error}`);
+    return;
+  }
+  await setChain(startChain(step), page.chain.steps);
+}
+
+function pickStep(index) {
+  if (idle()) setChain(moveTo(page.chain, index));
+}
+
+// --- running an edit ---------------------------------------------------------------
+
+async function run() {
+  if (page.running) return;
+  showError("");
+  let job;
+  try { job = currentJob(); } catch (error) { showError(error.message); return; }
+  const format = $("format").value;
+  page.running = { id: null, cancelled: false };
+  setBusy(true);
+  setStatus("Submitting…");
+  try {
+    const reply = await api.submit(job, format);
+    if (reply.status !== 201) throw new Error(await api.failureText(reply));
+    page.running.id = (await reply.json()).id;
+    await follow(page.running.id, job, format);
+  } catch (error) {
+    if (error.message.includes("needs a bearer token")) $("token-row").hidden = false;
+    showError(error instanceof TypeError ? `Could not reach the server: ${error.message}`
+      : error.message);
+    setStatus("");
+    hideProgress();
+  } finally {
+    page.running = null;
+    setBusy(false);
+  }
+}
+
+async function follow(jobId, job, format) {
+  let last = null;
+  for await (const { event, job: state } of api.events(jobId)) {
+    last = state;
+    if (event === "progress" && !page.running.cancelled) showProgress(state);
+  }
+  if (last?.state.current === "completed") return finish(jobId, last, job, format);
+  if (page.running.cancelled || last?.error === "cancelled") return showCancelled();
+  throw new Error(`The job failed: ${last?.error || "no answer"}`);
+}
+
+async function finish(jobId, done, job, format) {
+  const steps = done.config.steps ?? 1;
+  showSteps(steps, steps);  // the final event: every step is done
+  const { blob } = await api.output(jobId);
+  // Typed seeds are kept as typed (exact past 2^53); random ones are below 2^53.
+  const seed = job.seed || String(done.config.seed);
+  const index = page.chain.cursor + 1;
+  const step = { id: newStepId(), kind: "edit", index, prompt: job.config.prompt, seed,
+                 jobType: job.type, elapsed: done.metrics?.elapsed ?? null,
+                 fileName: `kontext-${index}-${seed}.${EXTENSIONS[format]}`,
+                 createdAt: new Date().toISOString(), ...await imageSize(blob) };
+  await keepStep(step, blob);
+  const { chain, dropped } = addResult(page.chain, step);
+  await setChain(chain, dropped);
+  await store.deleteImages(dropped.map((old) => old.id));
+  setStatus(`Done in ${step.elapsed} s — seed ${seed}`);
+  showNotice(done.notice);
+  if (matchMedia("(max-width: 800px)").matches) $("stage").scrollIntoView({ block: "start" });
+}
+
+function showCancelled() {
+  hideProgress();
+  setStatus("Cancelled");
+}
+
+async function cancel() {
+  const running = page.running;
+  if (!running?.id) return;
+  running.cancelled = true;
+  setStatus("Cancelling…");
+  const job = await api.cancel(running.id);
+  if (job?.error === "cancelled" && page.running === running) showCancelled();
+}
+
+// --- settings ------------------------------------------------------------------------
+
+function saveForm() {
+  const jobType = currentJobType();
+  store.saveForm({ jobType: jobType.type, prompt: $("prompt").value,
+                   format: $("format").value, values: readFields($("fields"), jobType) });
+}
+
+function chooseJobType(name, saved = {}) {
+  $("job-type").value = name;
+  const jobType = currentJobType();
+  renderFields($("fields"), jobType, saved);
+  $("drop").hidden = jobType.inputs === 0;
+  $("no-inputs").hidden = jobType.inputs > 0;
+  $("run").firstChild.textContent = jobType.inputs ? "Run edit " : "Generate ";
+  render();
+}
+
+function setUpForm(config, saved) {
+  const runnable = config.job_types.filter((entry) => entry.runnable);
+  for (const entry of runnable) $("job-type").add(new Option(entry.label, entry.type));
+  const blocked = config.job_types.filter((entry) => !entry.runnable);
+  $("job-type-note").hidden = blocked.length === 0;
+  $("job-type-note").textContent = blocked.length
+    ? `[pro]/[max] are not offered: ${blocked[0].reason}.` : "";
+  for (const format of config.output_formats) $("format").add(new Option(format, format));
+  $("token-row").hidden = !config.auth_required;
+  $("prompt").value = saved.prompt ?? "";
+  if (config.output_formats.includes(saved.format)) $("format").value = saved.format;
+  const start = jobTypeOf(saved.jobType)?.runnable ? saved.jobType : config.default_job_type;
+  chooseJobType(start, saved.jobType === start ? saved.values : {});
+}
+
+// --- code snippets ---------------------------------------------------------------------
+
+async function copySnippet(make) {
+  showError("");
+  let text;
+  try {
+    text = make(currentJob(), { origin: location.origin, format: $("format").value,
+                                authRequired: page.config.auth_required });
+  } catch (error) { showError(error.message); return; }
+  $("snippet").textContent = text;
+  $("snippet").hidden = false;
+  try { await navigator.clipboard.writeText(text); setStatus("Copied to the clipboard"); } catch {
+    setStatus("Select the code below to copy it");  // no clipboard outside https/localhost
+  }
+}
+
+// --- wiring ----------------------------------------------------------------------------
+
+function wireDropZone() {
+  const zone = $("drop");
+  zone.addEventListener("dragover", (event) => { event.preventDefault(); zone.classList.add("over"); });
+  zone.addEventListener("dragleave", () => zone.classList.remove("over"));
+  zone.addEventListener("drop", (event) => {
+    event.preventDefault();
+    zone.classList.remove("over");
+    pickFile(event.dataTransfer.files[0]);
+  });
+  zone.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" || event.key === " ") $("file").click();
+  });
+  $("file").addEventListener("change", () => pickFile($("file").files[0]));
+}
+
+function wireControls() {
+  $("controls").addEventListener("submit", (event) => { event.preventDefault(); run(); });
+  document.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
+      event.preventDefault();
+      run();
+    }
+  });
+  $("controls").addEventListener("input", saveForm);
+  $("job-type").addEventListener("change", () => { chooseJobType($("job-type").value); saveForm(); });
+  $("token").addEventListener("input", () => api.setToken($("token").value));
+  $("cancel").addEventListener("click", cancel);
+  $("edit-result").addEventListener("click", () => pickStep(page.chain.cursor + 1));
+  $("undo").addEventListener("click", () => pickStep(page.chain.cursor - 1));
+  $("clear").addEventListener("click", async () => {
+    if (!idle()) return;
+    await store.clearImages();
+    await setChain(emptyChain(), page.chain.steps);
+  });
+  $("reuse-seed").addEventListener("click", () => {
+    const seed = document.getElementById("field-seed");
+    if (seed) { seed.value = resultStep(page.chain).seed; saveForm(); }
+  });
+  $("split").addEventListener("input", () => setSplit($("split").value));
+  $("copy-curl").addEventListener("click", () => copySnippet(curlSnippet));
+  $("copy-js").addEventListener("click", () => copySnippet(jsSnippet));
+}
+
+async function main() {
+  wireDropZone();
+  wireControls();
+  try {
+    page.config = await api.loadConfig();
+    const { chain, blobs } = await store.loadChain();
+    for (const [id, blob] of blobs) remember(id, blob);
+    page.chain = chain;
+    setUpForm(page.config, store.loadForm());
+    await render();
+    document.body.dataset.ready = "true";  // for tests: config and history are loaded
+  } catch (error) {
+    showError(`Could not load the playground: ${error.message}`);
+  }
+}
+
+main();

@@ -1,0 +1,89 @@
+"""/playground/config.json: which job types this server can run, and their form fields."""
+
+import httpx
+import pytest
+from helpers.fake_engine import FakeEngine
+
+from server.api.playground import playground_config
+from server.jobs.types import DEV_KONTEXT
+from server.metrics import Metrics
+from server.settings import Settings
+from server.wire.hosted import MAX_TXT2IMG, PRO_IMG2IMG
+from server.wire.models import DevKontextConfig
+from server.wiring import build_jobs_path
+
+HOSTED = [PRO_IMG2IMG, MAX_TXT2IMG]
+
+
+def entries(settings: Settings) -> dict[str, dict]:
+    service = build_jobs_path(settings, FakeEngine(), Metrics()).service
+    config = playground_config(service, auth_required=False)
+    assert config["version"] == 2
+    return {entry["type"]: entry for entry in config["job_types"]}
+
+
+def fields(entry: dict) -> dict[str, dict]:
+    return {field["name"]: field for field in entry["fields"]}
+
+
+def test_dev_fields_come_from_the_wire_model():
+    dev = entries(Settings())[DEV_KONTEXT]
+    assert (dev["runnable"], dev["runs_on"], dev["inputs"]) == (True, "local", 1)
+    assert dev["prompt"] == {"min_length": 3, "max_length": 4096,
+                             "description": "The edit instruction."}
+    width = fields(dev)["width"]
+    schema = DevKontextConfig.model_json_schema()["properties"]["width"]
+    assert (width["kind"], width["min"], width["max"], width["step"], width["default"]) == (
+        "integer", schema["minimum"], schema["maximum"], schema["multipleOf"], 1024)
+    assert fields(dev)["guidance_scale"]["kind"] == "number"
+    seed = fields(dev)["seed"]
+    assert (seed["kind"], seed["min"], seed["max"]) == ("seed", "0", str(2**63 - 1))
+    preset = fields(dev)["style_preset"]
+    assert preset["kind"] == "enum" and preset["optional"] and len(preset["options"]) == 17
+    assert list(fields(dev)) == ["style_preset", "width", "height", "steps",
+                                 "guidance_scale", "seed"]
+
+
+def test_hosted_fields_per_type():
+    found = entries(Settings(fallback="local"))
+    img2img, txt2img = fields(found[PRO_IMG2IMG]), fields(found[MAX_TXT2IMG])
+    assert list(img2img) == ["aspect_ratio", "safety_tolerance", "prompt_upsampling", "seed"]
+    assert (img2img["safety_tolerance"]["max"], txt2img["safety_tolerance"]["max"]) == (2, 6)
+    assert (img2img["aspect_ratio"]["default"], txt2img["aspect_ratio"]["default"]) == (
+        None, "1:1")
+    assert "21:9" in img2img["aspect_ratio"]["rule"]
+    assert img2img["prompt_upsampling"] | {"description": ""} == {
+        "name": "prompt_upsampling", "kind": "boolean", "label": "Prompt Upsampling",
+        "default": False, "description": ""}
+    assert (found[PRO_IMG2IMG]["inputs"], found[MAX_TXT2IMG]["inputs"]) == (1, 0)
+
+
+@pytest.mark.parametrize(("settings", "env", "runs_on", "reason"), [
+    ({}, {}, None, "--fallback local"),
+    ({"fallback": "local"}, {}, "local-fallback", None),
+    ({"upstream": "hosted"}, {}, None, "PRODIA_TOKEN"),
+    ({"upstream": "hosted"}, {"PRODIA_TOKEN": "t"}, "upstream-hosted", None),
+    ({"upstream": "bfl", "bfl_key_env": "MY_KEY"}, {}, None, "MY_KEY"),
+    ({"upstream": "bfl", "bfl_key_env": "MY_KEY"}, {"MY_KEY": "k"}, "upstream-bfl", None),
+])
+def test_hosted_types_are_runnable_only_when_configured(monkeypatch, settings, env, runs_on,
+                                                        reason):
+    for name in ("PRODIA_TOKEN", "MY_KEY", "BFL_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    found = entries(Settings(**settings))
+    assert found[DEV_KONTEXT]["runnable"]
+    for name in HOSTED:
+        assert (found[name]["runnable"], found[name]["runs_on"]) == (runs_on is not None,
+                                                                     runs_on)
+        assert (reason is None) == (found[name]["reason"] is None)
+        assert reason is None or reason in found[name]["reason"]
+
+
+def test_served_with_auth_flag(serve, tmp_path):
+    live = serve(engine=FakeEngine(), results_dir=tmp_path, tokens=["s3cret"])
+    config = httpx.get(f"{live.url}/playground/config.json").json()
+    assert config["auth_required"] is True
+    assert config["default_job_type"] == DEV_KONTEXT
+    assert config["output_formats"] == ["jpeg", "png", "webp"]
