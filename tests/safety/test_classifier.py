@@ -62,7 +62,7 @@ def test_loads_a_repo_id_from_the_local_hf_cache(classifier_dir: Path, tmp_path:
 
 
 def test_missing_model_is_a_weights_error_pointing_to_the_readme(tmp_path: Path) -> None:
-    with pytest.raises(WeightsError, match="not on local disk.*weights/README.md"):
+    with pytest.raises(WeightsError, match=r"not on local disk.*weights/README\.md"):
         ImageClassifierCheck("nobody/no-such-classifier", cache_dir=tmp_path / "empty-hub")
     with pytest.raises(WeightsError, match="not on local disk"):
         ImageClassifierCheck(str(tmp_path))  # a folder without a model
