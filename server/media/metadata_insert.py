@@ -7,11 +7,8 @@ or chunk splice is a byte copy. Each format's container rules are in its functio
 
 from __future__ import annotations
 
-import io
 import struct
 import zlib
-
-from PIL import Image
 
 from server.accept import ImageFormat
 
@@ -94,6 +91,18 @@ def _riff_chunk(kind: bytes, payload: bytes) -> bytes:
     return kind + struct.pack("<I", len(payload)) + payload + b"\x00" * (len(payload) % 2)
 
 
+def _webp_canvas(kind: bytes, payload: bytes) -> tuple[int, int, bool]:
+    """Width, height and alpha of a simple-format WebP from its bitstream header (RFC 9649:
+    VP8 keyframe header after the start code 9d 01 2a; VP8L 14-bit sizes and alpha bit)."""
+    if kind == b"VP8L":
+        bits = int.from_bytes(payload[1:5], "little")
+        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1, bool(bits >> 28 & 1)
+    if kind == b"VP8 ":
+        width, height = struct.unpack("<HH", payload[6:10])
+        return width & 0x3FFF, height & 0x3FFF, False
+    raise ValueError(f"not a WebP still image (first chunk {kind!r})")
+
+
 def _webp(data: bytes, tiff: bytes, xmp: bytes) -> bytes:
     """EXIF and XMP chunks at the end (their place in the extended format), with the
     VP8X header's flags saying so; a simple-format file gets a VP8X header first."""
@@ -107,9 +116,7 @@ def _webp(data: bytes, tiff: bytes, xmp: bytes) -> bytes:
     if chunks[0][0] == b"VP8X":
         header = bytearray(chunks.pop(0)[1])
     else:
-        width, height = Image.open(io.BytesIO(data)).size
-        has_alpha = any(kind == b"ALPH" for kind, _ in chunks) or (
-            chunks[0][0] == b"VP8L" and bool(chunks[0][1][4] & 0x10))
+        width, height, has_alpha = _webp_canvas(*chunks[0])
         header = bytearray(struct.pack("<I", 0x10 if has_alpha else 0)
                            + (width - 1).to_bytes(3, "little") + (height - 1).to_bytes(3, "little"))
     header[0] |= 0x08 | 0x04  # EXIF and XMP present

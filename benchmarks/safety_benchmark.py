@@ -1,0 +1,272 @@
+"""What the content filter and the disclosure marks add to one 1024² job, on the CPU.
+
+Filter: the prompt check (built-in term list), the input-image check and the output-image
+check, with the real classifier architecture — the ViT-base configuration of
+Falconsai/nsfw_image_detection below, RANDOM weights (same FLOPs as the trained model; its
+scores mean nothing), built once into --checkpoint and loaded through the same code path as
+the real model. Then the classifier alone under the CPU options (threads, bf16, int8
+dynamic quantisation, torch.compile). Marks: encoding a 1024² output with and without the
+XMP/EXIF marks per format, splicing them into encoded bytes, and C2PA signing with a test
+certificate chain. Prints tables; --write-results writes the section "Content safety and
+AI disclosure (CPU)" of benchmarks/RESULTS.md.
+
+    python benchmarks/safety_benchmark.py --runs 30 --write-results
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from importlib.metadata import version
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from benchmarks_results import write_section  # noqa: E402
+from safety.c2pa_certs import write_test_chain  # noqa: E402
+
+from pipelines.safety import ImageClassifierCheck, TermCheck  # noqa: E402
+from server.images import encode_image  # noqa: E402
+from server.media.c2pa_signing import load_c2pa_credentials, sign_c2pa  # noqa: E402
+from server.media.disclosure import Disclosure, encode_marked, mark_encoded  # noqa: E402
+
+#: config.json of Falconsai/nsfw_image_detection (ViT-B/16 at 224², two labels).
+FALCONSAI_CONFIG = {
+    "architectures": ["ViTForImageClassification"], "model_type": "vit",
+    "attention_probs_dropout_prob": 0.0, "encoder_stride": 16, "hidden_act": "gelu",
+    "hidden_dropout_prob": 0.0, "hidden_size": 768, "image_size": 224,
+    "initializer_range": 0.02, "intermediate_size": 3072, "layer_norm_eps": 1e-12,
+    "num_attention_heads": 12, "num_channels": 3, "num_hidden_layers": 12, "patch_size": 16,
+    "problem_type": "single_label_classification", "qkv_bias": True,
+    "id2label": {"0": "normal", "1": "nsfw"}, "label2id": {"normal": 0, "nsfw": 1},
+}
+#: preprocessor_config.json of the same repository.
+FALCONSAI_PREPROCESSOR = {
+    "do_normalize": True, "do_rescale": True, "do_resize": True, "resample": 2,
+    "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5],
+    "rescale_factor": 1 / 255, "size": {"height": 224, "width": 224},
+}
+MARKER = "BENCHMARK_RANDOM_CLASSIFIER"
+PROMPT = ("Turn the photo into a watercolour painting: soft washes of blue for the sky, loose "
+          "brush strokes on the trees, keep the people and the red bicycle in the foreground")
+
+
+def build_classifier(directory: Path) -> Path:
+    """Write the full-size classifier with random weights (once; ~343 MB)."""
+    if (directory / MARKER).is_file():
+        return directory
+    import torch
+    from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
+
+    torch.manual_seed(0)
+    ViTForImageClassification(ViTConfig(**FALCONSAI_CONFIG)).save_pretrained(directory)
+    ViTImageProcessor(**FALCONSAI_PREPROCESSOR).save_pretrained(directory)
+    (directory / MARKER).write_text("Random weights, real Falconsai/nsfw_image_detection shapes.\n")
+    return directory
+
+
+def photo_like(size: int = 1024, seed: int = 0) -> Image.Image:
+    """A smooth picture with fine grain: compresses like a photo, unlike pure noise."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:size, 0:size] / size
+    base = np.stack([np.sin(6 * x + 2 * y), np.cos(5 * y - x), np.sin(3 * (x + y))], -1)
+    pixels = 127 + 100 * base + rng.normal(0, 6, (size, size, 3))
+    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+
+
+def timed(fn: Callable[[], object], runs: int, warmup: int = 2) -> list[float]:
+    """Milliseconds of each of `runs` calls, after `warmup` calls."""
+    for _ in range(warmup):
+        fn()
+    samples = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - start) * 1000)
+    return samples
+
+
+def p50_p95(samples: list[float]) -> tuple[float, float]:
+    """Median and 95th percentile (linear interpolation)."""
+    return statistics.median(samples), statistics.quantiles(samples, n=20,
+                                                            method="inclusive")[18]
+
+
+def row(label: str, samples: list[float]) -> str:
+    p50, p95 = p50_p95(samples)
+    return f"| {label} | {p50:.1f} | {p95:.1f} |"
+
+
+def filter_per_job(classifier: ImageClassifierCheck, runs: int) -> tuple[list[str], float]:
+    """Rows for the three checkpoints and their sum per job; returns (rows, p50 total)."""
+    terms = TermCheck()
+    source, output = photo_like(seed=1), photo_like(seed=2)
+    parts: dict[str, list[float]] = {"prompt (term list)": [], "input image (classifier)": [],
+                                     "output image (classifier)": [], "added per job": []}
+    for _ in range(2):
+        classifier.check_image(source)
+    for _ in range(runs):
+        seconds = (terms.check_text(PROMPT).seconds, classifier.check_image(source).seconds,
+                   classifier.check_image(output).seconds)
+        for name, value in zip(list(parts)[:3], seconds, strict=True):
+            parts[name].append(value * 1000)
+        parts["added per job"].append(sum(seconds) * 1000)
+    long_prompt = " ".join([PROMPT] * 30)[:4096]
+    rows = [row(name, samples) for name, samples in parts.items()]
+    rows.append(row("prompt of 4,096 characters (term list)",
+                    timed(lambda: terms.check_text(long_prompt), runs)))
+    return rows, p50_p95(parts["added per job"])[0]
+
+
+def classifier_options(classifier: ImageClassifierCheck, runs: int, compile_too: bool
+                       ) -> list[str]:
+    """The classifier on one 1024² image under each CPU option (same run)."""
+    import copy
+
+    import torch
+
+    image, original, threads = photo_like(seed=3), classifier.model, torch.get_num_threads()
+    pixels = classifier.processor(images=classifier._pre_resize(image),
+                                  return_tensors="pt")["pixel_values"]
+    rows = [row("preprocessing only (resize 1024² → 224², normalise)",
+                timed(lambda: classifier.processor(images=classifier._pre_resize(image),
+                                                   return_tensors="pt"), runs))]
+
+    def forward(model) -> list[float]:
+        with torch.inference_mode():
+            return timed(lambda: model(pixel_values=pixels.to(model.dtype)), runs)
+
+    rows.append(row(f"forward, fp32, {threads} threads (default)", forward(original)))
+    torch.set_num_threads(1)
+    rows.append(row("forward, fp32, 1 thread", forward(original)))
+    torch.set_num_threads(threads)
+    rows.append(row("forward, bf16 weights (no AVX512-BF16/AMX here)",
+                    forward(copy.deepcopy(original).to(torch.bfloat16))))
+    quantized = torch.ao.quantization.quantize_dynamic(copy.deepcopy(original),
+                                                       {torch.nn.Linear}, dtype=torch.qint8)
+    rows.append(row("forward, int8 dynamic quantisation of the Linears", forward(quantized)))
+    if compile_too:
+        start = time.perf_counter()
+        compiled = torch.compile(original)
+        with torch.inference_mode():
+            compiled(pixel_values=pixels)
+        rows.append(f"| torch.compile: first call (compilation) | "
+                    f"{(time.perf_counter() - start) * 1000:.0f} | — |")
+        rows.append(row("forward, fp32, torch.compile (inductor)", forward(compiled)))
+    return rows
+
+
+def paired(plain: Callable[[], object], marked: Callable[[], object], runs: int
+           ) -> tuple[list[float], list[float]]:
+    """(ms of `plain`, ms `marked` took over `plain`) per run, the two calls alternating
+    order each run, so that the machine's drift cancels out of the difference."""
+    plain(), marked()
+    base, extra = [], []
+    for index in range(runs):
+        times = {}
+        for name, fn in ((("p", plain), ("m", marked)) if index % 2 else
+                         (("m", marked), ("p", plain))):
+            start = time.perf_counter()
+            fn()
+            times[name] = (time.perf_counter() - start) * 1000
+        base.append(times["p"])
+        extra.append(times["m"] - times["p"])
+    return base, extra
+
+
+def marking_costs(runs: int) -> list[str]:
+    """Encode with vs without the marks, splice into bytes, C2PA signing; per format."""
+    image, parent = photo_like(seed=4), encode_image(photo_like(seed=5), "jpeg")
+    with tempfile.TemporaryDirectory() as folder:
+        chain = write_test_chain(Path(folder))
+        credentials = load_c2pa_credentials(chain.cert_file, chain.key_file)
+    disclosure = Disclosure(edited=True)
+    rows = []
+    for fmt, progressive in (("jpeg", False), ("jpeg", True), ("png", False), ("webp", False)):
+        plain = encode_image(image, fmt, progressive=progressive)
+        marked = encode_marked(image, fmt, disclosure, progressive=progressive)
+        mime = f"image/{fmt}"
+        encode, at_encode = paired(
+            lambda f=fmt, p=progressive: encode_image(image, f, progressive=p),
+            lambda f=fmt, p=progressive: encode_marked(image, f, disclosure, progressive=p),
+            runs)
+        splice = timed(lambda b=plain: mark_encoded(b, disclosure), runs)
+        created = timed(lambda b=marked, m=mime: sign_c2pa(
+            b, m, Disclosure(edited=False), credentials), runs)
+        edited = timed(lambda b=marked, m=mime: sign_c2pa(b, m, disclosure, credentials,
+                                                          parent), runs)
+        signed = sign_c2pa(marked, mime, disclosure, credentials, parent)
+        rows.append(
+            f"| {'progressive jpeg' if progressive else fmt} | {len(plain) / 1024:.0f} | "
+            f"{statistics.median(encode):.1f} | {statistics.median(at_encode):+.1f} "
+            f"({len(marked) - len(plain):+d} B) | {statistics.median(splice):.2f} | "
+            f"{statistics.median(created):.1f} | {statistics.median(edited):.1f} "
+            f"({len(signed) - len(marked):+d} B) |")
+    return rows
+
+
+def environment() -> str:
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError, StopIteration):
+        cpu = next(line.split(":", 1)[1].strip() for line in
+                   Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    return (f"{cpu}, {os.cpu_count()} cores (torch threads {torch.get_num_threads()}); Python "
+            f"{platform.python_version()}, torch {torch.__version__}, transformers "
+            f"{version('transformers')}, Pillow {version('pillow')}, c2pa-python "
+            f"{version('c2pa-python')}; load average at start "
+            f"{os.getloadavg()[0]:.1f} (a shared machine)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--checkpoint", type=Path,
+                        default=Path(tempfile.gettempdir()) / "kontext-safety-bench")
+    parser.add_argument("--compile", action="store_true",
+                        help="also measure torch.compile (compiling takes minutes on 2 cores)")
+    parser.add_argument("--write-results", action="store_true")
+    args = parser.parse_args()
+
+    classifier = ImageClassifierCheck(str(build_classifier(args.checkpoint)))
+    filter_rows, total_p50 = filter_per_job(classifier, args.runs)
+    option_rows = classifier_options(classifier, max(10, args.runs // 2), args.compile)
+    mark_rows = marking_costs(args.runs)
+    goal = "met" if total_p50 < 60 else "MISSED"
+    command = "python benchmarks/safety_benchmark.py " + " ".join(sys.argv[1:])
+    lines = [
+        "The content filter's added latency per 1024² job and the cost of the disclosure marks, "
+        "on the CPU. The classifier is the real architecture of Falconsai/nsfw_image_detection "
+        "(ViT-B/16 at 224², config in the script) with RANDOM weights: the same FLOPs, "
+        "meaningless scores. Input and output images are 1024² synthetic photos.",
+        "", f"Command: `{command.strip()}`", "", f"Hardware: {environment()}.", "",
+        f"**Filter, per job** ({args.runs} runs; goal < 60 ms p50 added per job: {goal}, "
+        f"{total_p50:.0f} ms):", "",
+        "| checkpoint | p50 ms | p95 ms |", "|---|---|---|", *filter_rows, "",
+        "**Classifier options**, one 1024² image:", "",
+        "| option | p50 ms | p95 ms |", "|---|---|---|", *option_rows, "",
+        "**Disclosure marks**, 1024² output, medians in ms (bytes added). \"marks at encode\": "
+        "encode_marked minus encode_image, the two alternating in one loop.", "",
+        "| format | size KiB | encode | marks at encode | marks spliced into bytes | "
+        "C2PA created | C2PA edit + parent |", "|---|---|---|---|---|---|---|", *mark_rows,
+    ]
+    print("\n".join(lines))
+    if args.write_results:
+        write_section("Content safety and AI disclosure (CPU)", lines)
+
+
+if __name__ == "__main__":
+    main()
