@@ -131,40 +131,55 @@ def filter_per_job(classifier: ImageClassifierCheck, runs: int) -> tuple[list[st
 
 def classifier_options(classifier: ImageClassifierCheck, runs: int, compile_too: bool
                        ) -> list[str]:
-    """The classifier on one 1024² image under each CPU option (same run)."""
+    """The classifier on one 1024² image under each option (same run)."""
     import copy
 
     import torch
 
-    image, original, threads = photo_like(seed=3), classifier.model, torch.get_num_threads()
+    image, original, device = photo_like(seed=3), classifier.model, classifier.device
     pixels = classifier.processor(images=classifier._pre_resize(image),
-                                  return_tensors="pt")["pixel_values"]
+                                  return_tensors="pt")["pixel_values"].to(device)
     rows = [row("preprocessing only (resize 1024² → 224², normalise)",
                 timed(lambda: classifier.processor(images=classifier._pre_resize(image),
                                                    return_tensors="pt"), runs))]
 
     def forward(model) -> list[float]:
-        with torch.inference_mode():
-            return timed(lambda: model(pixel_values=pixels.to(model.dtype)), runs)
+        def call() -> None:
+            model(pixel_values=pixels.to(model.dtype))
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
 
-    rows.append(row(f"forward, fp32, {threads} threads (default)", forward(original)))
-    torch.set_num_threads(1)
-    rows.append(row("forward, fp32, 1 thread", forward(original)))
-    torch.set_num_threads(threads)
-    rows.append(row("forward, bf16 weights (no AVX512-BF16/AMX here)",
-                    forward(copy.deepcopy(original).to(torch.bfloat16))))
-    quantized = torch.ao.quantization.quantize_dynamic(copy.deepcopy(original),
-                                                       {torch.nn.Linear}, dtype=torch.qint8)
-    rows.append(row("forward, int8 dynamic quantisation of the Linears", forward(quantized)))
+        with torch.inference_mode():
+            return timed(call, runs)
+
+    threads = "" if device.startswith("cuda") else f", {torch.get_num_threads()} threads"
+    rows.append(row(f"forward, fp32 on {device}{threads} (default)", forward(original)))
+    rows.append(row("forward, bf16 weights", forward(copy.deepcopy(original).to(torch.bfloat16))))
+    if not device.startswith("cuda"):
+        rows += cpu_only_options(original, forward)
     if compile_too:
         start = time.perf_counter()
         compiled = torch.compile(original)
-        with torch.inference_mode():
-            compiled(pixel_values=pixels)
-        rows.append(f"| torch.compile: first call (compilation) | "
+        forward(compiled)
+        rows.append(f"| torch.compile: compilation + first runs | "
                     f"{(time.perf_counter() - start) * 1000:.0f} | — |")
         rows.append(row("forward, fp32, torch.compile (inductor)", forward(compiled)))
     return rows
+
+
+def cpu_only_options(model, forward: Callable[[object], list[float]]) -> list[str]:
+    """One intra-op thread, and int8 dynamic quantisation of the Linear layers."""
+    import copy
+
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    rows = [row("forward, fp32, 1 thread", forward(model))]
+    torch.set_num_threads(threads)
+    quantized = torch.ao.quantization.quantize_dynamic(copy.deepcopy(model), {torch.nn.Linear},
+                                                       dtype=torch.qint8)
+    return [*rows, row("forward, int8 dynamic quantisation of the Linears", forward(quantized))]
 
 
 def paired(plain: Callable[[], object], marked: Callable[[], object], runs: int
@@ -216,7 +231,7 @@ def marking_costs(runs: int) -> list[str]:
     return rows
 
 
-def environment() -> str:
+def environment(device: str) -> str:
     import torch
 
     cpu = platform.processor() or platform.machine()
@@ -224,35 +239,37 @@ def environment() -> str:
         cpu = next(line.split(":", 1)[1].strip() for line in
                    Path("/proc/cpuinfo").read_text().splitlines()
                    if line.startswith("model name"))
+    if device.startswith("cuda"):
+        cpu += f" + {torch.cuda.get_device_name(0)} (CUDA {torch.version.cuda})"
     return (f"{cpu}, {os.cpu_count()} cores (torch threads {torch.get_num_threads()}); Python "
             f"{platform.python_version()}, torch {torch.__version__}, transformers "
             f"{version('transformers')}, Pillow {version('pillow')}, c2pa-python "
-            f"{version('c2pa-python')}; load average at start "
-            f"{os.getloadavg()[0]:.1f} (a shared machine)")
+            f"{version('c2pa-python')}")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=30)
-    parser.add_argument("--checkpoint", type=Path,
-                        default=Path(tempfile.gettempdir()) / "kontext-safety-bench")
-    parser.add_argument("--compile", action="store_true",
-                        help="also measure torch.compile (compiling takes minutes on 2 cores)")
-    parser.add_argument("--write-results", action="store_true")
-    args = parser.parse_args()
+def busy_note(load: float) -> str:
+    """A warning line when the run shared an oversubscribed machine, else ""."""
+    cores = os.cpu_count() or 1
+    if load <= cores:
+        return ""
+    return (f"**The machine was oversubscribed during this run (load average up to {load:.1f} "
+            f"on {cores} cores, other work included): CPU timings of the classifier are "
+            "inflated by waiting for a core.**")
 
-    classifier = ImageClassifierCheck(str(build_classifier(args.checkpoint)))
-    filter_rows, total_p50 = filter_per_job(classifier, args.runs)
-    option_rows = classifier_options(classifier, max(10, args.runs // 2), args.compile)
-    mark_rows = marking_costs(args.runs)
-    goal = "met" if total_p50 < 60 else "MISSED"
+
+def report(args: argparse.Namespace, where: str, busy: str, total_p50: float,
+           tables: tuple[list[str], list[str], list[str]]) -> list[str]:
+    """The RESULTS.md section: what was measured, how, and the three tables."""
+    filter_rows, option_rows, mark_rows = tables
     command = "python benchmarks/safety_benchmark.py " + " ".join(sys.argv[1:])
-    lines = [
-        "The content filter's added latency per 1024² job and the cost of the disclosure marks, "
-        "on the CPU. The classifier is the real architecture of Falconsai/nsfw_image_detection "
-        "(ViT-B/16 at 224², config in the script) with RANDOM weights: the same FLOPs, "
-        "meaningless scores. Input and output images are 1024² synthetic photos.",
-        "", f"Command: `{command.strip()}`", "", f"Hardware: {environment()}.", "",
+    goal = "met" if total_p50 < 60 else "MISSED"
+    return [
+        "The content filter's added latency per 1024² job and the cost of the disclosure "
+        f"marks, classifier on the {where}. The classifier is the real architecture of "
+        "Falconsai/nsfw_image_detection (ViT-B/16 at 224², config in the script) with RANDOM "
+        "weights: the same FLOPs, meaningless scores. Inputs and outputs are 1024² synthetic "
+        "photos.", "", f"Command: `{command.strip()}`", "",
+        f"Hardware: {environment(args.device)}.", "", busy, "",
         f"**Filter, per job** ({args.runs} runs; goal < 60 ms p50 added per job: {goal}, "
         f"{total_p50:.0f} ms):", "",
         "| checkpoint | p50 ms | p95 ms |", "|---|---|---|", *filter_rows, "",
@@ -263,9 +280,31 @@ def main() -> None:
         "| format | size KiB | encode | marks at encode | marks spliced into bytes | "
         "C2PA created | C2PA edit + parent |", "|---|---|---|---|---|---|---|", *mark_rows,
     ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--checkpoint", type=Path,
+                        default=Path(tempfile.gettempdir()) / "kontext-safety-bench")
+    parser.add_argument("--device", default="cpu", help="where the classifier runs (cpu, cuda)")
+    parser.add_argument("--compile", action="store_true",
+                        help="also measure torch.compile (compiling takes minutes on 2 cores)")
+    parser.add_argument("--write-results", action="store_true")
+    args = parser.parse_args()
+
+    load_before = os.getloadavg()[0]
+    classifier = ImageClassifierCheck(str(build_classifier(args.checkpoint)),
+                                      device=args.device)
+    filter_rows, total_p50 = filter_per_job(classifier, args.runs)
+    option_rows = classifier_options(classifier, max(10, args.runs // 2), args.compile)
+    mark_rows = marking_costs(args.runs)
+    busy = busy_note(max(load_before, os.getloadavg()[0]))
+    where = "GPU" if args.device.startswith("cuda") else "CPU"
+    lines = report(args, where, busy, total_p50, (filter_rows, option_rows, mark_rows))
     print("\n".join(lines))
     if args.write_results:
-        write_section("Content safety and AI disclosure (CPU)", lines)
+        write_section(f"Content safety and AI disclosure ({where})", lines)
 
 
 if __name__ == "__main__":
