@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from server.media.metadata_insert import sniff_format
+
 if TYPE_CHECKING:
     from server.media.disclosure import Disclosure
 
@@ -126,8 +128,7 @@ def sign_c2pa(data: bytes, mime: str, disclosure: Disclosure,
         import c2pa
     except ImportError as exc:
         raise C2paSigningError("C2PA signing needs c2pa-python: pip install "
-                        "'kontext-server[safety]'") from exc
-    from server.media.metadata_insert import sniff_format
+                               "'kontext-server[safety]'") from exc
 
     with_parent = disclosure.edited and parent is not None
     info = c2pa.C2paSignerInfo(alg=credentials.alg, sign_cert=credentials.cert_chain_pem,
