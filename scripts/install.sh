@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Creates .venv and installs the project into it. `--test` adds the test tools, the
-# official JS client (npm) and, when run as root without one, Debian's chromium.
+# official JS client (npm) and, when run as root, the Debian packages the tests use:
+# chromium (playground) and libimage-exiftool-perl (exiftool reads the disclosure marks).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 with_tests=false
@@ -15,11 +16,16 @@ python -c "import torch" 2>/dev/null || python -m pip install -q "torch==2.13.0"
 if $with_tests; then
   python -m pip install -q -e ".[test]"
   (cd tests/js && npm install --no-save --no-audit --no-fund --loglevel=error)
-  if ! command -v chromium >/dev/null 2>&1; then
+  missing=()
+  command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+  command -v exiftool >/dev/null 2>&1 || missing+=(libimage-exiftool-perl)
+  if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then
-      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+        "${missing[@]}" >/dev/null
     else
-      echo "install Debian's chromium (sudo apt-get install chromium) for the playground test" >&2
+      echo "install the Debian packages ${missing[*]} (sudo apt-get install ${missing[*]})" \
+        "for the playground and disclosure tests" >&2
     fi
   fi
 else
