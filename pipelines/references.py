@@ -11,7 +11,8 @@ references reach the transformer is the *method*:
   * ``stitch``: canvas and references pasted into one strip image, which Kontext then sees
     as its single reference (the only method a one-image Kontext build can take).
 
-Everything here is plain arithmetic on sizes (no torch), so the server may import it.
+Plain arithmetic on sizes: importing this module imports no torch or diffusers, so the
+server may use its constants (planning a job reads diffusers' resolution table lazily).
 """
 
 from __future__ import annotations
