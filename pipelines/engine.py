@@ -11,7 +11,15 @@ from PIL import Image
 from pipelines.engine_plan import EnginePlan, MemoryMode, Tier, detect_capabilities, plan_engine
 from pipelines.errors import Cancelled, EngineFailure, InvalidInput, OutOfMemory
 from pipelines.levers import apply_plan, prepare_step_cache, step_cache_context
-from pipelines.shapes import ShapeCase, warmup_plan
+from pipelines.references import (
+    DEFAULT_REFERENCE_TOKEN_BUDGET,
+    check_plan_takes_references,
+    check_reference_token_budget,
+    longest_reference_count,
+    pipeline_inputs,
+    plan_inputs,
+)
+from pipelines.shapes import OUTPUT_SIDES, ShapeCase, tokens_for, warmup_plan
 from pipelines.types import EditRequest, EditResult, EngineInfo, RunControl
 from pipelines.weights import WeightsSource, load_pipeline
 
@@ -45,6 +53,7 @@ class KontextEngine:
         tier: Tier = "exact",
         memory_mode: MemoryMode = "full",
         plan: EnginePlan | None = None,
+        reference_token_budget: int = DEFAULT_REFERENCE_TOKEN_BUDGET,
     ) -> None:
         import torch
 
@@ -53,6 +62,8 @@ class KontextEngine:
         # The levers are decided here, before any weight is read, so that an unavailable
         # one (fp8 on CPU, say) fails at startup with InvalidInput saying what is missing.
         self.plan = plan or plan_engine(tier, memory_mode, self.device, detect_capabilities())
+        check_reference_token_budget(reference_token_budget)
+        self.reference_token_budget = reference_token_budget
         # bf16 is what the real weights ship in; CPU bf16 is slow and lossy, so fp32 there.
         self.dtype = getattr(torch, self.plan.dtype)
         self.warmup_size = warmup_size
@@ -65,13 +76,16 @@ class KontextEngine:
             demo=demo,
             tier=self.plan.tier,
             extra={"weights": source.describe(), "memory_mode": self.plan.memory_mode,
-                   "levers": ", ".join(self.plan.levers()) or "none"},
+                   "levers": ", ".join(self.plan.levers()) or "none",
+                   "reference_token_budget": str(reference_token_budget)},
         )
 
     def load(self) -> None:
         """Load the weights (offline) onto the device."""
         started = time.perf_counter()
-        pipe = load_pipeline(self.source, self.dtype)
+        from pipelines.kontext_multi import KontextMultiReferencePipeline
+
+        pipe = KontextMultiReferencePipeline.from_stock(load_pipeline(self.source, self.dtype))
         apply_plan(pipe, self.plan)
         pipe.set_progress_bar_config(disable=True)
         self.pipe = pipe
@@ -97,18 +111,25 @@ class KontextEngine:
             cases = list(plan.cases)
         for case in cases:
             self._warmup_edit(case, steps)
+        if self.plan.compile is not None and self.plan.compile.dynamic:
+            # The longest image stream a job can send: the largest output and references
+            # filling the reference budget (compiled here, and its memory peak met).
+            side = OUTPUT_SIDES[-1]
+            count = longest_reference_count(side, self.reference_token_budget)
+            self._warmup_edit(ShapeCase(side, side, side, side), steps, count)
 
-    def _warmup_edit(self, case: ShapeCase, steps: int) -> None:
+    def _warmup_edit(self, case: ShapeCase, steps: int, references: int = 0) -> None:
         image = None
         if case.ref_width is not None and case.ref_height is not None:
             image = Image.new("RGB", (case.ref_width, case.ref_height), (128, 128, 128))
         request = EditRequest(
             prompt="warm-up edit", image=image, width=case.width, height=case.height,
-            steps=steps, guidance_scale=2.5, seed=0,
+            steps=steps, guidance_scale=2.5, seed=0, references=(image,) * references,
         )
         result = self.run(request, RunControl())
+        tokens = tokens_for(case.width, case.height) + result.reference_tokens
         log.info("warm-up edit %dx%d (%d image tokens), %d steps: %.2fs", case.width,
-                 case.height, case.image_tokens, steps, result.elapsed)
+                 case.height, tokens, steps, result.elapsed)
 
     def run(self, request: EditRequest, control: RunControl) -> EditResult:
         """Run one edit. Raises Cancelled, InvalidInput, OutOfMemory or EngineFailure."""
@@ -121,6 +142,10 @@ class KontextEngine:
             raise InvalidInput(f"width and height must be multiples of {SIZE_MULTIPLE}")
         if request.steps < 1:
             raise InvalidInput("steps must be at least 1")
+        inputs = plan_inputs(request.image, request.references, request.reference_method,
+                             self.reference_token_budget)
+        if request.references:
+            check_plan_takes_references(self.plan)
         pipe = self.pipe
         started = time.perf_counter()
         step_times: list[float] = []
@@ -141,16 +166,19 @@ class KontextEngine:
 
         # 3. Denoise. max_area = width*height keeps the output at exactly width × height
         #    (otherwise the pipeline rescales to 1024² at the requested aspect ratio).
+        #    References ride along as appended tokens (index/offset) or in one strip
+        #    image fed at its planned size (stitch); without them this is stock diffusers.
         try:
-            with torch.inference_mode(), \
+            image, appended = pipeline_inputs(request.image, request.references, inputs)
+            with torch.inference_mode(), pipe.appending(appended), \
                     step_cache_context(pipe.transformer, self.plan.step_cache):
                 latents = pipe(
-                    image=request.image, prompt=request.prompt,
+                    image=image, prompt=request.prompt,
                     width=request.width, height=request.height,
                     max_area=request.width * request.height,
                     num_inference_steps=request.steps, guidance_scale=request.guidance_scale,
                     generator=generator, output_type="latent", return_dict=False,
-                    callback_on_step_end=on_step_end,
+                    callback_on_step_end=on_step_end, _auto_resize=inputs.method != "stitch",
                 )[0]
                 # 4. Stop before decoding if the job was cancelled.
                 if control.cancel.is_set():
@@ -169,7 +197,8 @@ class KontextEngine:
         elapsed = time.perf_counter() - started
         denoise = _denoise_seconds(step_times, started)
         return EditResult(image=image, elapsed=elapsed, denoise_seconds=denoise,
-                          steps=len(step_times))
+                          steps=len(step_times), input_sizes=inputs.sizes,
+                          reference_tokens=inputs.tokens)
 
     def _decode(self, latents, height: int, width: int) -> Image.Image:
         pipe = self.pipe

@@ -9,13 +9,19 @@ from typing import Protocol
 
 from PIL import Image
 
+from pipelines.references import DEFAULT_REFERENCE_METHOD
+
 #: Called after every denoising step with (step_done, total_steps).
 StepCallback = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
 class EditRequest:
-    """One Kontext edit, already validated and with its style preset applied to the prompt."""
+    """One Kontext edit, already validated and with its style preset applied to the prompt.
+
+    `image` is the canvas (input[0]); `references` are input[1:], at most three, fed by
+    `reference_method` (pipelines/references.py: "index", "offset" or "stitch").
+    """
 
     prompt: str
     image: Image.Image | None
@@ -24,6 +30,8 @@ class EditRequest:
     steps: int
     guidance_scale: float
     seed: int
+    references: tuple[Image.Image, ...] = ()
+    reference_method: str = DEFAULT_REFERENCE_METHOD
 
 
 @dataclass(frozen=True)
@@ -34,6 +42,10 @@ class EditResult:
     elapsed: float
     denoise_seconds: float
     steps: int
+    #: (width, height) each input was fed at, canvas first (for stitch: its tile).
+    input_sizes: tuple[tuple[int, int], ...] = ()
+    #: Tokens all inputs together added to the transformer's sequence.
+    reference_tokens: int = 0
 
     @property
     def ips(self) -> float:
