@@ -14,6 +14,28 @@ StepCallback = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
+class LoraChoice:
+    """One LoRA a job asks for: its name in the LoRA folder and its strength."""
+
+    name: str
+    scale: float = 1.0
+
+
+@dataclass(frozen=True)
+class LoraSwitch:
+    """How one job's LoRAs were switched in (pipelines/loras), for job metrics.
+
+    `applied` is what ran, in slot order (sorted by name; zero scales dropped); hits and
+    misses count the job's LoRAs found in / read into the in-memory adapter cache.
+    """
+
+    applied: tuple[LoraChoice, ...]
+    switch_seconds: float
+    cache_hits: int
+    cache_misses: int
+
+
+@dataclass(frozen=True)
 class EditRequest:
     """One Kontext edit, already validated and with its style preset applied to the prompt."""
 
@@ -24,6 +46,8 @@ class EditRequest:
     steps: int
     guidance_scale: float
     seed: int
+    #: At most three LoRAs from the engine's LoRA folder; order does not matter.
+    loras: tuple[LoraChoice, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -34,6 +58,8 @@ class EditResult:
     elapsed: float
     denoise_seconds: float
     steps: int
+    #: Set when the engine has a LoRA folder (also for jobs without LoRAs: switch time).
+    loras: LoraSwitch | None = None
 
     @property
     def ips(self) -> float:
