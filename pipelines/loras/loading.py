@@ -40,13 +40,14 @@ class PreparedAdapter:
     nbytes: int
 
 
-def prepare_adapter(entry: LoraEntry, config: dict, dtype, pin_memory: bool) -> PreparedAdapter:
-    """Read, convert and check `entry` against a transformer of `config`, or InvalidInput."""
+def prepare_adapter(entry: LoraEntry, skeleton: Skeleton, dtype,
+                    pin_memory: bool) -> PreparedAdapter:
+    """Read, convert and check `entry` against the skeleton's model, or InvalidInput."""
     if not entry.loads:
         raise InvalidInput(f"LoRA {entry.name!r} cannot be used: {entry.problem}")
     try:
         state_dict, alphas, metadata = _converted_state_dict(entry)
-        weights = _probe(state_dict, alphas, metadata, config)
+        weights = skeleton.probe(state_dict, alphas, metadata)
     except (InvalidInput, *LOAD_ERRORS) as exc:
         reason = str(exc) if isinstance(exc, InvalidInput) else _reason(exc)
         raise InvalidInput(f"LoRA {entry.name!r} cannot be used on this model: {reason}") \
@@ -84,46 +85,56 @@ def _converted_state_dict(entry: LoraEntry):
     return transformer, (alphas or None) if not metadata else None, metadata
 
 
-def _probe(state_dict: dict, alphas, metadata, config: dict) -> dict[str, tuple]:
-    """Load into a meta-device skeleton; return {module: (A, B, scaling)} or raise."""
-    from peft.tuners.lora import LoraLayer
+class Skeleton:
+    """The transformer of `config` without memory, reused across loads: meta tensors,
+    except that every Linear's weight is one float broadcast to its shape (zero strides).
+    PEFT puts new LoRA layers on the device of the base weight, which must be a real one.
+    Building it takes seconds at full size, hence one per engine."""
 
-    skeleton = _skeleton(config)
-    skeleton.load_lora_adapter(state_dict, network_alphas=alphas, metadata=metadata,
-                               adapter_name=PROBE, low_cpu_mem_usage=True, prefix="transformer")
-    found: dict[str, tuple] = {}
-    for name, module in skeleton.named_modules():
-        if not isinstance(module, LoraLayer) or PROBE not in module.lora_A:
-            continue
-        if module.use_dora.get(PROBE) or module.lora_B[PROBE].bias is not None:
-            raise InvalidInput(f"module {name} uses DoRA or a LoRA bias; only plain LoRA "
-                               "(A/B matrices) is supported")
-        down, up = module.lora_A[PROBE].weight, module.lora_B[PROBE].weight
-        if down.is_meta or up.is_meta:
-            raise InvalidInput(f"module {name} has only half of its A/B pair")
-        found[name] = (down.detach(), up.detach(), float(module.scaling[PROBE]))
-    wanted = {key.removeprefix("transformer.").split(".lora_")[0] for key in state_dict}
-    unmatched = sorted(wanted - set(found))
-    if unmatched:
-        raise InvalidInput(f"{len(unmatched)} of its modules do not exist in this model "
-                           f"(e.g. {', '.join(unmatched[:3])})")
-    return found
+    def __init__(self, config: dict) -> None:
+        self.config = config
+        self._model = None
 
+    def probe(self, state_dict: dict, alphas, metadata) -> dict[str, tuple]:
+        """Load into the skeleton; return {module: (A, B, scaling)} or raise."""
+        from peft.tuners.lora import LoraLayer
 
-def _skeleton(config: dict):
-    """The transformer of `config` without memory: meta tensors, except that every Linear's
-    weight is one float broadcast to its shape (zero strides). PEFT puts new LoRA layers on
-    the device of the base weight, so that device must be a real one (the CPU)."""
-    import torch
-    from diffusers import FluxTransformer2DModel
+        model = self._model or self._build()
+        self._model = None  # rebuilt next time unless the adapter is removed cleanly below
+        model.load_lora_adapter(state_dict, network_alphas=alphas, metadata=metadata,
+                                adapter_name=PROBE, low_cpu_mem_usage=True,
+                                prefix="transformer")
+        found: dict[str, tuple] = {}
+        for name, module in model.named_modules():
+            if not isinstance(module, LoraLayer) or PROBE not in module.lora_A:
+                continue
+            if module.use_dora.get(PROBE) or module.lora_B[PROBE].bias is not None:
+                raise InvalidInput(f"module {name} uses DoRA or a LoRA bias; only plain LoRA "
+                                   "(A/B matrices) is supported")
+            down, up = module.lora_A[PROBE].weight, module.lora_B[PROBE].weight
+            if down.is_meta or up.is_meta:
+                raise InvalidInput(f"module {name} has only half of its A/B pair")
+            found[name] = (down.detach(), up.detach(), float(module.scaling[PROBE]))
+        model.delete_adapters(PROBE)
+        self._model = model
+        wanted = {key.removeprefix("transformer.").split(".lora_")[0] for key in state_dict}
+        unmatched = sorted(wanted - set(found))
+        if unmatched:
+            raise InvalidInput(f"{len(unmatched)} of its modules do not exist in this model "
+                               f"(e.g. {', '.join(unmatched[:3])})")
+        return found
 
-    with torch.device("meta"):
-        skeleton = FluxTransformer2DModel.from_config(config)
-    for module in skeleton.modules():
-        if isinstance(module, torch.nn.Linear):
-            stand_in = torch.zeros((), dtype=torch.float32).expand(module.weight.shape)
-            module.weight = torch.nn.Parameter(stand_in, requires_grad=False)
-    return skeleton
+    def _build(self):
+        import torch
+        from diffusers import FluxTransformer2DModel
+
+        with torch.device("meta"):
+            model = FluxTransformer2DModel.from_config(self.config)
+        for module in model.modules():
+            if isinstance(module, torch.nn.Linear):
+                stand_in = torch.zeros((), dtype=torch.float32).expand(module.weight.shape)
+                module.weight = torch.nn.Parameter(stand_in, requires_grad=False)
+        return model
 
 
 _MISMATCH = re.compile(r"size mismatch for (\S+?)\.lora_[AB]\.\w+\.weight: copying a param "

@@ -15,7 +15,7 @@ from pipelines.errors import InvalidInput
 from pipelines.loras.cache import AdapterCache, CacheStats
 from pipelines.loras.choices import MAX_LORAS_PER_JOB, check_choices
 from pipelines.loras.library import LoraEntry, LoraLibrary
-from pipelines.loras.loading import PreparedAdapter, prepare_adapter
+from pipelines.loras.loading import PreparedAdapter, Skeleton, prepare_adapter
 from pipelines.types import LoraChoice, LoraSwitch
 
 log = logging.getLogger(__name__)
@@ -28,15 +28,15 @@ DEFAULT_MAX_RANK = 64
 
 
 def tier_problem(plan: EnginePlan) -> str | None:
-    """Why LoRAs cannot run with this plan's levers, or None when they can."""
+    """Why LoRAs cannot run with this plan's levers, or None when they can.
+
+    fp8/turbo take LoRAs: the slots wrap torchao's float8 linears (PEFT's TorchaoLoraLinear),
+    so each LoRA runs in bf16 beside the quantised matmul, never inside it.
+    """
     if plan.memory_mode != "full":
         return (f"LoRAs need --memory-mode full; in {plan.memory_mode} mode hooks cast or "
                 "stream the transformer's weights inside every block, and LoRA slots are not "
                 "supported there yet. Use --memory-mode full for LoRA jobs.")
-    if plan.fp8_linears:
-        return (f"LoRAs run on --tier exact only: the {plan.tier} tier's torchao float8 "
-                "linears have not been verified with LoRA slots on a GPU yet "
-                "(docs/loras.md). Use --tier exact for LoRA jobs.")
     return None
 
 
@@ -51,7 +51,7 @@ class LoraManager:
         self.max_loras = max_loras
         self.slots = None
         self.problem: str | None = "the engine is not loaded"
-        self._transformer_config: dict | None = None
+        self._skeleton: Skeleton | None = None
         self._dtype = None
         self._pin = False
 
@@ -67,7 +67,7 @@ class LoraManager:
         """Add the slots to `transformer` (weights final, not yet compiled), if the plan allows."""
         from pipelines.loras.slots import LoraSlots
 
-        self._transformer_config = dict(transformer.config)
+        self._skeleton = Skeleton(dict(transformer.config))
         self._dtype = transformer.dtype
         self._pin = transformer.device.type == "cuda"
         self.problem = tier_problem(plan)
@@ -130,8 +130,7 @@ class LoraManager:
         if cached is not None:
             return cached, True  # type: ignore[return-value]
         try:
-            adapter = prepare_adapter(entry, self._transformer_config or {}, self._dtype,
-                                      self._pin)
+            adapter = prepare_adapter(entry, self._skeleton, self._dtype, self._pin)
             if adapter.rank > self.max_rank:
                 raise InvalidInput(f"LoRA {entry.name!r} has rank {adapter.rank}, above this "
                                    f"server's LoRA slot rank {self.max_rank} "

@@ -114,7 +114,9 @@ class LoraSlots:
         if missing:
             raise ValueError(f"LoRA {adapter.name!r} targets modules without slots: "
                              f"{sorted(missing)[:3]}")
-        torch._foreach_zero_([tensor for tensor in zero if tensor.numel()])
+        zero = [tensor for tensor in zero if tensor.numel()]
+        if zero:  # empty when the LoRA fills every layer at the slot's full rank
+            torch._foreach_zero_(zero)
         for target, source in zip(targets, sources, strict=True):
             target.copy_(source, non_blocking=True)
 

@@ -96,13 +96,16 @@ def base(lora_engine) -> np.ndarray:
     return pixels(lora_engine)
 
 
-def request(*loras: LoraChoice, image=None, width=SIDE, height=SIDE) -> EditRequest:
-    return EditRequest(prompt=PROMPT, image=image, width=width, height=height, steps=STEPS,
+def request(*loras: LoraChoice, image=None, width=SIDE, height=SIDE,
+            steps=STEPS) -> EditRequest:
+    return EditRequest(prompt=PROMPT, image=image, width=width, height=height, steps=steps,
                        guidance_scale=2.5, seed=7, loras=tuple(loras))
 
 
-def pixels(engine, *loras: LoraChoice, **kwargs) -> np.ndarray:
-    return np.asarray(engine.run(request(*loras, **kwargs), RunControl()).image).astype(int)
+def pixels(engine, *loras: LoraChoice, job: EditRequest | None = None,
+           **kwargs) -> np.ndarray:
+    job = job or request(*loras, **kwargs)
+    return np.asarray(engine.run(job, RunControl()).image).astype(int)
 
 
 def lora(name: str, scale: float = 1.0) -> LoraChoice:
@@ -261,9 +264,44 @@ def test_which_tiers_take_loras():
     # LoRAs target q, k and v separately: an engine with a LoRA folder does not fuse them.
     adjusted = LoraManager("/nonexistent").adjust_plan(exact)
     assert not adjusted.fuse_qkv and "fused QKV is off" in adjusted.notes[-1]
-    assert "--tier exact" in tier_problem(plan_engine("fp8", "full", "cuda", h100))
-    assert "--tier exact" in tier_problem(plan_engine("turbo", "full", "cuda", h100))
-    assert "--memory-mode full" in tier_problem(plan_engine("exact", "24gb", "cuda", h100))
+    assert tier_problem(plan_engine("fp8", "full", "cuda", h100)) is None
+    assert tier_problem(plan_engine("turbo", "full", "cuda", h100)) is None
+    for tier, mode in [("exact", "24gb"), ("exact", "16gb"), ("fp8", "24gb")]:
+        assert "--memory-mode full" in tier_problem(plan_engine(tier, mode, "cuda", h100))
+
+
+def test_the_turbo_tiers_float8_linears_take_loras_outside_the_quantised_matmul(
+        tiny_dir, lora_dir, monkeypatch):
+    """turbo = torchao float8 linears + the step cache, on CPU (torch's CPU _scaled_mm
+    computes the float8 matmuls once torchao's GPU check is bypassed; hand-built plan)."""
+    from torchao.quantization import quant_api
+
+    from pipelines.engine import KontextEngine
+    from pipelines.engine_plan import EnginePlan, StepCacheSpec
+    from pipelines.weights import resolve_weights
+
+    monkeypatch.setattr(quant_api, "_check_hardware_support", lambda granularity: None)
+    plan = EnginePlan(tier="turbo", memory_mode="full", device="cpu", dtype="bfloat16",
+                      fp8_linears=True, step_cache=StepCacheSpec())
+    engines = [KontextEngine(resolve_weights(str(tiny_dir)), device="cpu", plan=plan,
+                             lora_dir=folder) for folder in (None, lora_dir)]
+    for engine in engines:
+        engine.load()
+    plain, with_loras = engines
+    to_q = with_loras.pipe.transformer.transformer_blocks[0].attn.to_q
+    # the base weight is torchao's float8 tensor subclass; the LoRA slot stays bf16
+    assert "Float8" in type(to_q.get_base_layer().weight).__name__
+    assert to_q.lora_A["kontext_lora_0"].weight.dtype == torch_dtype("bfloat16")
+    never = pixels(plain, job=request(steps=4))
+    red = pixels(with_loras, job=request(lora("style/red"), steps=4))
+    assert np.abs(red - never).max() > 20
+    assert np.array_equal(pixels(with_loras, job=request(steps=4)), never)
+
+
+def torch_dtype(name: str):
+    import torch
+
+    return getattr(torch, name)
 
 
 def _compiled_lora_engine(tiny_dir, lora_dir, backend: str, slots: int):
@@ -275,7 +313,8 @@ def _compiled_lora_engine(tiny_dir, lora_dir, backend: str, slots: int):
     plan = EnginePlan(tier="exact", memory_mode="full", device="cpu", dtype="float32",
                       compile=CompileSpec(backend=backend))
     engine = KontextEngine(resolve_weights(str(tiny_dir)), device="cpu", demo=True, plan=plan,
-                           lora_dir=lora_dir, lora_slots=slots, warmup_steps=1)
+                           lora_dir=lora_dir, lora_slots=slots, lora_max_rank=4,
+                           warmup_steps=1)
     engine.load()
     # The engine's own warm-up (no LoRA, then each count of active slots), one small size.
     engine.warmup([ShapeCase(SIDE, SIDE, None, None)])
@@ -306,7 +345,8 @@ def _switch_without_recompiling(engine, eager) -> None:
 
 def test_switching_loras_under_compile_never_recompiles(tiny_dir, lora_dir, lora_engine):
     """dynamo with the eager backend: the same guards (so the same recompiles) as inductor,
-    without a C++ compiler; one slot keeps the warm-up to two traced variants."""
+    without a C++ compiler; one slot keeps the warm-up to two traced variants. Slot rank 4
+    equals the test LoRAs' rank (no padding), 64 in the other tests (padding)."""
     import torch
 
     engine = _compiled_lora_engine(tiny_dir, lora_dir, "eager", slots=1)
