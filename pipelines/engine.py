@@ -238,6 +238,8 @@ class KontextEngine:
     def close(self) -> None:
         """Drop the pipeline and release device memory."""
         self.pipe = None
+        if self.loras is not None:
+            self.loras.close()
         self._free_memory()
 
 

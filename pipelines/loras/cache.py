@@ -69,6 +69,12 @@ class AdapterCache:
             self._items[key] = value
             self._bytes += value.nbytes
 
+    def clear(self) -> None:
+        """Drop every value (the counters stay)."""
+        with self._lock:
+            self._items.clear()
+            self._bytes = 0
+
     def stats(self) -> CacheStats:
         """A consistent snapshot of the counters."""
         with self._lock:

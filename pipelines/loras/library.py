@@ -61,10 +61,16 @@ class LoraLibrary:
             return sorted(self._entries.values(), key=lambda entry: entry.name)
 
     def get(self, name: str) -> LoraEntry:
-        """The entry called `name`, or InvalidInput saying it is not in the folder."""
+        """The entry called `name`, or InvalidInput saying it is not in the folder.
+
+        A known name costs one stat (its file is re-read if it changed); only an unknown
+        or vanished one rescans the folder.
+        """
         with self._lock:
-            self._rescan()
-            entry = self._entries.get(name)
+            entry = self._refreshed(name)
+            if entry is None:
+                self._rescan()
+                entry = self._entries.get(name)
         if entry is None:
             raise InvalidInput(f"unknown LoRA {name!r}: there is no {name}{SUFFIX} in the "
                                f"LoRA folder {self.folder}")
@@ -77,6 +83,19 @@ class LoraLibrary:
             if current is not None and current.version == entry.version:
                 self._entries[entry.name] = replace(current, loads=problem is None,
                                                     problem=problem, verified=True)
+
+    def _refreshed(self, name: str) -> LoraEntry | None:
+        known = self._entries.get(name)
+        if known is None:
+            return None
+        try:
+            stat = known.path.stat()
+        except OSError:
+            return None
+        if (known.size_bytes, known.mtime_ns) != (stat.st_size, stat.st_mtime_ns):
+            known = _new_entry(name, known.path, stat.st_size, stat.st_mtime_ns)
+            self._entries[name] = known
+        return known
 
     def _rescan(self) -> None:
         if not self.folder.is_dir():

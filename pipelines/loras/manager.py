@@ -117,6 +117,13 @@ class LoraManager:
         if self.slots is not None:
             self.slots.set_active(0)
 
+    def close(self) -> None:
+        """Release the cached adapters (pinned host memory) and the slots' references."""
+        self.cache.clear()
+        self.slots = None
+        self._skeleton = None
+        self.problem = "the engine is closed"
+
     def entries(self) -> list[LoraEntry]:
         """The folder's LoRAs (rescanned), with the verdict of any full load so far."""
         return self.library.entries()
