@@ -176,6 +176,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--uncached", type=int, default=3, help="fresh LoRAs to time")
     parser.add_argument("--skip-plain", action="store_true",
                         help="skip the engine without a LoRA folder (saves a second load)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (1 steadies timings on a shared CPU)")
     parser.add_argument("--write-results", action="store_true")
     args = parser.parse_args(argv)
     if args.checkpoint is None:
@@ -185,6 +187,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     lines = run(args)
     print("\n".join(lines))
     if args.write_results:
