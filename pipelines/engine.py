@@ -5,12 +5,15 @@ from __future__ import annotations
 import gc
 import logging
 import time
+from pathlib import Path
 
 from PIL import Image
 
 from pipelines.engine_plan import EnginePlan, MemoryMode, Tier, detect_capabilities, plan_engine
 from pipelines.errors import Cancelled, EngineFailure, InvalidInput, OutOfMemory
 from pipelines.levers import apply_plan, prepare_step_cache, step_cache_context
+from pipelines.loras.choices import MAX_LORAS_PER_JOB
+from pipelines.loras.manager import DEFAULT_CACHE_BYTES, DEFAULT_MAX_RANK, LoraManager
 from pipelines.references import (
     DEFAULT_REFERENCE_TOKEN_BUDGET,
     check_plan_takes_references,
@@ -20,7 +23,7 @@ from pipelines.references import (
     plan_inputs,
 )
 from pipelines.shapes import OUTPUT_SIDES, ShapeCase, tokens_for, warmup_plan
-from pipelines.types import EditRequest, EditResult, EngineInfo, RunControl
+from pipelines.types import EditRequest, EditResult, EngineInfo, LoraSwitch, RunControl
 from pipelines.weights import WeightsSource, load_pipeline
 
 log = logging.getLogger(__name__)
@@ -54,6 +57,10 @@ class KontextEngine:
         memory_mode: MemoryMode = "full",
         plan: EnginePlan | None = None,
         reference_token_budget: int = DEFAULT_REFERENCE_TOKEN_BUDGET,
+        lora_dir: str | Path | None = None,
+        lora_cache_bytes: int = DEFAULT_CACHE_BYTES,
+        lora_max_rank: int = DEFAULT_MAX_RANK,
+        lora_slots: int = MAX_LORAS_PER_JOB,
     ) -> None:
         import torch
 
@@ -64,6 +71,12 @@ class KontextEngine:
         self.plan = plan or plan_engine(tier, memory_mode, self.device, detect_capabilities())
         check_reference_token_budget(reference_token_budget)
         self.reference_token_budget = reference_token_budget
+        # LoRAs per job (pipelines/loras): only with a LoRA folder; None keeps stock behaviour.
+        self.loras = None if lora_dir is None else \
+            LoraManager(lora_dir, lora_cache_bytes, lora_max_rank, lora_slots)
+        if self.loras is not None:
+            self.plan = self.loras.adjust_plan(self.plan)
+        self._lora_warmup = 0
         # bf16 is what the real weights ship in; CPU bf16 is slow and lossy, so fp32 there.
         self.dtype = getattr(torch, self.plan.dtype)
         self.warmup_size = warmup_size
@@ -79,6 +92,8 @@ class KontextEngine:
                    "levers": ", ".join(self.plan.levers()) or "none",
                    "reference_token_budget": str(reference_token_budget)},
         )
+        if lora_dir is not None:
+            self.info.extra["loras"] = f"{lora_dir} ({lora_slots} per job, rank ≤ {lora_max_rank})"
 
     def load(self) -> None:
         """Load the weights (offline) onto the device."""
@@ -86,17 +101,20 @@ class KontextEngine:
         from pipelines.kontext_multi import KontextMultiReferencePipeline
 
         pipe = KontextMultiReferencePipeline.from_stock(load_pipeline(self.source, self.dtype))
-        apply_plan(pipe, self.plan)
+        install = None if self.loras is None else \
+            (lambda transformer: self.loras.install(transformer, self.plan))
+        apply_plan(pipe, self.plan, before_compile=install)
         pipe.set_progress_bar_config(disable=True)
         self.pipe = pipe
         log.info("loaded %s on %s in %.1fs", self.source.describe(), self.device,
                  time.perf_counter() - started)
 
-    def warmup(self) -> None:
+    def warmup(self, cases: list[ShapeCase] | None = None) -> None:
         """Run real edits so the first request pays no lazy-initialisation or compile costs.
 
         Without compilation one edit at warmup_size is enough; with it, the shapes of
         pipelines/shapes.warmup_plan, so that no request compiles in steady state.
+        `cases` replaces those shapes (tests and benchmarks warm up small ones).
         """
         width, height = self.warmup_size
         steps = self.warmup_steps
@@ -104,11 +122,12 @@ class KontextEngine:
             # Four steps trace every step-cache branch (first update, predict, later
             # update) into the compiled graphs, so that no job compiles a new variant.
             steps = max(steps, 4)
-        cases = [ShapeCase(width, height, width, height)]
-        if self.plan.compile is not None:
-            plan = warmup_plan(self.plan.compile.dynamic)
-            log.info("warm-up plan: %s", plan.reason)
-            cases = list(plan.cases)
+        if cases is None:
+            cases = [ShapeCase(width, height, width, height)]
+            if self.plan.compile is not None:
+                plan = warmup_plan(self.plan.compile.dynamic)
+                log.info("warm-up plan: %s", plan.reason)
+                cases = list(plan.cases)
         for case in cases:
             self._warmup_edit(case, steps)
         if self.plan.compile is not None and self.plan.compile.dynamic:
@@ -117,6 +136,21 @@ class KontextEngine:
             side = OUTPUT_SIDES[-1]
             count = longest_reference_count(side, self.reference_token_budget)
             self._warmup_edit(ShapeCase(side, side, side, side), steps, count)
+        if self.loras is not None and self.plan.compile is not None:
+            self._warmup_lora_variants(cases, steps)
+
+    def _warmup_lora_variants(self, cases: list[ShapeCase], steps: int) -> None:
+        """Trace the compiled variant of each count of active LoRA slots (PEFT loops over
+        the active adapters); with dynamic shapes one size per variant is enough."""
+        if self.plan.compile is not None and self.plan.compile.dynamic:
+            cases = cases[:1]
+        try:
+            for count in range(1, self.loras.max_loras + 1):
+                self._lora_warmup = count
+                for case in cases:
+                    self._warmup_edit(case, steps)
+        finally:
+            self._lora_warmup = 0
 
     def _warmup_edit(self, case: ShapeCase, steps: int, references: int = 0) -> None:
         image = None
@@ -170,6 +204,8 @@ class KontextEngine:
         #    image fed at its planned size (stitch); without them this is stock diffusers.
         try:
             image, appended = pipeline_inputs(request.image, request.references, inputs)
+            # 3a. Switch this job's LoRAs in (none: slots off); InvalidInput changes nothing.
+            loras = self._switch_loras(request)
             with torch.inference_mode(), pipe.appending(appended), \
                     step_cache_context(pipe.transformer, self.plan.step_cache):
                 latents = pipe(
@@ -193,12 +229,26 @@ class KontextEngine:
         except Exception as exc:
             self._free_memory()
             raise EngineFailure(f"{type(exc).__name__}: {exc}") from exc
+        finally:
+            # 6. Whatever happened, the next job starts without LoRAs.
+            if self.loras is not None:
+                self.loras.reset()
 
         elapsed = time.perf_counter() - started
         denoise = _denoise_seconds(step_times, started)
         return EditResult(image=image, elapsed=elapsed, denoise_seconds=denoise,
                           steps=len(step_times), input_sizes=inputs.sizes,
-                          reference_tokens=inputs.tokens)
+                          reference_tokens=inputs.tokens, loras=loras)
+
+    def _switch_loras(self, request: EditRequest) -> LoraSwitch | None:
+        if self.loras is None:
+            if request.loras:
+                raise InvalidInput("loras: this server has no LoRA folder (start it with "
+                                   "--lora-dir DIR)")
+            return None
+        if self._lora_warmup:
+            return self.loras.switch_blank(self._lora_warmup)
+        return self.loras.switch(request.loras)
 
     def _decode(self, latents, height: int, width: int) -> Image.Image:
         pipe = self.pipe
@@ -217,6 +267,8 @@ class KontextEngine:
     def close(self) -> None:
         """Drop the pipeline and release device memory."""
         self.pipe = None
+        if self.loras is not None:
+            self.loras.close()
         self._free_memory()
 
 

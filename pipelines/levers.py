@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Callable
 
 from pipelines.engine_plan import EnginePlan, StepCacheSpec
 from pipelines.errors import InvalidInput
@@ -21,14 +22,20 @@ TAYLORSEER_HOOK = "taylorseer_cache"
 OFFLOADED_TEXT_ENCODER = "text_encoder_2"
 
 
-def apply_plan(pipe, plan: EnginePlan) -> None:
-    """Place the pipeline on the plan's device and apply every lever the plan lists."""
+def apply_plan(pipe, plan: EnginePlan, before_compile: Callable | None = None) -> None:
+    """Place the pipeline on the plan's device and apply every lever the plan lists.
+
+    `before_compile(transformer)` runs once the weights are final and before any hook or
+    compile sees the modules (the LoRA slots of pipelines/loras go in there).
+    """
     place_components(pipe, plan)
     transformer = pipe.transformer
     if plan.fuse_qkv:
         transformer.fuse_qkv_projections()
     if plan.fp8_linears:
         quantize_fp8_linears(transformer)
+    if before_compile is not None:
+        before_compile(transformer)
     if plan.attention_backend and plan.attention_backend != "native":
         transformer.set_attention_backend(plan.attention_backend)
     if plan.step_cache is not None:

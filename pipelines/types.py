@@ -16,6 +16,28 @@ StepCallback = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
+class LoraChoice:
+    """One LoRA a job asks for: its name in the LoRA folder and its strength."""
+
+    name: str
+    scale: float = 1.0
+
+
+@dataclass(frozen=True)
+class LoraSwitch:
+    """How one job's LoRAs were switched in (pipelines/loras), for job metrics.
+
+    `applied` is what ran, in slot order (sorted by name; zero scales dropped); hits and
+    misses count the job's LoRAs found in / read into the in-memory adapter cache.
+    """
+
+    applied: tuple[LoraChoice, ...]
+    switch_seconds: float
+    cache_hits: int
+    cache_misses: int
+
+
+@dataclass(frozen=True)
 class EditRequest:
     """One Kontext edit, already validated and with its style preset applied to the prompt.
 
@@ -32,6 +54,8 @@ class EditRequest:
     seed: int
     references: tuple[Image.Image, ...] = ()
     reference_method: str = DEFAULT_REFERENCE_METHOD
+    #: At most three LoRAs from the engine's LoRA folder; order does not matter.
+    loras: tuple[LoraChoice, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -46,6 +70,8 @@ class EditResult:
     input_sizes: tuple[tuple[int, int], ...] = ()
     #: Tokens all inputs together added to the transformer's sequence.
     reference_tokens: int = 0
+    #: Set when the engine has a LoRA folder (also for jobs without LoRAs: switch time).
+    loras: LoraSwitch | None = None
 
     @property
     def ips(self) -> float:
