@@ -10,8 +10,12 @@ from PIL import Image
 
 from pipelines.engine_plan import EnginePlan, MemoryMode, Tier, detect_capabilities, plan_engine
 from pipelines.errors import Cancelled, EngineFailure, InvalidInput, OutOfMemory
-from pipelines.levers import apply_plan, prepare_step_cache, step_cache_context
+from pipelines.grad_mode import GradMode, grad_context, is_inference_mode_failure
+from pipelines.levers import apply_plan
+from pipelines.memory_plan import check_memory_plan, settle_device_memory
 from pipelines.shapes import ShapeCase, warmup_plan
+from pipelines.step_cache import prepare_step_cache
+from pipelines.step_timer import StepTimer, steady_seconds
 from pipelines.types import EditRequest, EditResult, EngineInfo, RunControl
 from pipelines.weights import WeightsSource, load_pipeline
 
@@ -19,6 +23,11 @@ log = logging.getLogger(__name__)
 
 #: The pipeline packs 2×2 latent patches after 8× VAE downsampling.
 SIZE_MULTIPLE = 16
+#: Steps of the calibration edit that ends the warm-up (its steps after the first are the
+#: first steady-state step time); turbo runs 4 so that a predicted step is among them.
+CALIBRATION_STEPS = 3
+#: Weight of the newest job in the steady step-time estimate (exponential moving average).
+STEP_TIME_WEIGHT = 0.3
 
 
 def pick_device(requested: str) -> str:
@@ -53,6 +62,12 @@ class KontextEngine:
         # The levers are decided here, before any weight is read, so that an unavailable
         # one (fp8 on CPU, say) fails at startup with InvalidInput saying what is missing.
         self.plan = plan or plan_engine(tier, memory_mode, self.device, detect_capabilities())
+        # A memory mode whose weights and activations cannot fit its cap (or this GPU) is
+        # refused here, with the numbers, before any weight is read.
+        self.memory_report = check_memory_plan(source, self.plan)
+        #: inference_mode unless it failed on this engine's tensors (pipelines/grad_mode.py).
+        self.grad_mode: GradMode = "inference_mode"
+        self._steady_step: float | None = None
         # bf16 is what the real weights ship in; CPU bf16 is slow and lossy, so fp32 there.
         self.dtype = getattr(torch, self.plan.dtype)
         self.warmup_size = warmup_size
@@ -72,33 +87,42 @@ class KontextEngine:
         """Load the weights (offline) onto the device."""
         started = time.perf_counter()
         pipe = load_pipeline(self.source, self.dtype)
-        apply_plan(pipe, self.plan)
+        backend = apply_plan(pipe, self.plan)
         pipe.set_progress_bar_config(disable=True)
         self.pipe = pipe
-        log.info("loaded %s on %s in %.1fs", self.source.describe(), self.device,
-                 time.perf_counter() - started)
+        self.info.extra["attention"] = backend or "diffusers default"
+        # What the loaded engine holds, measured after freeing the loading's cached blocks
+        # and resetting the peaks (not the allocator's pools from loading).
+        self.info.extra.update(settle_device_memory(self.device))
+        log.info("loaded %s on %s in %.1fs (%s)", self.source.describe(), self.device,
+                 time.perf_counter() - started, self.info.extra)
 
-    def warmup(self) -> None:
-        """Run real edits so the first request pays no lazy-initialisation or compile costs.
+    def warmup(self, cases: list[ShapeCase] | None = None) -> None:
+        """Run real edits so the first request pays no lazy-initialisation or compile costs,
+        then one calibration edit at warmup_size whose steady steps seed the step-time
+        estimate (steady_step_seconds): the compile runs never count.
 
-        Without compilation one edit at warmup_size is enough; with it, the shapes of
-        pipelines/shapes.warmup_plan, so that no request compiles in steady state.
+        With compilation the edits are the shapes of pipelines/shapes.warmup_plan (or
+        `cases`), so that no request compiles in steady state.
         """
-        width, height = self.warmup_size
-        steps = self.warmup_steps
-        if self.plan.step_cache is not None:
-            # Four steps trace every step-cache branch (first update, predict, later
-            # update) into the compiled graphs, so that no job compiles a new variant.
-            steps = max(steps, 4)
-        cases = [ShapeCase(width, height, width, height)]
-        if self.plan.compile is not None:
+        if cases is None and self.plan.compile is not None:
             plan = warmup_plan(self.plan.compile.dynamic)
             log.info("warm-up plan: %s", plan.reason)
             cases = list(plan.cases)
-        for case in cases:
-            self._warmup_edit(case, steps)
+        for case in cases or []:
+            self._warmup_edit(case, self.warmup_steps)
+        width, height = self.warmup_size
+        steps = max(self.warmup_steps, CALIBRATION_STEPS + (self.plan.step_cache is not None))
+        result = self._warmup_edit(ShapeCase(width, height, width, height), steps)
+        self._steady_step = result.step_seconds
 
-    def _warmup_edit(self, case: ShapeCase, steps: int) -> None:
+    def steady_step_seconds(self) -> float | None:
+        """Seconds per denoising step in steady state (None before warm-up): seeded by the
+        warm-up's calibration edit, then a moving average over the jobs' steady steps.
+        Timed with CUDA events on a GPU; compile and warm-up runs excluded."""
+        return self._steady_step
+
+    def _warmup_edit(self, case: ShapeCase, steps: int) -> EditResult:
         image = None
         if case.ref_width is not None and case.ref_height is not None:
             image = Image.new("RGB", (case.ref_width, case.ref_height), (128, 128, 128))
@@ -106,12 +130,33 @@ class KontextEngine:
             prompt="warm-up edit", image=image, width=case.width, height=case.height,
             steps=steps, guidance_scale=2.5, seed=0,
         )
-        result = self.run(request, RunControl())
-        log.info("warm-up edit %dx%d (%d image tokens), %d steps: %.2fs", case.width,
-                 case.height, case.image_tokens, steps, result.elapsed)
+        result = self._run(request, RunControl())
+        log.info("warm-up edit %dx%d (%d image tokens), %d steps: %.2fs, %.3fs/step steady",
+                 case.width, case.height, case.image_tokens, steps, result.elapsed,
+                 result.step_seconds)
+        return result
 
     def run(self, request: EditRequest, control: RunControl) -> EditResult:
         """Run one edit. Raises Cancelled, InvalidInput, OutOfMemory or EngineFailure."""
+        result = self._run(request, control)
+        previous = self._steady_step
+        self._steady_step = result.step_seconds if previous is None else \
+            (1 - STEP_TIME_WEIGHT) * previous + STEP_TIME_WEIGHT * result.step_seconds
+        return result
+
+    def _run(self, request: EditRequest, control: RunControl) -> EditResult:
+        """One edit, falling back to no_grad for good if inference_mode fails on it."""
+        try:
+            return self._edit(request, control)
+        except EngineFailure as exc:
+            if not is_inference_mode_failure(exc.__cause__, self.grad_mode):
+                raise
+            log.warning("inference_mode failed on this engine's tensors (%s); running "
+                        "under no_grad from now on", exc.__cause__)
+            self.grad_mode = "no_grad"
+            return self._edit(request, control)
+
+    def _edit(self, request: EditRequest, control: RunControl) -> EditResult:
         import torch
 
         # 1. Check inputs
@@ -123,15 +168,16 @@ class KontextEngine:
             raise InvalidInput("steps must be at least 1")
         pipe = self.pipe
         started = time.perf_counter()
-        step_times: list[float] = []
+        timer = StepTimer(cuda=self.device == "cuda")
 
         # 2. Per-request randomness: a fresh CPU generator, so a seed gives the same
-        #    noise on every device.
+        #    noise on every device. The step cache (turbo) starts this job's schedule.
         generator = torch.Generator(device="cpu").manual_seed(request.seed)
-        prepare_step_cache(pipe.transformer, self.plan.step_cache, request.steps)
+        prepare_step_cache(pipe.transformer, request.steps)
+        start_hook = pipe.transformer.register_forward_pre_hook(timer.mark_start)
 
         def on_step_end(pipeline, step: int, timestep, callback_kwargs):
-            step_times.append(time.perf_counter())
+            timer.mark()
             if control.cancel.is_set():
                 # diffusers skips the remaining steps once _interrupt is set.
                 pipeline._interrupt = True
@@ -142,8 +188,7 @@ class KontextEngine:
         # 3. Denoise. max_area = width*height keeps the output at exactly width × height
         #    (otherwise the pipeline rescales to 1024² at the requested aspect ratio).
         try:
-            with torch.inference_mode(), \
-                    step_cache_context(pipe.transformer, self.plan.step_cache):
+            with grad_context(self.grad_mode):
                 latents = pipe(
                     image=request.image, prompt=request.prompt,
                     width=request.width, height=request.height,
@@ -165,11 +210,14 @@ class KontextEngine:
         except Exception as exc:
             self._free_memory()
             raise EngineFailure(f"{type(exc).__name__}: {exc}") from exc
+        finally:
+            start_hook.remove()
 
+        # 6. Timings: the decoded image is on the host, so every step's event has completed.
         elapsed = time.perf_counter() - started
-        denoise = _denoise_seconds(step_times, started)
-        return EditResult(image=image, elapsed=elapsed, denoise_seconds=denoise,
-                          steps=len(step_times))
+        steps = timer.step_seconds()
+        return EditResult(image=image, elapsed=elapsed, denoise_seconds=sum(steps),
+                          steps=len(steps), step_seconds=steady_seconds(steps))
 
     def _decode(self, latents, height: int, width: int) -> Image.Image:
         pipe = self.pipe
@@ -189,17 +237,3 @@ class KontextEngine:
         """Drop the pipeline and release device memory."""
         self.pipe = None
         self._free_memory()
-
-
-def _denoise_seconds(step_times: list[float], started: float) -> float:
-    """Time spent denoising, from the step-end timestamps.
-
-    The first step's start is not observable, so it is estimated as the mean step time;
-    prompt encoding and the reference VAE encode are excluded.
-    """
-    if not step_times:
-        return 0.0
-    if len(step_times) == 1:
-        return step_times[0] - started
-    mean_step = (step_times[-1] - step_times[0]) / (len(step_times) - 1)
-    return mean_step * len(step_times)

@@ -34,6 +34,9 @@ class EditResult:
     elapsed: float
     denoise_seconds: float
     steps: int
+    #: Steady per-step denoising time of this job: the mean of its steps after the first,
+    #: timed with CUDA events on a GPU (pipelines/step_timer.py).
+    step_seconds: float = 0.0
 
     @property
     def ips(self) -> float:
