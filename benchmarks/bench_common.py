@@ -40,11 +40,13 @@ def floor_seconds(image_tokens: int, fp8_linears: bool) -> float:
     return linear / (FP8_PEAK if fp8_linears else BF16_PEAK) + attention / BF16_PEAK
 
 
-def build_random_checkpoint(directory: Path, device: str = "cuda") -> Path:
-    """Write the full-size Kontext [dev] pipeline with random bf16 weights (diffusers layout).
+def build_random_pipeline(device: str = "cuda", seed: int = 0):
+    """The full-size Kontext [dev] pipeline with random bf16 weights, built on `device` from
+    `seed` (the same seed gives the same weights on the same device), in eval() mode.
 
-    Built directly in bf16 on `device` (random init of 16.9 B parameters on CPU takes long),
-    with the tiny checkpoint's in-code tokenizers: they change no FLOPs, T5 still pads to 512.
+    Built directly in bf16 on the device (random init of 16.9 B parameters on CPU takes
+    long), with the tiny checkpoint's in-code tokenizers: they change no FLOPs, T5 still pads
+    to 512 tokens.
     """
     import torch
     from diffusers import (
@@ -62,7 +64,7 @@ def build_random_checkpoint(directory: Path, device: str = "cuda") -> Path:
     def plain(name: str) -> dict:
         return {k: v for k, v in configs[name].items() if not k.startswith("_")}
 
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     previous = torch.get_default_dtype()
     torch.set_default_dtype(torch.bfloat16)
     try:
@@ -78,10 +80,20 @@ def build_random_checkpoint(directory: Path, device: str = "cuda") -> Path:
         text_encoder=text_encoder, tokenizer=_clip_tokenizer(), text_encoder_2=text_encoder_2,
         tokenizer_2=_t5_tokenizer(), transformer=transformer,
     )
+    for component in (transformer, vae, text_encoder, text_encoder_2):
+        component.eval()
+    return pipe
+
+
+def build_random_checkpoint(directory: Path, device: str = "cuda") -> Path:
+    """Write the full-size pipeline with random bf16 weights (diffusers layout) to disk."""
+    import torch
+
+    pipe = build_random_pipeline(device)
     directory.mkdir(parents=True, exist_ok=True)
     pipe.save_pretrained(directory, safe_serialization=True)
     (directory / MARKER).write_text("Random weights, real FLUX.1 Kontext [dev] shapes.\n")
-    del pipe, transformer, text_encoder_2
+    del pipe
     if device == "cuda":
         torch.cuda.empty_cache()
     return directory

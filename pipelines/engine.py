@@ -5,6 +5,8 @@ from __future__ import annotations
 import gc
 import logging
 import time
+from collections.abc import Callable
+from typing import Any
 
 from PIL import Image
 
@@ -54,6 +56,7 @@ class KontextEngine:
         tier: Tier = "exact",
         memory_mode: MemoryMode = "full",
         plan: EnginePlan | None = None,
+        pipeline_factory: Callable[[], Any] | None = None,
     ) -> None:
         import torch
 
@@ -72,6 +75,9 @@ class KontextEngine:
         self.dtype = getattr(torch, self.plan.dtype)
         self.warmup_size = warmup_size
         self.warmup_steps = warmup_steps
+        #: Builds the pipeline in place of reading `source` (benchmarks: random weights made
+        #: on the device from a seed); it must return components in eval() mode.
+        self.pipeline_factory = pipeline_factory
         self.pipe = None
         self.info = EngineInfo(
             model="FLUX.1-Kontext-dev" + (" (tiny random demo checkpoint)" if demo else ""),
@@ -86,7 +92,8 @@ class KontextEngine:
     def load(self) -> None:
         """Load the weights (offline) onto the device."""
         started = time.perf_counter()
-        pipe = load_pipeline(self.source, self.dtype)
+        pipe = self.pipeline_factory() if self.pipeline_factory else \
+            load_pipeline(self.source, self.dtype)
         backend = apply_plan(pipe, self.plan)
         pipe.set_progress_bar_config(disable=True)
         self.pipe = pipe
@@ -97,13 +104,14 @@ class KontextEngine:
         log.info("loaded %s on %s in %.1fs (%s)", self.source.describe(), self.device,
                  time.perf_counter() - started, self.info.extra)
 
-    def warmup(self, cases: list[ShapeCase] | None = None) -> None:
+    def warmup(self, cases: list[ShapeCase] | None = None, calibrate: bool = True) -> None:
         """Run real edits so the first request pays no lazy-initialisation or compile costs,
         then one calibration edit at warmup_size whose steady steps seed the step-time
         estimate (steady_step_seconds): the compile runs never count.
 
         With compilation the edits are the shapes of pipelines/shapes.warmup_plan (or
-        `cases`), so that no request compiles in steady state.
+        `cases`), so that no request compiles in steady state. `calibrate=False` skips the
+        calibration edit (tests that only need the compiled shapes).
         """
         if cases is None and self.plan.compile is not None:
             plan = warmup_plan(self.plan.compile.dynamic)
@@ -111,6 +119,8 @@ class KontextEngine:
             cases = list(plan.cases)
         for case in cases or []:
             self._warmup_edit(case, self.warmup_steps)
+        if not calibrate:
+            return
         width, height = self.warmup_size
         steps = max(self.warmup_steps, CALIBRATION_STEPS + (self.plan.step_cache is not None))
         result = self._warmup_edit(ShapeCase(width, height, width, height), steps)

@@ -199,4 +199,4 @@ def test_step_cache_deviation_from_exact_is_small_and_reported(tiny_dir, tiny_en
     mse = float(np.mean((cached - exact) ** 2))
     psnr = 10 * np.log10(255**2 / mse) if mse else float("inf")
     print(f"step cache vs exact, tiny model, 512², 12 steps: image PSNR {psnr:.1f} dB")
-    assert 0 < mse and psnr > 25
+    assert mse > 0 and psnr > 25
