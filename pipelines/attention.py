@@ -77,13 +77,14 @@ def backends_in_use(transformer) -> set[str]:
 
 
 def time_backends(candidates: Sequence[str], heads: int, head_dim: int, dtype,
-                  tokens: int = TYPICAL_TOKENS, repeats: int = 5) -> dict[str, float]:
+                  tokens: int = TYPICAL_TOKENS, repeats: int = 5,
+                  device: str = "cuda") -> dict[str, float]:
     """Median seconds of one attention call [1, tokens, heads, head_dim] per usable backend,
-    timed with CUDA events after a warm-up call. Backends that fail are left out (logged)."""
+    after a warm-up call (CUDA events on a GPU). Backends that fail are left out (logged)."""
     import torch
     from diffusers.models.attention_dispatch import AttentionBackendName, dispatch_attention_fn
 
-    q, k, v = (torch.randn(1, tokens, heads, head_dim, device="cuda", dtype=dtype)
+    q, k, v = (torch.randn(1, tokens, heads, head_dim, device=device, dtype=dtype)
                for _ in range(3))
     timings = {}
     for name in candidates:
@@ -92,20 +93,38 @@ def time_backends(candidates: Sequence[str], heads: int, head_dim: int, dtype,
             continue
         backend = AttentionBackendName(name)
         try:
-            dispatch_attention_fn(q, k, v, backend=backend)
-            spans = []
-            for _ in range(repeats):
-                start, end = (torch.cuda.Event(enable_timing=True) for _ in range(2))
-                start.record()
-                dispatch_attention_fn(q, k, v, backend=backend)
-                end.record()
-                spans.append((start, end))
-            torch.cuda.synchronize()
+            timings[name] = median_seconds(
+                lambda backend=backend: dispatch_attention_fn(q, k, v, backend=backend),
+                device, repeats)
         except (RuntimeError, ValueError) as exc:
             log.info("attention backend %s failed at %d tokens: %s", name, tokens, exc)
-            continue
-        timings[name] = statistics.median(a.elapsed_time(b) for a, b in spans) / 1000
     return timings
+
+
+def median_seconds(call, device: str, repeats: int = 5) -> float:
+    """Median seconds of `call()` after one warm-up call: CUDA events on a GPU, the host
+    clock on CPU."""
+    import time
+
+    import torch
+
+    call()
+    if device != "cuda":
+        spans = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            call()
+            spans.append(time.perf_counter() - started)
+        return statistics.median(spans)
+    events = []
+    for _ in range(repeats):
+        start, end = (torch.cuda.Event(enable_timing=True) for _ in range(2))
+        start.record()
+        call()
+        end.record()
+        events.append((start, end))
+    torch.cuda.synchronize()
+    return statistics.median(a.elapsed_time(b) for a, b in events) / 1000
 
 
 def fastest(timings: dict[str, float], candidates: Sequence[str]) -> str:

@@ -91,8 +91,8 @@ def fp8_linear_bytes(module) -> int:
     return module_bytes(module) - saved
 
 
-def build_meta(configs: dict) -> dict:
-    """The four components on the meta device in bf16, from their configs."""
+def build_meta(configs: dict, names: tuple[str, ...] = COMPONENTS) -> dict:
+    """The components `names` on the meta device in bf16, from their configs."""
     import torch
     from diffusers import AutoencoderKL, FluxTransformer2DModel
     from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
@@ -100,21 +100,27 @@ def build_meta(configs: dict) -> dict:
     def plain(name: str) -> dict:
         return {k: v for k, v in configs[name].items() if not k.startswith("_")}
 
+    makers = {
+        "transformer": lambda: FluxTransformer2DModel(**plain("transformer")),
+        "text_encoder_2": lambda: T5EncoderModel(T5Config(**plain("text_encoder_2"))),
+        "text_encoder": lambda: CLIPTextModel(CLIPTextConfig(**plain("text_encoder"))),
+        "vae": lambda: AutoencoderKL(**plain("vae")),
+    }
     with torch.device("meta"):
-        built = {
-            "transformer": FluxTransformer2DModel(**plain("transformer")),
-            "text_encoder_2": T5EncoderModel(T5Config(**plain("text_encoder_2"))),
-            "text_encoder": CLIPTextModel(CLIPTextConfig(**plain("text_encoder"))),
-            "vae": AutoencoderKL(**plain("vae")),
-        }
-    return {name: module.to(torch.bfloat16).eval() for name, module in built.items()}
+        return {name: makers[name]().to(torch.bfloat16).eval() for name in names}
 
 
-@functools.lru_cache(maxsize=4)
+@functools.lru_cache(maxsize=2)
+def _unchanged_parts(configs_json: str) -> dict:
+    """Components no lever changes, built once per configs (levers rebuild the transformer)."""
+    return build_meta(json.loads(configs_json))
+
+
+@functools.lru_cache(maxsize=2)
 def _activations(configs_json: str) -> tuple[tuple[str, int], ...]:
     import torch
 
-    parts = build_meta(json.loads(configs_json))
+    parts = _unchanged_parts(configs_json)
     transformer, vae = parts["transformer"], parts["vae"]
     tokens = 2 * (SIDE // 16) ** 2  # output + the 1 MP reference
     config = transformer.config
@@ -162,7 +168,11 @@ def _transformer_bytes(transformer, plan: EnginePlan) -> tuple[int, int]:
 
 def plan_memory(configs: dict, plan: EnginePlan, device_bytes: int) -> MemoryPlan:
     """The memory plan of `plan` for the components in `configs` on a GPU of device_bytes."""
-    parts = build_meta(configs)
+    # Keyed on the four components' configs only: the same model from any source hits.
+    configs_json = json.dumps({name: configs[name] for name in COMPONENTS}, sort_keys=True)
+    parts = dict(_unchanged_parts(configs_json))
+    if plan.fuse_qkv or plan.fp8_weight_storage:  # these levers change the module: a copy
+        parts["transformer"] = build_meta(configs, ("transformer",))["transformer"]
     resident: dict[str, int] = {}
     streamed: dict[str, int] = {}
     resident["transformer"], streamed_transformer = _transformer_bytes(parts["transformer"],
@@ -175,7 +185,7 @@ def plan_memory(configs: dict, plan: EnginePlan, device_bytes: int) -> MemoryPla
         leaves = [module_bytes(m) for m in parts["text_encoder_2"].modules()
                   if not list(m.children())]
         resident["text_encoder_2"], streamed["text_encoder_2"] = 0, 2 * max(leaves)
-    activations = dict(_activations(json.dumps(configs, sort_keys=True)))
+    activations = dict(_activations(configs_json))
     cap = min(MODE_CAPS.get(plan.memory_mode, device_bytes), device_bytes)
     return MemoryPlan(plan.memory_mode, plan.tier, resident, streamed, activations, cap)
 

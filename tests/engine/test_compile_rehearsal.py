@@ -24,6 +24,9 @@ from pipelines.engine_plan import Capabilities, plan_engine
 from pipelines.shapes import ShapeCase
 from pipelines.types import EditRequest, RunControl
 
+#: Inductor's C++ code generation on 2 shared cores takes minutes (pytest's default is 300 s).
+pytestmark = pytest.mark.timeout(1800)
+
 H100 = Capabilities(cuda=True, compute_capability=(9, 0), torchao=True)
 TALL, WIDE = Image.new("RGB", (300, 700), (90, 20, 40)), Image.new("RGB", (800, 600), (9, 9, 9))
 #: The cheapest geometry (512² output, no reference: 1,024 image tokens) compiles the
@@ -79,7 +82,7 @@ def test_exact_tier_compiles_once_and_never_recompiles(deep_tiny_dir, compiled):
     assert engine.plan.compile.backend == "inductor" and engine.plan.fuse_qkv
     engine.warmup(SMALL, calibrate=False)
     with torch._dynamo.config.patch(error_on_recompile=True):
-        for request in (edit(544, 512, 1), edit(512, 512, 2, TALL)):
+        for request in (edit(544, 512, 2), edit(512, 512, 1, TALL)):
             result = engine.run(request, RunControl())
             assert (result.image.size, result.steps) == ((request.width, request.height),
                                                           request.steps)
@@ -100,7 +103,7 @@ def test_fp8_and_turbo_tiers_compile_quantised_blocks_and_stay_close_to_exact(
     fp8_count, linears = float8_linears(transformer)
     assert fp8_count == linears > 57 * 2
     fp8.warmup(SMALL, calibrate=False)
-    request = edit(512, 544, 8)
+    request = edit(512, 544, 6)
     with torch._dynamo.config.patch(error_on_recompile=True):
         reference = latents_of(exact, request)
         quantised = latents_of(fp8, request)
@@ -109,10 +112,10 @@ def test_fp8_and_turbo_tiers_compile_quantised_blocks_and_stay_close_to_exact(
     compiled.append(turbo)
     with torch._dynamo.config.patch(error_on_recompile=True):
         cached = latents_of(turbo, request)
-    assert computed_forwards(turbo.pipe.transformer) == sum(turbo.plan.step_cache.schedule(8))
+    assert computed_forwards(turbo.pipe.transformer) == sum(turbo.plan.step_cache.schedule(6))
     fp8_error, turbo_error = relative_error(quantised, reference), relative_error(cached,
                                                                                   reference)
-    print(f"deep tiny model, 512×544, 8 steps, relative L2 error of final latents vs exact "
+    print(f"deep tiny model, 512×544, 6 steps, relative L2 error of final latents vs exact "
           f"(inductor, bf16): fp8 {fp8_error:.2e}, turbo {turbo_error:.2e}")
     assert 0 < fp8_error < 0.2 and 0 < turbo_error < 0.3
     assert np.isfinite(cached).all()
