@@ -37,13 +37,14 @@ def _hook_class():
             super().__init__()
             self.spec = spec
             self.plan: tuple[bool, ...] = ()
+            self.computed = 0
             self.reset_state(None)
 
         def reset_state(self, module):
-            """Forget the previous job (diffusers calls this from _reset_stateful_cache)."""
+            """Drop the job's tensors. The pipeline calls this at the end of every call
+            (maybe_free_model_hooks); `computed` is kept for the caller until the next job."""
             self.call = 0
             self.points: list[tuple] = []  # (timestep, output) of the last computed calls
-            self.computed = 0
             return module
 
         def new_forward(self, module, *args, **kwargs):
@@ -108,6 +109,7 @@ def prepare_step_cache(transformer, steps: int) -> tuple[bool, ...]:
     if hook is None:
         return ()
     hook.reset_state(transformer)
+    hook.computed = 0
     hook.plan = hook.spec.schedule(steps)
     return hook.plan
 
