@@ -11,10 +11,10 @@ from __future__ import annotations
 import json
 import platform
 import subprocess
-import time
-from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+
+from pipelines.step_timer import StepTimer as StepClock  # noqa: F401 - the benchmarks' clock
 
 HERE = Path(__file__).resolve().parent
 CONFIGS = HERE / "kontext_dev_configs.json"
@@ -109,32 +109,6 @@ def ensure_checkpoint(directory: Path, tiny: bool, device: str) -> Path:
         return directory
     print(f"building the full-size random checkpoint in {directory} (once)", flush=True)
     return build_random_checkpoint(directory, device)
-
-
-@dataclass
-class StepClock:
-    """Times each transformer forward with CUDA events (or the host clock on CPU)."""
-
-    cuda: bool
-    marks: list = field(default_factory=list)
-
-    def mark(self, *_args, **_kwargs) -> None:
-        """Forward pre-hook and final mark: one timestamp per call."""
-        if self.cuda:
-            import torch
-
-            event = torch.cuda.Event(enable_timing=True)
-            event.record()
-            self.marks.append(event)
-        else:
-            self.marks.append(time.perf_counter())
-
-    def step_seconds(self) -> list[float]:
-        """Seconds between consecutive marks (call after synchronize)."""
-        if self.cuda:
-            return [a.elapsed_time(b) / 1000 for a, b in zip(self.marks, self.marks[1:],
-                                                             strict=False)]
-        return [b - a for a, b in zip(self.marks, self.marks[1:], strict=False)]
 
 
 def synchronize(device: str) -> None:
