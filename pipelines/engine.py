@@ -88,6 +88,8 @@ class KontextEngine:
             extra={"weights": source.describe(), "memory_mode": self.plan.memory_mode,
                    "levers": ", ".join(self.plan.levers()) or "none"},
         )
+        if self.memory_report:
+            self.info.extra["memory_plan"] = self.memory_report
 
     def load(self) -> None:
         """Load the weights (offline) onto the device."""
