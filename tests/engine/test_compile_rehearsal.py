@@ -8,7 +8,9 @@ CPU _scaled_mm computes the float8 matmuls). Left out, because only a GPU has th
 FlashAttention 3 / cuDNN attention kernels (native SDPA runs here), CUDA streams, and the
 load-time timing that picks the attention backend.
 
-Plain runs take a representative subset; `pytest -m slow tests/engine` runs the full sweep.
+Plain runs (CI) take the representative subset: the fp8 and turbo tiers compiled with
+inductor (one family of block graphs: turbo reuses fp8's), against the exact tier run eagerly.
+`pytest -m slow tests/engine` adds the exact tier compiled and the full sweep.
 """
 
 from __future__ import annotations
@@ -34,13 +36,15 @@ TALL, WIDE = Image.new("RGB", (300, 700), (90, 20, 40)), Image.new("RGB", (800, 
 SMALL = [ShapeCase(512, 512, None, None)]
 
 
-def rehearsal_engine(deep_tiny_dir, tier: str):
+def rehearsal_engine(deep_tiny_dir, tier: str, compiled: bool = True):
     """The server's H100 plan for `tier`, on CPU: same levers, same order, same dtype."""
     from pipelines.engine import KontextEngine
     from pipelines.weights import resolve_weights
 
     plan = plan_engine(tier, "full", "cuda", H100)
     plan = dataclasses.replace(plan, device="cpu", attention_backend="native")
+    if not compiled:
+        plan = dataclasses.replace(plan, compile=None)
     engine = KontextEngine(resolve_weights(str(deep_tiny_dir)), device="cpu", plan=plan,
                            warmup_steps=1, warmup_size=(512, 512))
     engine.load()
@@ -74,6 +78,7 @@ def compiled():
     torch._dynamo.reset()
 
 
+@pytest.mark.slow
 def test_exact_tier_compiles_once_and_never_recompiles(deep_tiny_dir, compiled):
     import torch
 
@@ -95,7 +100,8 @@ def test_fp8_and_turbo_tiers_compile_quantised_blocks_and_stay_close_to_exact(
     from pipelines.quantize import UNFUSED, float8_linears
     from pipelines.step_cache import computed_forwards
 
-    exact = next(e for e in compiled if e.plan.tier == "exact")
+    exact = rehearsal_engine(deep_tiny_dir, "exact", compiled=False)
+    compiled.append(exact)
     fp8 = rehearsal_engine(deep_tiny_dir, "fp8")
     compiled.append(fp8)
     transformer = fp8.pipe.transformer
@@ -104,9 +110,11 @@ def test_fp8_and_turbo_tiers_compile_quantised_blocks_and_stay_close_to_exact(
     assert fp8_count == linears > 57 * 2
     fp8.warmup(SMALL, calibrate=False)
     request = edit(512, 544, 6)
+    reference = latents_of(exact, request)
     with torch._dynamo.config.patch(error_on_recompile=True):
-        reference = latents_of(exact, request)
         quantised = latents_of(fp8, request)
+        # a reference image (another aspect ratio, 5,140 image tokens) reuses the graphs too
+        assert fp8.run(edit(512, 512, 1, TALL), RunControl()).image.size == (512, 512)
     # The same blocks (a new engine: new module objects) reuse the fp8 graphs.
     turbo = rehearsal_engine(deep_tiny_dir, "turbo")
     compiled.append(turbo)
