@@ -109,21 +109,21 @@ def test_fp8_and_turbo_tiers_compile_quantised_blocks_and_stay_close_to_exact(
     fp8_count, linears = float8_linears(transformer)
     assert fp8_count == linears > 57 * 2
     fp8.warmup(SMALL, calibrate=False)
-    request = edit(512, 544, 6)
+    # Another token count than the warm-up's (1,088 vs 1,024): the dynamic graphs serve it.
+    # (Reference images, 5,000+ tokens, cost minutes here: the slow sweep runs them.)
+    request = edit(512, 544, 4)
     reference = latents_of(exact, request)
     with torch._dynamo.config.patch(error_on_recompile=True):
         quantised = latents_of(fp8, request)
-        # a reference image (another aspect ratio, 5,140 image tokens) reuses the graphs too
-        assert fp8.run(edit(512, 512, 1, TALL), RunControl()).image.size == (512, 512)
     # The same blocks (a new engine: new module objects) reuse the fp8 graphs.
     turbo = rehearsal_engine(deep_tiny_dir, "turbo")
     compiled.append(turbo)
     with torch._dynamo.config.patch(error_on_recompile=True):
         cached = latents_of(turbo, request)
-    assert computed_forwards(turbo.pipe.transformer) == sum(turbo.plan.step_cache.schedule(6))
+    assert computed_forwards(turbo.pipe.transformer) == sum(turbo.plan.step_cache.schedule(4))
     fp8_error, turbo_error = relative_error(quantised, reference), relative_error(cached,
                                                                                   reference)
-    print(f"deep tiny model, 512×544, 6 steps, relative L2 error of final latents vs exact "
+    print(f"deep tiny model, 512×544, 4 steps, relative L2 error of final latents vs exact "
           f"(inductor, bf16): fp8 {fp8_error:.2e}, turbo {turbo_error:.2e}")
     assert 0 < fp8_error < 0.2 and 0 < turbo_error < 0.3
     assert np.isfinite(cached).all()
