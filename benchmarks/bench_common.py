@@ -11,10 +11,10 @@ from __future__ import annotations
 import json
 import platform
 import subprocess
-import time
-from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+
+from pipelines.step_timer import StepTimer as StepClock  # noqa: F401 - the benchmarks' clock
 
 HERE = Path(__file__).resolve().parent
 CONFIGS = HERE / "kontext_dev_configs.json"
@@ -40,11 +40,13 @@ def floor_seconds(image_tokens: int, fp8_linears: bool) -> float:
     return linear / (FP8_PEAK if fp8_linears else BF16_PEAK) + attention / BF16_PEAK
 
 
-def build_random_checkpoint(directory: Path, device: str = "cuda") -> Path:
-    """Write the full-size Kontext [dev] pipeline with random bf16 weights (diffusers layout).
+def build_random_pipeline(device: str = "cuda", seed: int = 0):
+    """The full-size Kontext [dev] pipeline with random bf16 weights, built on `device` from
+    `seed` (the same seed gives the same weights on the same device), in eval() mode.
 
-    Built directly in bf16 on `device` (random init of 16.9 B parameters on CPU takes long),
-    with the tiny checkpoint's in-code tokenizers: they change no FLOPs, T5 still pads to 512.
+    Built directly in bf16 on the device (random init of 16.9 B parameters on CPU takes
+    long), with the tiny checkpoint's in-code tokenizers: they change no FLOPs, T5 still pads
+    to 512 tokens.
     """
     import torch
     from diffusers import (
@@ -62,7 +64,7 @@ def build_random_checkpoint(directory: Path, device: str = "cuda") -> Path:
     def plain(name: str) -> dict:
         return {k: v for k, v in configs[name].items() if not k.startswith("_")}
 
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     previous = torch.get_default_dtype()
     torch.set_default_dtype(torch.bfloat16)
     try:
@@ -78,10 +80,20 @@ def build_random_checkpoint(directory: Path, device: str = "cuda") -> Path:
         text_encoder=text_encoder, tokenizer=_clip_tokenizer(), text_encoder_2=text_encoder_2,
         tokenizer_2=_t5_tokenizer(), transformer=transformer,
     )
+    for component in (transformer, vae, text_encoder, text_encoder_2):
+        component.eval()
+    return pipe
+
+
+def build_random_checkpoint(directory: Path, device: str = "cuda") -> Path:
+    """Write the full-size pipeline with random bf16 weights (diffusers layout) to disk."""
+    import torch
+
+    pipe = build_random_pipeline(device)
     directory.mkdir(parents=True, exist_ok=True)
     pipe.save_pretrained(directory, safe_serialization=True)
     (directory / MARKER).write_text("Random weights, real FLUX.1 Kontext [dev] shapes.\n")
-    del pipe, transformer, text_encoder_2
+    del pipe
     if device == "cuda":
         torch.cuda.empty_cache()
     return directory
@@ -97,32 +109,6 @@ def ensure_checkpoint(directory: Path, tiny: bool, device: str) -> Path:
         return directory
     print(f"building the full-size random checkpoint in {directory} (once)", flush=True)
     return build_random_checkpoint(directory, device)
-
-
-@dataclass
-class StepClock:
-    """Times each transformer forward with CUDA events (or the host clock on CPU)."""
-
-    cuda: bool
-    marks: list = field(default_factory=list)
-
-    def mark(self, *_args, **_kwargs) -> None:
-        """Forward pre-hook and final mark: one timestamp per call."""
-        if self.cuda:
-            import torch
-
-            event = torch.cuda.Event(enable_timing=True)
-            event.record()
-            self.marks.append(event)
-        else:
-            self.marks.append(time.perf_counter())
-
-    def step_seconds(self) -> list[float]:
-        """Seconds between consecutive marks (call after synchronize)."""
-        if self.cuda:
-            return [a.elapsed_time(b) / 1000 for a, b in zip(self.marks, self.marks[1:],
-                                                             strict=False)]
-        return [b - a for a, b in zip(self.marks, self.marks[1:], strict=False)]
 
 
 def synchronize(device: str) -> None:

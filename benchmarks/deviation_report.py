@@ -46,7 +46,7 @@ def run_ours(checkpoint: Path, device: str, spec: str, size: tuple[int, int], st
     tier, _, memory_mode = spec.partition("@")
     if spec == "cpu-step-cache":  # the turbo tier's cache lever alone, on CPU
         plan = EnginePlan(tier="turbo", memory_mode="full", device="cpu", dtype="float32",
-                          step_cache=StepCacheSpec())
+                          attention_backend="native", step_cache=StepCacheSpec())
         tier = "turbo"
     engine = KontextEngine(resolve_weights(str(checkpoint)), device=device, tier=tier,
                            memory_mode=memory_mode or "full", plan=plan, warmup_steps=2)

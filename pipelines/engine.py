@@ -5,42 +5,48 @@ from __future__ import annotations
 import gc
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 
+from pipelines.devices import pick_device
 from pipelines.engine_plan import EnginePlan, MemoryMode, Tier, detect_capabilities, plan_engine
 from pipelines.errors import Cancelled, EngineFailure, InvalidInput, OutOfMemory
-from pipelines.levers import apply_plan, prepare_step_cache, step_cache_context
+from pipelines.grad_mode import GradMode, grad_context, is_inference_mode_failure
+from pipelines.levers import apply_plan
 from pipelines.loras.choices import MAX_LORAS_PER_JOB
-from pipelines.loras.manager import DEFAULT_CACHE_BYTES, DEFAULT_MAX_RANK, LoraManager
+from pipelines.loras.manager import (
+    DEFAULT_CACHE_BYTES,
+    DEFAULT_MAX_RANK,
+    LoraManager,
+    switch_for_job,
+)
+from pipelines.memory_plan import check_memory_plan, settle_device_memory
 from pipelines.references import (
     DEFAULT_REFERENCE_TOKEN_BUDGET,
     check_plan_takes_references,
     check_reference_token_budget,
-    longest_reference_count,
     pipeline_inputs,
     plan_inputs,
 )
-from pipelines.shapes import OUTPUT_SIDES, ShapeCase, tokens_for, warmup_plan
+from pipelines.shapes import ShapeCase, tokens_for
+from pipelines.step_cache import prepare_step_cache
+from pipelines.step_timer import StepTimer, steady_seconds
 from pipelines.types import EditRequest, EditResult, EngineInfo, LoraSwitch, RunControl
+from pipelines.warmup import warmup_edits
 from pipelines.weights import WeightsSource, load_pipeline
 
 log = logging.getLogger(__name__)
 
 #: The pipeline packs 2×2 latent patches after 8× VAE downsampling.
 SIZE_MULTIPLE = 16
-
-
-def pick_device(requested: str) -> str:
-    """Resolve "auto" to cuda when available; refuse "cuda" on a machine without it."""
-    import torch
-
-    if requested == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise InvalidInput("--device cuda was asked for but no CUDA device is available")
-    return requested
+#: Steps of the calibration edit that ends the warm-up (its steps after the first are the
+#: first steady-state step time); turbo runs 4 so that a predicted step is among them.
+CALIBRATION_STEPS = 3
+#: Weight of the newest job in the steady step-time estimate (exponential moving average).
+STEP_TIME_WEIGHT = 0.3
 
 
 class KontextEngine:
@@ -56,6 +62,7 @@ class KontextEngine:
         tier: Tier = "exact",
         memory_mode: MemoryMode = "full",
         plan: EnginePlan | None = None,
+        pipeline_factory: Callable[[], Any] | None = None,
         reference_token_budget: int = DEFAULT_REFERENCE_TOKEN_BUDGET,
         lora_dir: str | Path | None = None,
         lora_cache_bytes: int = DEFAULT_CACHE_BYTES,
@@ -77,10 +84,19 @@ class KontextEngine:
         if self.loras is not None:
             self.plan = self.loras.adjust_plan(self.plan)
         self._lora_warmup = 0
+        # A memory mode whose weights and activations cannot fit its cap (or this GPU) is
+        # refused here, with the numbers, before any weight is read.
+        self.memory_report = check_memory_plan(source, self.plan)
+        #: inference_mode unless it failed on this engine's tensors (pipelines/grad_mode.py).
+        self.grad_mode: GradMode = "inference_mode"
+        self._steady_step: float | None = None
         # bf16 is what the real weights ship in; CPU bf16 is slow and lossy, so fp32 there.
         self.dtype = getattr(torch, self.plan.dtype)
         self.warmup_size = warmup_size
         self.warmup_steps = warmup_steps
+        #: Builds the pipeline in place of reading `source` (benchmarks: random weights made
+        #: on the device from a seed); it must return components in eval() mode.
+        self.pipeline_factory = pipeline_factory
         self.pipe = None
         self.info = EngineInfo(
             model="FLUX.1-Kontext-dev" + (" (tiny random demo checkpoint)" if demo else ""),
@@ -92,6 +108,8 @@ class KontextEngine:
                    "levers": ", ".join(self.plan.levers()) or "none",
                    "reference_token_budget": str(reference_token_budget)},
         )
+        if self.memory_report:
+            self.info.extra["memory_plan"] = self.memory_report
         if lora_dir is not None:
             self.info.extra["loras"] = f"{lora_dir} ({lora_slots} per job, rank ≤ {lora_max_rank})"
 
@@ -100,46 +118,43 @@ class KontextEngine:
         started = time.perf_counter()
         from pipelines.kontext_multi import KontextMultiReferencePipeline
 
-        pipe = KontextMultiReferencePipeline.from_stock(load_pipeline(self.source, self.dtype))
+        stock = self.pipeline_factory() if self.pipeline_factory else \
+            load_pipeline(self.source, self.dtype)
+        pipe = KontextMultiReferencePipeline.from_stock(stock)
         install = None if self.loras is None else \
             (lambda transformer: self.loras.install(transformer, self.plan))
-        apply_plan(pipe, self.plan, before_compile=install)
+        backend = apply_plan(pipe, self.plan, before_compile=install)
         pipe.set_progress_bar_config(disable=True)
         self.pipe = pipe
-        log.info("loaded %s on %s in %.1fs", self.source.describe(), self.device,
-                 time.perf_counter() - started)
+        self.info.extra["attention"] = backend or "diffusers default"
+        # What the loaded engine holds, measured after freeing the loading's cached blocks
+        # and resetting the peaks (not the allocator's pools from loading).
+        self.info.extra.update(settle_device_memory(self.device))
+        log.info("loaded %s on %s in %.1fs (%s)", self.source.describe(), self.device,
+                 time.perf_counter() - started, self.info.extra)
 
-    def warmup(self, cases: list[ShapeCase] | None = None) -> None:
-        """Run real edits so the first request pays no lazy-initialisation or compile costs.
+    def warmup(self, cases: list[ShapeCase] | None = None, calibrate: bool = True) -> None:
+        """Run real edits so the first request pays no lazy-initialisation or compile costs,
+        then one calibration edit at warmup_size whose steady steps seed the step-time
+        estimate (steady_step_seconds): the compile runs never count.
 
-        Without compilation one edit at warmup_size is enough; with it, the shapes of
-        pipelines/shapes.warmup_plan, so that no request compiles in steady state.
-        `cases` replaces those shapes (tests and benchmarks warm up small ones).
+        With compilation the edits are pipelines/warmup.warmup_edits (or `cases`), so that
+        no request compiles in steady state, LoRA slots included. `calibrate=False` skips
+        the calibration edit (tests that only need the compiled shapes).
         """
-        width, height = self.warmup_size
-        steps = self.warmup_steps
-        if self.plan.step_cache is not None:
-            # Four steps trace every step-cache branch (first update, predict, later
-            # update) into the compiled graphs, so that no job compiles a new variant.
-            steps = max(steps, 4)
-        if cases is None:
-            cases = [ShapeCase(width, height, width, height)]
-            if self.plan.compile is not None:
-                plan = warmup_plan(self.plan.compile.dynamic)
-                log.info("warm-up plan: %s", plan.reason)
-                cases = list(plan.cases)
-        for case in cases:
-            self._warmup_edit(case, steps)
-        if self.plan.compile is not None and self.plan.compile.dynamic:
-            # The longest image stream a job can send: the largest output and references
-            # filling the reference budget (compiled here, and its memory peak met).
-            side = OUTPUT_SIDES[-1]
-            count = longest_reference_count(side, self.reference_token_budget)
-            self._warmup_edit(ShapeCase(side, side, side, side), steps, count)
+        edits = warmup_edits(self.plan, cases, self.reference_token_budget)
+        for case, references in edits:
+            self._warmup_edit(case, self.warmup_steps, references)
         if self.loras is not None and self.plan.compile is not None:
-            self._warmup_lora_variants(cases, steps)
+            self._warmup_lora_variants([case for case, _ in edits])
+        if not calibrate:
+            return
+        width, height = self.warmup_size
+        steps = max(self.warmup_steps, CALIBRATION_STEPS + (self.plan.step_cache is not None))
+        result = self._warmup_edit(ShapeCase(width, height, width, height), steps)
+        self._steady_step = result.step_seconds
 
-    def _warmup_lora_variants(self, cases: list[ShapeCase], steps: int) -> None:
+    def _warmup_lora_variants(self, cases: list[ShapeCase]) -> None:
         """Trace the compiled variant of each count of active LoRA slots (PEFT loops over
         the active adapters); with dynamic shapes one size per variant is enough."""
         if self.plan.compile is not None and self.plan.compile.dynamic:
@@ -148,11 +163,17 @@ class KontextEngine:
             for count in range(1, self.loras.max_loras + 1):
                 self._lora_warmup = count
                 for case in cases:
-                    self._warmup_edit(case, steps)
+                    self._warmup_edit(case, self.warmup_steps)
         finally:
             self._lora_warmup = 0
 
-    def _warmup_edit(self, case: ShapeCase, steps: int, references: int = 0) -> None:
+    def steady_step_seconds(self) -> float | None:
+        """Seconds per denoising step in steady state (None before warm-up): seeded by the
+        warm-up's calibration edit, then a moving average over the jobs' steady steps.
+        Timed with CUDA events on a GPU; compile and warm-up runs excluded."""
+        return self._steady_step
+
+    def _warmup_edit(self, case: ShapeCase, steps: int, references: int = 0) -> EditResult:
         image = None
         if case.ref_width is not None and case.ref_height is not None:
             image = Image.new("RGB", (case.ref_width, case.ref_height), (128, 128, 128))
@@ -160,13 +181,33 @@ class KontextEngine:
             prompt="warm-up edit", image=image, width=case.width, height=case.height,
             steps=steps, guidance_scale=2.5, seed=0, references=(image,) * references,
         )
-        result = self.run(request, RunControl())
+        result = self._run(request, RunControl())
         tokens = tokens_for(case.width, case.height) + result.reference_tokens
-        log.info("warm-up edit %dx%d (%d image tokens), %d steps: %.2fs", case.width,
-                 case.height, tokens, steps, result.elapsed)
+        log.info("warm-up edit %dx%d (%d image tokens), %d steps: %.2fs, %.3fs/step steady",
+                 case.width, case.height, tokens, steps, result.elapsed, result.step_seconds)
+        return result
 
     def run(self, request: EditRequest, control: RunControl) -> EditResult:
         """Run one edit. Raises Cancelled, InvalidInput, OutOfMemory or EngineFailure."""
+        result = self._run(request, control)
+        previous = self._steady_step
+        self._steady_step = result.step_seconds if previous is None else \
+            (1 - STEP_TIME_WEIGHT) * previous + STEP_TIME_WEIGHT * result.step_seconds
+        return result
+
+    def _run(self, request: EditRequest, control: RunControl) -> EditResult:
+        """One edit, falling back to no_grad for good if inference_mode fails on it."""
+        try:
+            return self._edit(request, control)
+        except EngineFailure as exc:
+            if not is_inference_mode_failure(exc.__cause__, self.grad_mode):
+                raise
+            log.warning("inference_mode failed on this engine's tensors (%s); running "
+                        "under no_grad from now on", exc.__cause__)
+            self.grad_mode = "no_grad"
+            return self._edit(request, control)
+
+    def _edit(self, request: EditRequest, control: RunControl) -> EditResult:
         import torch
 
         # 1. Check inputs
@@ -182,15 +223,16 @@ class KontextEngine:
             check_plan_takes_references(self.plan)
         pipe = self.pipe
         started = time.perf_counter()
-        step_times: list[float] = []
+        timer = StepTimer(cuda=self.device == "cuda")
 
         # 2. Per-request randomness: a fresh CPU generator, so a seed gives the same
-        #    noise on every device.
+        #    noise on every device. The step cache (turbo) starts this job's schedule.
         generator = torch.Generator(device="cpu").manual_seed(request.seed)
-        prepare_step_cache(pipe.transformer, self.plan.step_cache, request.steps)
+        prepare_step_cache(pipe.transformer, request.steps)
+        start_hook = pipe.transformer.register_forward_pre_hook(timer.mark_start)
 
         def on_step_end(pipeline, step: int, timestep, callback_kwargs):
-            step_times.append(time.perf_counter())
+            timer.mark()
             if control.cancel.is_set():
                 # diffusers skips the remaining steps once _interrupt is set.
                 pipeline._interrupt = True
@@ -206,8 +248,7 @@ class KontextEngine:
             image, appended = pipeline_inputs(request.image, request.references, inputs)
             # 3a. Switch this job's LoRAs in (none: slots off); InvalidInput changes nothing.
             loras = self._switch_loras(request)
-            with torch.inference_mode(), pipe.appending(appended), \
-                    step_cache_context(pipe.transformer, self.plan.step_cache):
+            with grad_context(self.grad_mode), pipe.appending(appended):
                 latents = pipe(
                     image=image, prompt=request.prompt,
                     width=request.width, height=request.height,
@@ -230,25 +271,20 @@ class KontextEngine:
             self._free_memory()
             raise EngineFailure(f"{type(exc).__name__}: {exc}") from exc
         finally:
-            # 6. Whatever happened, the next job starts without LoRAs.
+            start_hook.remove()
+            # Whatever happened, the next job starts without LoRAs.
             if self.loras is not None:
                 self.loras.reset()
 
+        # 6. Timings: the decoded image is on the host, so every step's event has completed.
         elapsed = time.perf_counter() - started
-        denoise = _denoise_seconds(step_times, started)
-        return EditResult(image=image, elapsed=elapsed, denoise_seconds=denoise,
-                          steps=len(step_times), input_sizes=inputs.sizes,
-                          reference_tokens=inputs.tokens, loras=loras)
+        steps = timer.step_seconds()
+        return EditResult(image=image, elapsed=elapsed, denoise_seconds=sum(steps),
+                          steps=len(steps), step_seconds=steady_seconds(steps),
+                          input_sizes=inputs.sizes, reference_tokens=inputs.tokens, loras=loras)
 
     def _switch_loras(self, request: EditRequest) -> LoraSwitch | None:
-        if self.loras is None:
-            if request.loras:
-                raise InvalidInput("loras: this server has no LoRA folder (start it with "
-                                   "--lora-dir DIR)")
-            return None
-        if self._lora_warmup:
-            return self.loras.switch_blank(self._lora_warmup)
-        return self.loras.switch(request.loras)
+        return switch_for_job(self.loras, request.loras, self._lora_warmup)
 
     def _decode(self, latents, height: int, width: int) -> Image.Image:
         pipe = self.pipe
@@ -270,17 +306,3 @@ class KontextEngine:
         if self.loras is not None:
             self.loras.close()
         self._free_memory()
-
-
-def _denoise_seconds(step_times: list[float], started: float) -> float:
-    """Time spent denoising, from the step-end timestamps.
-
-    The first step's start is not observable, so it is estimated as the mean step time;
-    prompt encoding and the reference VAE encode are excluded.
-    """
-    if not step_times:
-        return 0.0
-    if len(step_times) == 1:
-        return step_times[0] - started
-    mean_step = (step_times[-1] - step_times[0]) / (len(step_times) - 1)
-    return mean_step * len(step_times)

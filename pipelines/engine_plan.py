@@ -7,7 +7,6 @@ is the only part that looks at the machine (lazily).
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import math
 from dataclasses import dataclass, field
@@ -30,8 +29,12 @@ FP8_MIN_CAPABILITY = (8, 9)
 FA3_CAPABILITY = (9, 0)
 #: Steps a turbo job always computes in full, as a fraction of its steps.
 TURBO_EXACT_FRACTION = 0.25
-#: After the exact steps, one full forward every this many steps (TaylorSeer refresh).
-TURBO_CACHE_INTERVAL = 2
+#: After the exact steps, one full forward every this many steps; the others are predicted.
+#: 3 gives 15 forwards for 30 steps (2× fewer than fp8); see pipelines/step_cache.py.
+TURBO_CACHE_INTERVAL = 3
+#: "auto": the engine times these diffusers backends at load and keeps the fastest
+#: (pipelines/attention.py); FlashAttention 3 joins them when diffusers can use it.
+ATTENTION_CANDIDATES = ("_native_cudnn", "_native_flash", "_native_efficient")
 
 
 @dataclass(frozen=True)
@@ -63,15 +66,28 @@ class CompileSpec:
 
 @dataclass(frozen=True)
 class StepCacheSpec:
-    """TaylorSeer step cache: the first `exact_fraction` of steps are always computed."""
+    """Whole-forward step cache: the first `exact_fraction` of steps are always computed,
+    then one forward in every `cache_interval` steps; the others are predicted."""
 
     exact_fraction: float = TURBO_EXACT_FRACTION
     cache_interval: int = TURBO_CACHE_INTERVAL
+    #: Order of the Taylor extrapolation of the transformer's output (TaylorSeer).
+    max_order: int = 1
 
     def exact_steps(self, steps: int) -> int:
         """Steps computed in full before any is predicted (at least one)."""
         # round() first: 30 * 0.25 must give 8, not a float-fuzzed 7.5000001 → 9.
         return max(1, math.ceil(round(steps * self.exact_fraction, 6)))
+
+    def schedule(self, steps: int) -> tuple[bool, ...]:
+        """For each step, whether the transformer runs (True) or its output is predicted.
+
+        After the exact steps, every `cache_interval`-th step is computed, so each computed
+        step follows `cache_interval - 1` predicted ones.
+        """
+        exact = self.exact_steps(steps)
+        return tuple(step < exact or (step - exact + 1) % self.cache_interval == 0
+                     for step in range(steps))
 
 
 @dataclass(frozen=True)
@@ -82,7 +98,10 @@ class EnginePlan:
     memory_mode: MemoryMode
     device: str
     dtype: str
+    #: A diffusers backend name, "auto" (the fastest of attention_candidates, timed at load)
+    #: or None (leave diffusers' process default: only for stock-diffusers comparisons).
     attention_backend: str | None = None
+    attention_candidates: tuple[str, ...] = ()
     fuse_qkv: bool = False
     fp8_linears: bool = False
     fp8_weight_storage: bool = False
@@ -100,7 +119,8 @@ class EnginePlan:
     def levers(self) -> list[str]:
         """Short names of the levers applied, for logs, /readyz and the benchmark."""
         names = []
-        if self.attention_backend:
+        # native is set explicitly too (pipelines/attention.py) but is no lever.
+        if self.attention_backend and self.attention_backend != "native":
             names.append(f"attention={self.attention_backend}")
         flags = [("fused_qkv", self.fuse_qkv), ("fp8_linears", self.fp8_linears),
                  ("fp8_weight_storage", self.fp8_weight_storage)]
@@ -113,7 +133,7 @@ class EnginePlan:
             names.append(f"compile(dynamic={self.compile.dynamic},"
                          f"fullgraph={self.compile.fullgraph})")
         if self.step_cache:
-            names.append(f"taylorseer(exact={self.step_cache.exact_fraction:.0%},"
+            names.append(f"step_cache(whole forward, exact={self.step_cache.exact_fraction:.0%},"
                          f"interval={self.step_cache.cache_interval})")
         return names
 
@@ -132,6 +152,10 @@ def plan_engine(tier: Tier, memory_mode: MemoryMode, device: str,
                            f"{', '.join(MEMORY_MODES)}")
     if device != "cuda":
         return _cpu_plan(tier, memory_mode, device)
+    return _checked_cuda_plan(tier, memory_mode, caps)
+
+
+def _checked_cuda_plan(tier: Tier, memory_mode: MemoryMode, caps: Capabilities) -> EnginePlan:
     if not caps.cuda:
         raise InvalidInput("device cuda was asked for but no CUDA device is available")
     if tier != "exact" and not caps.fp8:
@@ -156,6 +180,7 @@ def _cpu_plan(tier: Tier, memory_mode: MemoryMode, device: str) -> EnginePlan:
             f"--memory-mode {memory_mode} limits GPU memory and needs a CUDA device; the "
             f"device is {device}. Use --memory-mode full on {device}.")
     return EnginePlan(tier="exact", memory_mode="full", device=device, dtype="float32",
+                      attention_backend="native",
                       notes=("no levers on CPU: the exact tier is stock diffusers",))
 
 
@@ -186,13 +211,14 @@ def _cuda_plan(tier: Tier, memory_mode: MemoryMode, caps: Capabilities) -> Engin
     step_cache = StepCacheSpec() if tier == "turbo" else None
     compile_spec = None
     if compile_ok:
-        # The step cache's hooks sit inside the blocks and run eagerly: allow graph breaks.
-        compile_spec = CompileSpec(fullgraph=step_cache is None)
+        # The step cache wraps the whole transformer, outside the compiled blocks: they stay
+        # one graph each (fullgraph) in every tier.
+        compile_spec = CompileSpec()
     else:
         notes.append("torch.compile is off: weight-casting/offload hooks run in every block")
     return EnginePlan(
         tier=tier, memory_mode=memory_mode, device="cuda", dtype="bfloat16",
-        attention_backend=pick_attention_backend(caps),
+        attention_backend="auto", attention_candidates=attention_candidates(caps),
         # Fusing replaces q/k/v with one linear; torchao then quantises the fused weight.
         fuse_qkv=transformer_offload == "none" and not storage,
         fp8_linears=fp8, fp8_weight_storage=storage,
@@ -202,20 +228,24 @@ def _cuda_plan(tier: Tier, memory_mode: MemoryMode, caps: Capabilities) -> Engin
     )
 
 
-def pick_attention_backend(caps: Capabilities) -> str:
-    """diffusers' attention backend name: FlashAttention 3 on Hopper when installed, else
-    PyTorch SDPA (which itself picks flash / cuDNN / memory-efficient kernels).
+def attention_candidates(caps: Capabilities) -> tuple[str, ...]:
+    """The diffusers backends an "auto" plan times at load: FlashAttention 3 on Hopper when
+    diffusers can use it, then cuDNN, flash and memory-efficient SDPA.
 
-    The *_hub backends are never chosen: they download kernels at run time.
+    The *_hub backends are never candidates: they download kernels at run time.
     """
-    if caps.flash_attn_3 and caps.compute_capability and caps.compute_capability >= FA3_CAPABILITY:
-        return "_flash_3"
-    return "native"
+    fa3 = caps.flash_attn_3 and caps.compute_capability is not None \
+        and caps.compute_capability >= FA3_CAPABILITY
+    return (("_flash_3",) if fa3 else ()) + ATTENTION_CANDIDATES
 
 
 def detect_capabilities() -> Capabilities:
     """Look at this machine: CUDA, its compute capability, torchao and FlashAttention 3."""
+    import importlib.util
+
     import torch
+
+    from pipelines.attention import backend_unavailable
 
     if not torch.cuda.is_available():
         return Capabilities()
@@ -223,5 +253,6 @@ def detect_capabilities() -> Capabilities:
         cuda=True,
         compute_capability=tuple(torch.cuda.get_device_capability()),  # type: ignore[arg-type]
         torchao=importlib.util.find_spec("torchao") is not None,
-        flash_attn_3=importlib.util.find_spec("flash_attn_interface") is not None,
+        # diffusers' own check: its _flash_3 backend needs the `flash_attn_3` package.
+        flash_attn_3=backend_unavailable("_flash_3") is None,
     )

@@ -1,43 +1,43 @@
 """Apply an EnginePlan's levers to a loaded FluxKontextPipeline, with diffusers' own hooks.
 
-Order matters: weights are placed and converted (offload, fp8 storage, fused QKV,
-torchao float8) before the attention backend and the step cache are set, and
-torch.compile comes last so that it traces the final modules.
+Order matters: the weight levers (fused QKV, torchao float8) run while the weights are
+still in CPU memory, float8 linears going to the GPU one by one as they are quantised; then
+components are placed (moved, or hooked to stream from CPU); then the attention backend and
+the step cache are set; torch.compile comes last so that it traces the final modules.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Callable
 
-from pipelines.engine_plan import EnginePlan, StepCacheSpec
-from pipelines.errors import InvalidInput
+from pipelines.attention import NATIVE, choose_backend, set_backend
+from pipelines.engine_plan import EnginePlan
+from pipelines.quantize import fuse_qkv, quantize_fp8_linears
+from pipelines.step_cache import enable_step_cache
 
 log = logging.getLogger(__name__)
 
-#: diffusers' registry name for the TaylorSeer hook (diffusers/hooks/taylorseer_cache.py).
-TAYLORSEER_HOOK = "taylorseer_cache"
 #: Text encoder that group-offload mode streams from CPU memory (T5-XXL, 9.5 GB in bf16).
 OFFLOADED_TEXT_ENCODER = "text_encoder_2"
 
 
-def apply_plan(pipe, plan: EnginePlan, before_compile: Callable | None = None) -> None:
-    """Place the pipeline on the plan's device and apply every lever the plan lists.
+def apply_plan(pipe, plan: EnginePlan, before_compile: Callable | None = None) -> str | None:
+    """Apply every lever of the plan to a pipeline loaded in CPU memory and place it on the
+    plan's device. Returns the attention backend set (None: diffusers' default left alone).
 
-    `before_compile(transformer)` runs once the weights are final and before any hook or
-    compile sees the modules (the LoRA slots of pipelines/loras go in there).
+    `before_compile(transformer)` runs once the weights are final and placed, before any
+    hook or compile sees the modules (the LoRA slots of pipelines/loras go in there).
     """
-    place_components(pipe, plan)
     transformer = pipe.transformer
     if plan.fuse_qkv:
-        transformer.fuse_qkv_projections()
+        log.info("fused QKV: dropped %d unfused projections", fuse_qkv(transformer))
     if plan.fp8_linears:
-        quantize_fp8_linears(transformer)
+        quantize_fp8_linears(transformer, plan.device)
+    place_components(pipe, plan)
     if before_compile is not None:
         before_compile(transformer)
-    if plan.attention_backend and plan.attention_backend != "native":
-        transformer.set_attention_backend(plan.attention_backend)
+    backend = apply_attention_backend(transformer, plan)
     if plan.step_cache is not None:
         enable_step_cache(transformer, plan.step_cache)
     if plan.compile is not None:
@@ -46,6 +46,21 @@ def apply_plan(pipe, plan: EnginePlan, before_compile: Callable | None = None) -
              ", ".join(plan.levers()) or "no levers (stock diffusers)")
     for note in plan.notes:
         log.warning("engine plan: %s", note)
+    return backend
+
+
+def apply_attention_backend(transformer, plan: EnginePlan) -> str | None:
+    """Set the plan's backend on every attention processor ("auto": the fastest candidate,
+    timed on the GPU now); None leaves diffusers' process default (stock comparisons)."""
+    name = plan.attention_backend
+    if name is None:
+        return None
+    if name == "auto":
+        name = NATIVE
+        if plan.device == "cuda" and plan.attention_candidates:
+            name, _ = choose_backend(transformer, plan.attention_candidates,
+                                     transformer.dtype)
+    return set_backend(transformer, name)
 
 
 def place_components(pipe, plan: EnginePlan) -> None:
@@ -85,63 +100,6 @@ def _place_transformer(transformer, plan: EnginePlan, device) -> None:
                                          num_blocks_per_group=1, use_stream=True)
     else:
         transformer.to(device)
-
-
-def quantize_fp8_linears(transformer) -> None:
-    """torchao float8 dynamic activation + weight quantisation, per-row scales."""
-    try:
-        from torchao.quantization import (
-            Float8DynamicActivationFloat8WeightConfig,
-            PerRow,
-            quantize_,
-        )
-    except ImportError as exc:  # the plan checks first; this is for hand-built plans
-        raise InvalidInput(
-            "fp8 linears need torchao: pip install 'kontext-server[gpu]'") from exc
-    quantize_(transformer, Float8DynamicActivationFloat8WeightConfig(granularity=PerRow()))
-
-
-def enable_step_cache(transformer, spec: StepCacheSpec) -> None:
-    """Register diffusers' TaylorSeer hooks; the exact steps are set per job."""
-    import torch
-    from diffusers import TaylorSeerCacheConfig
-
-    transformer.enable_cache(TaylorSeerCacheConfig(
-        cache_interval=spec.cache_interval, disable_cache_before_step=1, max_order=1,
-        # fp32 factors: the extrapolation subtracts nearby features, bf16 would cancel.
-        taylor_factors_dtype=torch.float32,
-    ))
-
-
-def prepare_step_cache(transformer, spec: StepCacheSpec | None, steps: int) -> int:
-    """Reset the cache's state and set this job's exact steps; returns them (0: no cache).
-
-    The hooks' step threshold is plain attribute state read outside any compiled graph,
-    so setting it per job neither recompiles nor leaks into the next job (it is set again).
-    """
-    if hasattr(transformer, "_reset_stateful_cache"):
-        # A job that failed mid-way leaves the hooks' state behind; start clean.
-        transformer._reset_stateful_cache()
-    if spec is None:
-        return 0
-    exact = spec.exact_steps(steps)
-    for module in transformer.modules():
-        registry = getattr(module, "_diffusers_hook", None)
-        hook = registry.get_hook(TAYLORSEER_HOOK) if registry is not None else None
-        if hook is not None:
-            hook.disable_cache_before_step = exact
-    return exact
-
-
-def step_cache_context(transformer, spec: StepCacheSpec | None):
-    """The cache context the step-cache hooks need around the denoising loop.
-
-    FluxKontextPipeline (unlike some pipelines) does not open one itself; without a step
-    cache this is a no-op context.
-    """
-    if spec is None:
-        return contextlib.nullcontext()
-    return transformer.cache_context("cond")
 
 
 def compile_transformer(transformer, plan: EnginePlan) -> None:

@@ -14,6 +14,8 @@ from pathlib import Path
 
 #: Fixed so that `kontext weights tiny` writes the same weights on every machine.
 TINY_SEED = 20251124
+#: The real transformer's depth: 19 double-stream and 38 single-stream blocks.
+REAL_DEPTH = (19, 38)
 
 
 def _clip_tokenizer():
@@ -41,8 +43,12 @@ def _t5_tokenizer():
     return T5TokenizerFast(vocab=pieces, extra_ids=0, model_max_length=512)
 
 
-def build_tiny_pipeline():
-    """Build a FluxKontextPipeline with tiny random components (real classes, real geometry)."""
+def build_tiny_pipeline(depth: tuple[int, int] = (1, 1)):
+    """Build a FluxKontextPipeline with tiny random components (real classes, real geometry).
+
+    `depth` is (double-stream, single-stream) transformer blocks; REAL_DEPTH gives a model
+    on which per-block compile effects (recompiles, guards) show as on the real one.
+    """
     import torch
     from diffusers import (
         AutoencoderKL,
@@ -73,7 +79,7 @@ def build_tiny_pipeline():
     )
     # Real: 19 + 38 blocks, 24 heads × 128, joint dim 4096, rope axes (16, 56, 56).
     transformer = FluxTransformer2DModel(
-        patch_size=1, in_channels=64, num_layers=1, num_single_layers=1,
+        patch_size=1, in_channels=64, num_layers=depth[0], num_single_layers=depth[1],
         attention_head_dim=16, num_attention_heads=2, joint_attention_dim=32,
         pooled_projection_dim=32, axes_dims_rope=(4, 6, 6), guidance_embeds=True,
     )
@@ -97,11 +103,11 @@ def build_tiny_pipeline():
     )
 
 
-def write_tiny_checkpoint(directory: str | Path) -> Path:
+def write_tiny_checkpoint(directory: str | Path, depth: tuple[int, int] = (1, 1)) -> Path:
     """Write the tiny checkpoint to `directory` in the diffusers folder layout and return it."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    build_tiny_pipeline().save_pretrained(directory, safe_serialization=True)
+    build_tiny_pipeline(depth).save_pretrained(directory, safe_serialization=True)
     # A marker so `weights check` and demo mode can tell this is random noise.
     (directory / "TINY_RANDOM_CHECKPOINT").write_text(
         "Random weights from `kontext weights tiny`: every image is noise.\n"

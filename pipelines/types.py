@@ -72,6 +72,9 @@ class EditResult:
     reference_tokens: int = 0
     #: Set when the engine has a LoRA folder (also for jobs without LoRAs: switch time).
     loras: LoraSwitch | None = None
+    #: Steady per-step denoising time of this job: the mean of its steps after the first,
+    #: timed with CUDA events on a GPU (pipelines/step_timer.py).
+    step_seconds: float = 0.0
 
     @property
     def ips(self) -> float:
@@ -112,6 +115,10 @@ class Engine(Protocol):
 
     def run(self, request: EditRequest, control: RunControl) -> EditResult:
         """Run one edit; raise Cancelled if control.cancel is set before it finishes."""
+
+    def steady_step_seconds(self) -> float | None:
+        """Seconds per denoising step in steady state (warm-up and compilation excluded),
+        None until known: the server's Retry-After and ETA start from it."""
 
     def close(self) -> None:
         """Release the device."""

@@ -155,3 +155,17 @@ class LoraManager:
             import torch
 
             torch.cuda.synchronize()
+
+
+def switch_for_job(manager: LoraManager | None, choices: tuple[LoraChoice, ...],
+                   warmup_count: int = 0) -> LoraSwitch | None:
+    """Switch a job's LoRAs in (`warmup_count` > 0: that many blank slots on, to trace the
+    compiled variant); InvalidInput when the job asks for LoRAs and there is no folder."""
+    if manager is None:
+        if choices:
+            raise InvalidInput("loras: this server has no LoRA folder (start it with "
+                               "--lora-dir DIR)")
+        return None
+    if warmup_count:
+        return manager.switch_blank(warmup_count)
+    return manager.switch(choices)

@@ -97,9 +97,8 @@ class EngineWorker:
         time (warm-up and compilation excluded), else DEFAULT_JOB_SECONDS."""
         if self._mean_job_seconds is not None:
             return self._mean_job_seconds
-        per_step = getattr(self.engine, "steady_step_seconds", None)
-        estimate = per_step() if callable(per_step) else None
-        return estimate * TYPICAL_STEPS if estimate else DEFAULT_JOB_SECONDS
+        per_step = self.engine.steady_step_seconds()
+        return per_step * TYPICAL_STEPS if per_step else DEFAULT_JOB_SECONDS
 
     def seconds_left(self) -> float:
         """What is left of the running edit at the expected pace (0 when idle)."""

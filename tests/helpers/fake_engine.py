@@ -21,22 +21,24 @@ from pipelines.types import EditRequest, EditResult, EngineInfo, RunControl
 class FakeEngine:
     """Engine double: records what it ran; can be told to fail the next jobs."""
 
-    def __init__(self, step_seconds: float = 0.0, demo: bool = False,
-                 load_seconds: float = 0.0) -> None:
+    def __init__(self, step_seconds: float = 0.0, demo: bool = False) -> None:
         self.info = EngineInfo(model="fake", device="cpu", dtype="float32", demo=demo)
         self.step_seconds = step_seconds
-        self.load_seconds = load_seconds
         self.requests: list[EditRequest] = []
         self.cancelled: list[EditRequest] = []
         self.fail_next: list[Exception] = []
         self.started = threading.Event()
         self._gate = threading.Event()
         self._gate.set()
+        #: Cleared: load() waits until it is set (a model still loading, for as long as
+        #: a test needs to look at the server in that state).
+        self.load_gate = threading.Event()
+        self.load_gate.set()
         self.loaded = False
         self.closed = False
 
     def load(self) -> None:
-        time.sleep(self.load_seconds)
+        self.load_gate.wait()
         self.loaded = True
 
     def hold(self) -> None:
@@ -77,6 +79,9 @@ class FakeEngine:
             # Paste a corner of the input so tests can see the input reached the engine.
             image.paste(request.image.resize((64, 64)), (0, 0))
         return image
+
+    def steady_step_seconds(self) -> float | None:
+        return self.step_seconds or None
 
     def close(self) -> None:
         self.closed = True

@@ -238,11 +238,14 @@ def test_disconnect_cancels_the_running_job(serve):
 
 
 def test_readyz_is_503_until_loaded_and_jobs_wait_for_it(serve):
-    live = serve(FakeEngine(load_seconds=1.0), wait_ready=False)
+    engine = FakeEngine()
+    engine.load_gate.clear()  # loading until the test says so
+    live = serve(engine, wait_ready=False)
     early = httpx.get(f"{live.url}/readyz")
     assert early.status_code == 503 and early.json()["ready"] is False
     assert httpx.get(f"{live.url}/healthz").status_code == 200
     expect_failed(post_job(live.url, CONFIG, PNG), 503, "engine is loading")
+    engine.load_gate.set()
     live.wait_ready()
     body = httpx.get(f"{live.url}/readyz").json()
     assert body["ready"] is True and body["queue"]["capacity"] == 16

@@ -98,3 +98,13 @@ def test_container_defaults_refuse_an_open_bind(monkeypatch):
         check_serving_safety(settings)
     monkeypatch.setenv("KONTEXT_TOKENS", "container-token")
     assert check_serving_safety(Settings()) == ("container-token",)
+
+
+def test_triton_can_build_its_launcher_and_the_gpu_tiers_are_installed():
+    """Triton compiles its CUDA launcher with gcc against Python's headers at run time, and
+    --tier fp8/turbo need torchao (the gpu extra)."""
+    (apt,) = [args for args in args_of("RUN") if "apt-get install" in args]
+    packages = set(apt.split("apt-get install", 1)[1].split("&&")[0].split())
+    assert {"gcc", "libc6-dev", "python3-dev"} <= packages
+    installs = [args for args in args_of("RUN") if "pip install" in args and "torch==" not in args]
+    assert installs and all('".[gpu]"' in args for args in installs), installs

@@ -53,7 +53,8 @@ def test_every_combination_plans_consistently_or_refuses_clearly(tier, memory_mo
     if plan.compile is not None:
         # dynamo cannot trace weight-moving hooks; graph breaks only for the step cache
         assert plan.transformer_offload == "none" and not plan.fp8_weight_storage
-        assert plan.compile.dynamic and plan.compile.fullgraph == (tier != "turbo")
+        # the step cache wraps the whole transformer: the blocks stay one graph each
+        assert plan.compile.dynamic and plan.compile.fullgraph
     if device == "cpu":
         assert plan.levers() == [] and plan.dtype == "float32"
     else:
@@ -63,17 +64,25 @@ def test_every_combination_plans_consistently_or_refuses_clearly(tier, memory_mo
 
 def test_exact_tier_on_an_h100_uses_every_lossless_lever():
     plan = plan_engine("exact", "full", "cuda", H100)
-    assert plan.attention_backend == "_flash_3" and plan.fuse_qkv
+    # "auto": the fastest of the candidates, timed at load (pipelines/attention.py)
+    assert plan.attention_backend == "auto" and plan.fuse_qkv
+    assert plan.attention_candidates == ("_flash_3", "_native_cudnn", "_native_flash",
+                                         "_native_efficient")
     assert plan.compile == CompileSpec(fullgraph=True, dynamic=True)
     assert not plan.fp8_linears and plan.step_cache is None and plan.lossless
-    assert plan_engine("exact", "full", "cuda", H100_NO_FA3).attention_backend == "native"
+    no_fa3 = plan_engine("exact", "full", "cuda", H100_NO_FA3)
+    assert no_fa3.attention_candidates[0] == "_native_cudnn"
+    assert "_flash_3" not in plan_engine("exact", "full", "cuda", L4).attention_candidates
 
 
-def test_turbo_tier_adds_a_step_cache_and_allows_graph_breaks():
+def test_turbo_tier_adds_a_whole_forward_step_cache_and_keeps_fullgraph():
     plan = plan_engine("turbo", "full", "cuda", H100)
     assert plan.fp8_linears and plan.step_cache == StepCacheSpec()
-    assert plan.compile is not None and not plan.compile.fullgraph
-    assert any(lever.startswith("taylorseer(exact=25%") for lever in plan.levers())
+    assert plan.compile is not None and plan.compile.fullgraph
+    assert any(lever.startswith("step_cache(whole forward, exact=25%")
+               for lever in plan.levers())
+    # the cache holds output-sized factors only: turbo runs at 24gb too
+    assert plan_engine("turbo", "24gb", "cuda", H100).step_cache == StepCacheSpec()
 
 
 def test_memory_modes_trade_exactness_and_compile_for_memory():
@@ -107,6 +116,14 @@ def test_unavailable_levers_fail_with_a_message_naming_the_way_out(tier, memory_
                                               (30, 8), (50, 13)])
 def test_turbo_keeps_the_first_quarter_of_steps_exact(steps, exact):
     assert StepCacheSpec().exact_steps(steps) == exact
+    schedule = StepCacheSpec().schedule(steps)
+    assert all(schedule[:exact]) and len(schedule) == steps
+
+
+def test_turbo_computes_half_the_forwards_of_a_30_step_job():
+    schedule = StepCacheSpec().schedule(30)
+    computed = [step for step, runs in enumerate(schedule) if runs]
+    assert computed == [0, 1, 2, 3, 4, 5, 6, 7, 10, 13, 16, 19, 22, 25, 28]
 
 
 def test_fp8_tier_on_a_cpu_machine_fails_at_engine_construction(tiny_dir):
@@ -117,29 +134,12 @@ def test_fp8_tier_on_a_cpu_machine_fails_at_engine_construction(tiny_dir):
         KontextEngine(resolve_weights(str(tiny_dir)), device="cpu", tier="fp8")
 
 
-def test_kontext_serve_refuses_turbo_on_cpu_before_serving(tiny_dir, capsys):
-    import logging
-
-    from server.cli.main import main
-
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    try:
-        code = main(["serve", "--demo", "--demo-dir", str(tiny_dir), "--device", "cpu",
-                     "--tier", "turbo", "--port", "0"])
-    finally:  # serve() configures logging onto the captured stderr; put it back
-        root.handlers[:] = handlers
-        root.setLevel(level)
-    assert code == 2
-    assert "--tier turbo needs a CUDA GPU" in capsys.readouterr().err
-
-
 def _engine_with(tiny_dir, plan: EnginePlan):
     from pipelines.engine import KontextEngine
     from pipelines.weights import resolve_weights
 
     engine = KontextEngine(resolve_weights(str(tiny_dir)), device="cpu", demo=True, plan=plan,
-                           warmup_steps=1)
+                           warmup_steps=1, warmup_size=(512, 512))
     engine.load()
     return engine
 
@@ -149,20 +149,24 @@ def _request(width=512, height=512, steps=8, image=None) -> EditRequest:
                        steps=steps, guidance_scale=2.5, seed=4)
 
 
-def test_step_cache_computes_the_first_quarter_then_every_other_step(tiny_dir, tiny_engine):
-    """The turbo lever's code path on CPU (hand-built plan: the fp8 part needs CUDA)."""
+def test_step_cache_runs_the_schedule_and_skips_whole_forwards(tiny_dir, tiny_engine):
+    """The turbo lever's code path on CPU (hand-built plan: the fp8 part is rehearsed in
+    test_compile_rehearsal.py)."""
+    from pipelines.step_cache import computed_forwards
+
     plan = EnginePlan(tier="turbo", memory_mode="full", device="cpu", dtype="float32",
-                      step_cache=StepCacheSpec())
+                      attention_backend="native", step_cache=StepCacheSpec())
     engine = _engine_with(tiny_dir, plan)
-    calls = []
-    to_q = engine.pipe.transformer.transformer_blocks[0].attn.to_q
-    to_q.register_forward_hook(lambda *_: calls.append(1))
+    blocks = []
+    engine.pipe.transformer.transformer_blocks[0].register_forward_hook(
+        lambda *_: blocks.append(1))
     cached = engine.run(_request(steps=8), RunControl())
-    # 8 steps: 2 exact (0, 1), then full forwards at steps 3, 5 and 7.
-    assert len(calls) == 5 and cached.steps == 8
-    calls.clear()
+    # 8 steps: 2 exact (0, 1), then forwards at steps 4 and 7 only; no block runs otherwise
+    assert len(blocks) == computed_forwards(engine.pipe.transformer) == 4
+    assert cached.steps == 8
+    blocks.clear()
     engine.run(_request(steps=4), RunControl())
-    assert len(calls) == 2  # per job: 1 exact step, then step 2; state did not leak
+    assert len(blocks) == 2  # per job: 1 exact step, then step 3; state did not leak
     exact = tiny_engine.run(_request(steps=8), RunControl())
     assert cached.image.tobytes() != exact.image.tobytes()
     again = engine.run(_request(steps=8), RunControl())
@@ -177,7 +181,7 @@ def test_dynamic_compile_never_recompiles_across_api_sizes(tiny_dir):
     from PIL import Image
 
     plan = EnginePlan(tier="exact", memory_mode="full", device="cpu", dtype="float32",
-                      compile=CompileSpec(backend="eager"))
+                      attention_backend="native", compile=CompileSpec(backend="eager"))
     engine = _engine_with(tiny_dir, plan)
     try:
         engine.warmup()
@@ -192,13 +196,12 @@ def test_dynamic_compile_never_recompiles_across_api_sizes(tiny_dir):
 
 
 def test_step_cache_with_regional_compile_does_not_recompile_in_steady_state(tiny_dir):
-    """The turbo tier's compile + step-cache combination (graph breaks at the hooks): after
-    warm-up, other sizes and other step counts (so other exact/predicted patterns) reuse
-    the compiled graphs."""
+    """The turbo tier's compile + step-cache combination: after warm-up, other sizes and
+    other step counts (so other computed/predicted patterns) reuse the compiled graphs."""
     import torch
 
     plan = EnginePlan(tier="turbo", memory_mode="full", device="cpu", dtype="float32",
-                      compile=CompileSpec(fullgraph=False, backend="eager"),
+                      attention_backend="native", compile=CompileSpec(backend="eager"),
                       step_cache=StepCacheSpec())
     engine = _engine_with(tiny_dir, plan)
     try:
@@ -256,7 +259,7 @@ def test_engine_benchmark_runs_tiers_and_reports_refusals(tiny_dir, tmp_path):
     import sys
     from pathlib import Path
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
     import engine_benchmark
 
     out = tmp_path / "rows.json"

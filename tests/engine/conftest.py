@@ -1,0 +1,42 @@
+"""Fixtures of the engine tier: the real pipeline on tiny checkpoints, no HTTP.
+
+Imports neither `server` nor fastapi, so that this tier runs where only the engine's
+dependencies are installed. `tiny_dir` (the 1+1-block tiny checkpoint) comes from
+tests/conftest.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def deep_tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny checkpoint at the real depth (19 double + 38 single blocks), tiny width:
+    per-block compile effects (guards, recompiles) show on it as on the real model."""
+    from pipelines.tiny_checkpoint import REAL_DEPTH, write_tiny_checkpoint
+
+    return write_tiny_checkpoint(tmp_path_factory.mktemp("deep") / "checkpoint", REAL_DEPTH)
+
+
+@pytest.fixture(scope="session")
+def tiny_engine(tiny_dir: Path):
+    """A loaded exact-tier KontextEngine on the tiny checkpoint, CPU (shared: tests must
+    leave it as they found it)."""
+    from pipelines.engine import KontextEngine
+    from pipelines.weights import resolve_weights
+
+    engine = KontextEngine(resolve_weights(str(tiny_dir)), device="cpu", demo=True)
+    engine.load()
+    yield engine
+    engine.close()
+
+
+@pytest.fixture
+def no_fp8_hardware_check(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Let torchao quantise to float8 on CPU: torch's CPU _scaled_mm computes float8 matmuls
+    (row-wise scales too); only torchao's check for a float8 GPU stands in the way."""
+    quant_api = pytest.importorskip("torchao.quantization.quant_api")
+    monkeypatch.setattr(quant_api, "_check_hardware_support", lambda granularity: None)
