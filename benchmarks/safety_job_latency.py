@@ -110,9 +110,10 @@ def report(args: argparse.Namespace, off: list[float], block: list[float],
         f"| block | {statistics.median(block):.2f} | {max(block):.2f} | "
         f"{ms['prompt']:.1f} / {ms['input']:.0f} / {ms['output']:.0f} |", "",
         f"Added per job (p50 block − p50 off): **{added:.0f} ms**, against "
-        f"{sum(ms.values()):.0f} ms of filter time: the input check "
-        f"({ms['input']:.0f} ms) overlaps the generation; the prompt and output checks add "
-        f"to the job ({ms['prompt'] + ms['output']:.0f} ms).",
+        f"{sum(ms.values()):.0f} ms of filter time: {sum(ms.values()) - added:.0f} ms of it "
+        f"hidden behind the {generation * 1000:.0f} ms of generation (the input check, "
+        f"{ms['input']:.0f} ms, overlaps it; the prompt and output checks, "
+        f"{ms['prompt'] + ms['output']:.0f} ms, add to the job).",
     ]
 
 
