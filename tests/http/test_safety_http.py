@@ -123,6 +123,19 @@ def test_the_js_client_reads_an_output_refusal_and_does_not_retry(filtered, tmp_
     assert len(engine.requests) == 1  # 403 is final for the client: the job ran once
 
 
+def test_an_input_refusal_stops_the_job_it_overlaps(filtered):
+    engine = FakeEngine()
+    engine.hold()  # a job that starts waits before its first step: the check ends first
+    live = filtered(engine=engine)
+    answer = post_job(live.url, config(False), RED_PNG, "application/json")
+    assert (answer.status_code, answer.json()["error"]) == (
+        400, "input: refused by the content filter (category nsfw)")
+    # Whatever reached the engine was stopped there, before the answer went out.
+    assert engine.requests == engine.cancelled
+    engine.release()
+    assert post_job(live.url, config(False), BLUE_PNG, "image/png").status_code == 200
+
+
 def test_no_filter_or_no_marks_on_real_weights_is_said_loudly(serve, caplog):
     with caplog.at_level(logging.WARNING, logger="server.wiring"):
         live = serve(disclosure="off")
