@@ -34,12 +34,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 from benchmarks_results import write_section  # noqa: E402
-from safety.c2pa_certs import write_test_chain  # noqa: E402
-from server.images import encode_image  # noqa: E402
+from helpers.c2pa_certs import write_test_chain  # noqa: E402
 
 from pipelines.safety import ImageClassifierCheck, TermCheck  # noqa: E402
 from server.media.c2pa_signing import load_c2pa_credentials, sign_c2pa  # noqa: E402
 from server.media.disclosure import encode_marked, mark_encoded  # noqa: E402
+from server.media.encode import encode_image  # noqa: E402
 from server.media.provenance import Disclosure  # noqa: E402
 
 #: config.json of Falconsai/nsfw_image_detection (ViT-B/16 at 224², two labels).

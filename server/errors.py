@@ -159,9 +159,45 @@ class UpstreamRejected(ApiError):
 
 
 class UpstreamModerated(ApiError):
-    """Upstream's moderation refused the prompt, the input or the output (issue 3)."""
+    """Upstream's moderation refused the request: the prompt or the input (issue 3). 400,
+    like a request our own content filter refuses (ContentRefused)."""
 
     status, reason = 400, "moderated"
+
+
+class UpstreamOutputModerated(ApiError):
+    """Upstream's moderation refused the image it generated (BFL `Content Moderated`). 403,
+    like an output our own content filter refuses (OutputRefused)."""
+
+    status, reason = 403, "output_moderated"
+
+
+def _refusal(categories: tuple[str, ...]) -> str:
+    return f"refused by the content filter (category {', '.join(categories)})"
+
+
+class ContentRefused(ApiError):
+    """The content filter (safety block) refused the prompt or an input image: 400, the
+    request must change. The message names the checkpoint and the categories, never the
+    prompt, the matched pattern or the classifier's scores."""
+
+    status, reason = 400, "content_refused"
+
+    def __init__(self, checkpoint: str, categories: tuple[str, ...]) -> None:
+        super().__init__(_refusal(categories), field=checkpoint)
+        self.categories = categories
+
+
+class OutputRefused(ApiError):
+    """The content filter (safety block) refused the generated image: 403, its own status
+    (the request was acceptable; what it produced is not served). No byte of it is returned
+    or stored."""
+
+    status, reason = 403, "output_refused"
+
+    def __init__(self, categories: tuple[str, ...]) -> None:
+        super().__init__(_refusal(categories), field="output")
+        self.categories = categories
 
 
 def from_engine_error(exc: EngineError) -> ApiError:

@@ -2,7 +2,8 @@
 
 Failed answers are counted by the request middleware, with the reason `error_response`
 notes (through a context variable the middleware sets); jobs are timed by the job service,
-step times come from the engine worker, upstream outcomes from the forwarding backend.
+step times come from the engine worker, upstream outcomes from the forwarding backend,
+content-filter findings from the job's screening.
 """
 
 from __future__ import annotations
@@ -46,6 +47,15 @@ class Metrics:
         self.errors = Counter("kontext_http_errors",
                               "Failed requests by HTTP status and reason.",
                               ["status", "reason"], registry=r)
+        self.content_flags = Counter(
+            "kontext_content_flags",
+            "Content-filter findings, by checkpoint (prompt, input, output), category and "
+            "policy (block: refused; flag: served and marked).",
+            ["checkpoint", "category", "policy"], registry=r)
+        self.content_check_seconds = Histogram(
+            "kontext_content_check_seconds",
+            "Time of one content-filter check, by checkpoint.", ["checkpoint"],
+            buckets=STEP_BUCKETS, registry=r)
         self.upstream = Counter("kontext_upstream_outcomes",
                                 "Answers from upstream APIs, by backend and outcome.",
                                 ["backend", "outcome"], registry=r)
@@ -66,6 +76,14 @@ class Metrics:
     def count_upstream(self, backend: str, outcome: str) -> None:
         """Count one answer from an upstream API (outcome "ok" or the failure reason)."""
         self.upstream.labels(backend=backend, outcome=outcome).inc()
+
+    def count_content_check(self, checkpoint: str, seconds: float,
+                            categories: tuple[str, ...], policy: str) -> None:
+        """Time one content-filter check and count what it flagged."""
+        self.content_check_seconds.labels(checkpoint=checkpoint).observe(seconds)
+        for category in categories:
+            self.content_flags.labels(checkpoint=checkpoint, category=category,
+                                      policy=policy).inc()
 
     def count_error(self, status: int, reason: str) -> None:
         """Count one failed request."""

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
+from pipelines.errors import WeightsError
 from pipelines.types import Engine
 from server.jobs.admission import Lane
 from server.jobs.backend import Backend
@@ -14,12 +16,92 @@ from server.jobs.engine_worker import EngineWorker
 from server.jobs.fallback import FallbackBackend
 from server.jobs.local import LocalBackend
 from server.jobs.refusing import RefusingBackend
+from server.jobs.screening import ContentScreen
 from server.jobs.service import JobService
+from server.media.c2pa_signing import C2paSigningError, load_c2pa_credentials
 from server.media.decode import ImageLimits
+from server.media.marks import OutputMarks
 from server.metrics import Metrics
 from server.settings import Settings
 
 log = logging.getLogger(__name__)
+
+NO_FILTER = (
+    "NO CONTENT FILTER is active (safety off) on real FLUX.1 [dev] weights. The FLUX.1 [dev] "
+    "Non-Commercial License, §2(e)(i), lets you create outputs only if you implement and "
+    "maintain content filtering measures, or have every output reviewed by a person before it "
+    "is distributed. Start with --safety block (or flag) once the classifier is on disk "
+    "(weights/README.md), or make sure every output is reviewed. See docs/safety.md.")
+NO_MARKS = (
+    "AI DISCLOSURE MARKS ARE OFF (disclosure off): outputs carry no machine-readable 'made "
+    "with AI' marks. The FLUX.1 [dev] Non-Commercial License, §2(e)(ii), asks that outputs "
+    "disclose they were generated or modified with AI where the law requires it (e.g. the EU "
+    "AI Act, Art. 50(2)). See docs/safety.md.")
+
+
+class SafeguardsError(Exception):
+    """The content filter or the C2PA credentials cannot be set up; the message says why."""
+
+
+@dataclass(frozen=True)
+class Safeguards:
+    """The content filter (None: safety off) and the marks every output gets."""
+
+    screen: ContentScreen | None
+    marks: OutputMarks
+    policy: str
+    warnings: tuple[str, ...] = ()
+
+    def status(self) -> dict[str, Any]:
+        """/readyz's `safety` and `disclosure`, with the warnings the log gave at startup."""
+        safety: dict[str, Any] = {"policy": self.policy,
+                                  "checks": self.screen.describe() if self.screen else []}
+        disclosure = self.marks.status()
+        if NO_FILTER in self.warnings:
+            safety["warning"] = NO_FILTER
+        if NO_MARKS in self.warnings:
+            disclosure["warning"] = NO_MARKS
+        return {"safety": safety, "disclosure": disclosure}
+
+
+def _content_screen(settings: Settings, metrics: Metrics) -> ContentScreen:
+    """Load the content filter (torch and the classifier, now: never at import)."""
+    from pipelines.safety import build_content_filter
+
+    content_filter = build_content_filter(
+        model=settings.safety_model, threshold=settings.safety_threshold,
+        device=settings.safety_device, unsafe_labels=settings.safety_unsafe_labels,
+        terms_file=settings.safety_terms_file)
+    return ContentScreen(content_filter, settings.safety, settings.safety_threshold, metrics)
+
+
+def build_safeguards(settings: Settings, demo: bool, metrics: Metrics) -> Safeguards:
+    """The content filter and the output marks the settings ask for, each built once (the
+    classifier loaded, the C2PA pair test-signed); SafeguardsError saying what is wrong."""
+    try:
+        screen = None if settings.safety == "off" else _content_screen(settings, metrics)
+        c2pa = None if settings.c2pa_cert is None or settings.c2pa_key is None else \
+            load_c2pa_credentials(settings.c2pa_cert, settings.c2pa_key, settings.c2pa_tsa_url)
+    except (WeightsError, C2paSigningError, ValueError, OSError) as exc:
+        raise SafeguardsError(str(exc)) from exc
+    warnings = tuple(text for text, applies in (
+        (NO_FILTER, screen is None and not demo), (NO_MARKS, settings.disclosure == "off"),
+    ) if applies)
+    return Safeguards(screen, OutputMarks(settings.disclosure == "on",
+                                          settings.disclosure_include_prompt, c2pa),
+                      settings.safety, warnings)
+
+
+def _announce(safeguards: Safeguards) -> None:
+    """Say at startup what the filter and the marks do; the warnings loudly."""
+    for text in safeguards.warnings:
+        log.warning("\n%s\n%s\n%s", "!" * 78, text, "!" * 78)
+    if safeguards.screen is not None:
+        log.info("content filter (%s): %s", safeguards.policy,
+                 "; ".join(safeguards.screen.describe()))
+    marks = safeguards.marks.status()
+    log.info("disclosure marks %s (C2PA %s)", marks["marks"],
+             "signed" if marks["c2pa"] else "not configured")
 
 
 @dataclass
@@ -30,6 +112,7 @@ class JobsPath:
     worker: EngineWorker
     engine_lane: Lane
     queue_size: int
+    safeguards: Safeguards
 
     @property
     def waiting(self) -> int:
@@ -50,15 +133,19 @@ def engine_lane(settings: Settings, worker: EngineWorker) -> Lane:
 
 
 def build_jobs_path(settings: Settings, engine: Engine, metrics: Metrics) -> JobsPath:
-    """The worker, lanes, backends and service for `engine` under `settings`."""
+    """The worker, lanes, backends and service for `engine` under `settings`; raises
+    SafeguardsError when the content filter or C2PA signing cannot be set up."""
+    safeguards = build_safeguards(settings, engine.info.demo, metrics)
+    _announce(safeguards)
     worker = EngineWorker(engine, warmup=settings.warmup, metrics=metrics)
     lane = engine_lane(settings, worker)
-    local = LocalBackend(worker, lane, settings.job_timeout_seconds, settings.jpeg_quality)
-    backends: dict[str, Backend] = {"local": local,
-                                    "upstream": upstream_backend(settings, local, metrics)}
+    local = LocalBackend(worker, lane, settings.job_timeout_seconds, settings.jpeg_quality,
+                         safeguards.marks)
+    backends: dict[str, Backend] = {
+        "local": local, "upstream": upstream_backend(settings, local, metrics, safeguards.marks)}
     service = JobService(backends, metrics, ImageLimits(max_bytes=settings.max_input_bytes),
-                         log_prompts=settings.log_prompts)
-    return JobsPath(service, worker, lane, settings.queue_size)
+                         log_prompts=settings.log_prompts, screen=safeguards.screen)
+    return JobsPath(service, worker, lane, settings.queue_size, safeguards)
 
 
 def _no_upstream(settings: Settings) -> str:
@@ -73,7 +160,8 @@ def _missing_credential(settings: Settings) -> str:
             f"variable {env}, which is unset or empty")
 
 
-def upstream_backend(settings: Settings, local: LocalBackend, metrics: Metrics) -> Backend:
+def upstream_backend(settings: Settings, local: LocalBackend, metrics: Metrics,
+                     marks: OutputMarks) -> Backend:
     """The backend of [pro]/[max] jobs: forwarding, the local fallback, or a 503."""
     if settings.upstream == "none":
         if settings.fallback == "local":
@@ -88,7 +176,8 @@ def upstream_backend(settings: Settings, local: LocalBackend, metrics: Metrics) 
     if settings.upstream == "hosted":
         from server.upstream.hosted import HostedForwarder
 
-        return ForwardingBackend(HostedForwarder(settings, credential), settings, metrics)
+        return ForwardingBackend(HostedForwarder(settings, credential), settings, metrics,
+                                 marks)
     from server.upstream.bfl import BflForwarder
 
-    return ForwardingBackend(BflForwarder(settings, credential), settings, metrics)
+    return ForwardingBackend(BflForwarder(settings, credential), settings, metrics, marks)

@@ -27,6 +27,15 @@ def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_tiny_checkpoint(tmp_path_factory.mktemp("tiny") / "checkpoint")
 
 
+@pytest.fixture(scope="session")
+def tiny_classifier_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny NSFW-style classifier (helpers/tiny_classifier.py: red images are flagged)
+    saved as a real model folder, loaded through `safety_model` like a real one."""
+    from helpers.tiny_classifier import write_tiny_classifier
+
+    return write_tiny_classifier(tmp_path_factory.mktemp("classifier") / "tiny-nsfw")
+
+
 class _SharedEngine:
     """A session-wide engine that test servers can start and stop without unloading it."""
 

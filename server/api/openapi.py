@@ -115,9 +115,12 @@ def _failed(description: str) -> dict[str, Any]:
 
 #: Every error answer a job route gives; splice into a route's `responses`.
 FAILED_RESPONSES: dict[int | str, dict[str, Any]] = {
-    400: _failed("Invalid request, config or input image."),
+    400: _failed("Invalid request, config or input image; or the content filter refused "
+                 "the prompt or an input image (docs/safety.md)."),
     401: {"description": "Missing or wrong token (plain text: `token is invalid`).",
           "content": {"text/plain": {"schema": {"type": "string"}}}},
+    403: _failed("The content filter (or upstream moderation) refused the generated image; "
+                 "no image is returned (docs/safety.md)."),
     406: _failed("No media type in Accept can be produced."),
     413: _failed("The request body is over the size limit."),
     415: _failed("The body is neither JSON nor multipart/form-data."),

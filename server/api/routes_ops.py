@@ -21,7 +21,9 @@ async def healthz(request: Request) -> JSONResponse:
 
 @router.get("/readyz")
 async def readyz(request: Request) -> JSONResponse:
-    """Readiness: 503 until the model is loaded and a warm-up edit has run."""
+    """Readiness: 503 until the model is loaded and a warm-up edit has run. It also says
+    what the content filter and the disclosure marks do (`safety`, `disclosure`), with a
+    `warning` when either is off where the licence asks for it."""
     path = request.app.state.jobs
     worker = path.worker
     info = worker.engine.info
@@ -30,6 +32,7 @@ async def readyz(request: Request) -> JSONResponse:
         "ready": ready, "state": worker.state, "error": worker.error,
         "model": info.model, "device": info.device, "dtype": info.dtype,
         "tier": info.tier, "demo": info.demo, "queue": path.queue_status(),
+        **path.safeguards.status(),
     }
     return JSONResponse(body, status_code=200 if ready else 503)
 

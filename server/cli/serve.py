@@ -63,6 +63,7 @@ def serve(settings: Settings) -> int:
     from server.api.app import create_app
     from server.cli.runner import run_app
     from server.logs import configure_logging
+    from server.wiring import SafeguardsError
 
     try:
         tokens = check_serving_safety(settings)
@@ -80,5 +81,9 @@ def serve(settings: Settings) -> int:
     if settings.demo:
         log.warning("DEMO MODE: tiny random weights on %s; every image is noise, not an edit",
                     engine.info.device)
-    app = create_app(settings, engine)
+    try:
+        app = create_app(settings, engine)
+    except SafeguardsError as exc:
+        print(f"kontext serve: {exc}", file=sys.stderr)
+        return 2
     return run_app(app, settings.host, settings.port)

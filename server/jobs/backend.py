@@ -12,6 +12,7 @@ from PIL import Image
 
 from pipelines.types import RunControl
 from server.errors import ApiError
+from server.jobs.screening import Screening
 from server.jobs.types import JobType
 from server.media.formats import ImageFormat
 from server.wire.models import WireModel
@@ -43,6 +44,8 @@ class PreparedJob:
     output_format: ImageFormat
     #: Whether the client asked for the price (?price=true).
     price: bool = False
+    #: The job's passage through the content filter (a no-op when safety is off).
+    screening: Screening = field(default_factory=lambda: Screening(None, "-"))
 
     @property
     def config_json(self) -> dict[str, Any]:
@@ -91,6 +94,10 @@ class Backend(Protocol):
     notice: str | None
     #: Where its jobs run (local, local-fallback, upstream-hosted, ...); None: nowhere.
     runs_on: str | None
+    #: Whether a job may start before its input check has passed (the local engine: the
+    #: input stays here and a refusal stops the job); False: the check passes first (a
+    #: forwarded job would send the input away).
+    overlaps_input_check: bool
 
     def unavailable(self) -> ApiError | None:
         """Why it takes no job now (e.g. its engine is still loading), or None."""

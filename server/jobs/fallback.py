@@ -1,7 +1,9 @@
 """`--fallback local`: [pro]/[max] jobs run on the local [dev] model when no upstream is set.
 
-The job JSON (`served_by`) and the X-Kontext-Served-By header say so; prompt_upsampling and
-safety_tolerance have no [dev] equivalent and are reported as not applied.
+The job JSON (`served_by`) and the X-Kontext-Served-By header say so; prompt_upsampling has
+no [dev] equivalent and is reported as not applied. safety_tolerance is honoured by the
+content filter when one is active (jobs/screening.py: TOLERANCE_THRESHOLDS), and reported
+as not applied when safety is off.
 """
 
 from __future__ import annotations
@@ -15,12 +17,13 @@ from server.wire.hosted import HostedImg2ImgConfig, HostedTxt2ImgConfig, parse_r
 from server.wire.models import DevKontextConfig
 
 SERVED_BY = "local-dev-fallback"
-NOT_APPLIED = ["prompt_upsampling", "safety_tolerance"]
+
 
 class FallbackBackend:
     """Translates a [pro]/[max] config into a [dev] engine request on the local worker."""
 
     runs_on = "local-fallback"
+    overlaps_input_check = True
 
     def __init__(self, local: LocalBackend, steps: int) -> None:
         self.local = local
@@ -54,9 +57,16 @@ class FallbackBackend:
         request = EditRequest(prompt=config.prompt, image=image, width=width, height=height,
                               steps=self.steps, guidance_scale=self.guidance, seed=config.seed)
         served_by = {"backend": SERVED_BY, "model": "FLUX.1-Kontext-dev", "width": width,
-                     "height": height, "steps": self.steps, "not_applied": NOT_APPLIED}
+                     "height": height, "steps": self.steps,
+                     "not_applied": not_applied(job.screening.active)}
         return await self.local.run_edit(job, request, handle, served_by=served_by,
                                          headers={SERVED_BY_HEADER: SERVED_BY})
 
     async def aclose(self) -> None:
         """Nothing to close."""
+
+
+def not_applied(filtered: bool) -> list[str]:
+    """The [pro]/[max] fields a fallback job does not honour: safety_tolerance is honoured
+    only by an active content filter."""
+    return ["prompt_upsampling"] if filtered else ["prompt_upsampling", "safety_tolerance"]

@@ -7,6 +7,7 @@ return outcomes and readers (routes, the async store, event streams) only look.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Callable
 
 from pipelines.types import RunControl
@@ -14,6 +15,7 @@ from server.errors import ApiError
 from server.jobs.backend import Backend, Outcome, PreparedJob
 from server.jobs.progress import Progress
 from server.jobs.record import JobRecord
+from server.jobs.screening import MODERATION_HEADER
 
 Listener = Callable[["Job"], None]
 
@@ -69,7 +71,8 @@ class Job:
             self.notify()
 
     def complete(self, outcome: Outcome) -> None:
-        """Apply the backend's outcome, once: metrics, price, where it ran."""
+        """Apply the backend's outcome, once: metrics, price, where it ran, and what the
+        content filter cost and flagged."""
         record = self.record
         if record.state == "queued":
             record.move("processing")
@@ -78,10 +81,24 @@ class Job:
             record.price = outcome.price
         if outcome.served_by is not None:
             record.extra["served_by"] = outcome.served_by
-        self.outcome = outcome
+        self.outcome = self._screened(outcome)
         record.move("completed")
         self.ended.set()
         self.notify()
+
+    def _screened(self, outcome: Outcome) -> Outcome:
+        """The filter's findings in the record (`moderation`, `metrics.safety_seconds`) and,
+        for a flagged job, in the X-Kontext-Moderation header."""
+        screening = self.prepared.screening
+        if not screening.active:
+            return outcome
+        self.record.metrics = {**outcome.metrics, "safety_seconds": screening.metrics()}
+        self.record.extra["moderation"] = screening.to_json()
+        flagged = screening.header()
+        if flagged is None:
+            return outcome
+        return dataclasses.replace(outcome, headers={**outcome.headers,
+                                                     MODERATION_HEADER: flagged})
 
     def fail(self, error: ApiError) -> None:
         """The job failed with `error`; a job already finished stays as it is."""

@@ -11,9 +11,9 @@ from server.errors import ApiError, JobTimeout, from_engine_error
 from server.jobs.admission import Lane
 from server.jobs.backend import JobHandle, Outcome, PreparedJob
 from server.jobs.engine_worker import EngineWorker
-from server.media.encode import encode_image
+from server.media.marks import OutputMarks
 from server.wire.models import DevKontextConfig
-from server.wire.presets import apply_style
+from server.wire.presets import model_prompt
 
 #: Said in every local job's JSON (`notice`) when the engine runs the demo checkpoint.
 DEMO_NOTICE = ("demo mode: this server runs a tiny checkpoint with random weights; "
@@ -23,7 +23,7 @@ DEMO_NOTICE = ("demo mode: this server runs a tiny checkpoint with random weight
 def edit_request(config: DevKontextConfig, image) -> EditRequest:
     """The engine request for a dev-kontext config: style preset applied to the prompt."""
     return EditRequest(
-        prompt=apply_style(config.prompt, config.style_preset), image=image,
+        prompt=model_prompt(config), image=image,
         width=config.width, height=config.height, steps=config.steps,
         guidance_scale=config.guidance_scale, seed=config.seed,
     )
@@ -33,13 +33,15 @@ class LocalBackend:
     """Runs dev-kontext jobs on the local engine worker, behind the engine lane."""
 
     runs_on = "local"
+    overlaps_input_check = True
 
     def __init__(self, worker: EngineWorker, lane: Lane, time_limit: float | None,
-                 jpeg_quality: int = 92) -> None:
+                 jpeg_quality: int = 92, marks: OutputMarks | None = None) -> None:
         self.worker = worker
         self.lane: Lane | None = lane
         self.time_limit = time_limit
         self.jpeg_quality = jpeg_quality
+        self.marks = marks or OutputMarks()
         self.notice = DEMO_NOTICE if worker.engine.info.demo else None
 
     @property
@@ -65,13 +67,18 @@ class LocalBackend:
     async def run_edit(self, job: PreparedJob, request: EditRequest, handle: JobHandle,
                        progressive: bool = False, served_by: dict[str, Any] | None = None,
                        headers: dict[str, str] | None = None) -> Outcome:
-        """Run one engine request for `job` and encode its output (off the loop)."""
+        """Run one engine request for `job`, pass its output through the content filter
+        and encode it with the disclosure marks (off the loop)."""
         try:
             result = await self.worker.run(request, handle.control, handle.started)
         except EngineError as exc:
             raise from_engine_error(exc) from exc
-        data = await asyncio.to_thread(encode_image, result.image, job.output_format,
-                                       progressive, self.jpeg_quality)
+        await job.screening.output(result.image)  # OutputRefused (403) under `block`
+        disclosure = self.marks.disclosure(edited=bool(job.inputs), prompt=request.prompt)
+        data = await asyncio.to_thread(
+            self.marks.encode, result.image, job.output_format, disclosure,
+            progressive=progressive, jpeg_quality=self.jpeg_quality,
+            parent=job.inputs[0].data if job.inputs else None)
         metrics = {"elapsed": round(result.elapsed, 3), "ips": round(result.ips, 3),
                    "tier": self.label}
         return Outcome(data, job.output_format, metrics, served_by=served_by,

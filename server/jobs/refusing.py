@@ -15,6 +15,7 @@ class RefusingBackend:
     label = "refused"
     notice = None
     runs_on = None
+    overlaps_input_check = False
 
     def __init__(self, reason: str) -> None:
         self.reason = reason

@@ -19,12 +19,14 @@ from server.errors import ApiError, ClientGone, JobFailed, NotReady, ShuttingDow
 from server.jobs.backend import Backend, JobHandle, Outcome, PreparedJob
 from server.jobs.job import Job
 from server.jobs.record import JOB_LIFETIME, JobRecord
+from server.jobs.screening import ContentScreen, Screening, drop, run_screened
 from server.jobs.submission import Submission, decode_inputs, require_inputs
 from server.jobs.types import JobType, lookup
 from server.logs import job_fields, job_id_var
 from server.media.decode import ImageLimits
 from server.metrics import Metrics
-from server.wire.models import parse_model
+from server.wire.models import WireModel, parse_model
+from server.wire.presets import model_prompt
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +42,11 @@ class JobService:
     """Prepares, admits, runs, cancels and drains jobs on the backends the job types name."""
 
     def __init__(self, backends: dict[str, Backend], metrics: Metrics,
-                 image_limits: ImageLimits, log_prompts: bool = False) -> None:
+                 image_limits: ImageLimits, log_prompts: bool = False,
+                 screen: ContentScreen | None = None) -> None:
         self.backends = backends
+        #: The content filter every job passes (None: safety off).
+        self.screen = screen
         self.metrics = metrics
         self.image_limits = image_limits
         self.log_prompts = log_prompts
@@ -92,6 +97,8 @@ class JobService:
         refusal = backend.unavailable()
         if refusal is not None:
             raise refusal
+        screening = self._screening(job_id, config)
+        await screening.prompt(model_prompt(config))  # a refused prompt never takes a place
         if admit and backend.lane is not None:
             backend.lane.try_enter(job_id)
         try:
@@ -101,7 +108,11 @@ class JobService:
                 backend.lane.leave(job_id)
             raise
         return PreparedJob(job_id, job_type, config, inputs, submission.output_format,
-                           submission.price), backend
+                           submission.price, screening), backend
+
+    def _screening(self, job_id: str, config: WireModel) -> Screening:
+        return Screening(None, job_id) if self.screen is None \
+            else self.screen.screening(job_id, config)
 
     def _start(self, job: Job, admitted: bool, sink: Sink | None) -> None:
         loop = asyncio.get_running_loop()
@@ -119,11 +130,18 @@ class JobService:
         """The job's one task: wait for admission, run, store, and record how it ended."""
         job_id_var.set(job.id)
         backend, started = job.backend, time.monotonic()
-        try:
+        check = self._check_inputs(job)
+        handle = JobHandle(job.control, lambda: self._started(job))
+
+        async def admitted_run() -> Outcome:
             if backend.lane is not None and not admitted:
                 await backend.lane.enter(job.id)
-            outcome = await backend.run(job.prepared, JobHandle(job.control,
-                                                                lambda: self._started(job)))
+            return await backend.run(job.prepared, handle)
+
+        try:
+            # The input check overlaps the wait in line too: a refused input leaves the
+            # line at once.
+            outcome = await run_screened(admitted_run, check, backend.overlaps_input_check)
             if sink is not None:
                 await sink(job, outcome)
             job.complete(outcome)
@@ -135,7 +153,17 @@ class JobService:
             log.exception("job failed unexpectedly")
             job.fail(JobFailed("internal server error"))
         finally:
+            drop(check)
             self._ended(job, started)
+
+    @staticmethod
+    def _check_inputs(job: Job) -> asyncio.Future[None] | None:
+        """The job's input check, started now; None when there is nothing to check."""
+        prepared = job.prepared
+        if not prepared.screening.active or not prepared.inputs:
+            return None
+        images = [image.image for image in prepared.inputs]
+        return asyncio.ensure_future(prepared.screening.inputs(images))
 
     def _started(self, job: Job) -> None:
         """The backend started running the job: it is processing, and its time runs."""
@@ -218,6 +246,9 @@ class JobService:
         return False
 
     async def aclose(self) -> None:
-        """Close what the backends hold open (upstream HTTP clients), each once."""
+        """Close what the backends hold open (upstream HTTP clients), each once, and the
+        content filter's thread."""
         for backend in {id(b): b for b in self.backends.values()}.values():
             await backend.aclose()
+        if self.screen is not None:
+            self.screen.close()

@@ -29,6 +29,46 @@ def sniff_format(data: bytes) -> ImageFormat:
     raise ValueError("not a JPEG, PNG or WebP image")
 
 
+def has_c2pa_manifest(data: bytes) -> bool:
+    """Whether an encoded JPEG, PNG or WebP carries an embedded C2PA manifest store: JUMBF
+    in JPEG APP11 segments, a PNG `caBX` chunk, a WebP `C2PA` chunk (C2PA 2.1, appendix A).
+    Splicing anything into such a file would break its signature."""
+    fmt = sniff_format(data)
+    if fmt == "jpeg":
+        return any(marker == 0xEB and payload.startswith(b"JP") and b"jumb" in payload[:32]
+                   for marker, payload in _jpeg_headers(data))
+    if fmt == "png":
+        return b"caBX" in _png_kinds(data)
+    return b"C2PA" in _webp_kinds(data)
+
+
+def _jpeg_headers(data: bytes):
+    """(marker, payload) of each segment before the first scan."""
+    position = 2
+    while position + 4 <= len(data) and data[position + 1] != 0xDA:
+        length = struct.unpack(">H", data[position + 2:position + 4])[0]
+        yield data[position + 1], data[position + 4:position + 2 + length]
+        position += 2 + length
+
+
+def _png_kinds(data: bytes) -> set[bytes]:
+    position, kinds = len(PNG_SIGNATURE), set()
+    while position + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[position:position + 8])
+        kinds.add(kind)
+        position += 12 + length
+    return kinds
+
+
+def _webp_kinds(data: bytes) -> set[bytes]:
+    position, kinds = 12, set()
+    while position + 8 <= len(data):
+        kind, length = struct.unpack("<4sI", data[position:position + 8])
+        kinds.add(kind)
+        position += 8 + length + length % 2
+    return kinds
+
+
 def insert_metadata(data: bytes, fmt: ImageFormat, *, exif: bytes, xmp: bytes) -> bytes:
     """`data` with its EXIF and XMP replaced by `exif` (with or without the "Exif\\0\\0"
     header) and `xmp` (an XMP packet)."""

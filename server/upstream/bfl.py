@@ -17,7 +17,12 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 
-from server.errors import UpstreamFailed, UpstreamModerated, UpstreamRejected
+from server.errors import (
+    UpstreamFailed,
+    UpstreamModerated,
+    UpstreamOutputModerated,
+    UpstreamRejected,
+)
 from server.jobs.backend import SERVED_BY_HEADER, Outcome, PreparedJob
 from server.media.formats import ImageFormat
 from server.settings import Settings
@@ -138,7 +143,10 @@ class BflForwarder:
             if status == "Ready":
                 return answer
             details = self._details(answer)
-            if status in MODERATED:
+            if status == "Content Moderated":  # the output, after generation
+                raise UpstreamOutputModerated(f"BFL moderation refused the output: {status}"
+                                              f"{details}")
+            if status in MODERATED:  # the prompt or the input, before generation
                 raise UpstreamModerated(f"BFL moderation refused the job: {status}{details}")
             if status in FAILED:
                 raise UpstreamFailed(f"{self.who} reported {status!r} for the job{details}")

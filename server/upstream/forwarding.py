@@ -1,17 +1,30 @@
 """The backend of forwarded [pro]/[max] jobs: a bound on jobs in flight (its own lane, so
 they never wait behind GPU jobs), a time limit, and outcome counts; a Forwarder talks to
-one upstream API."""
+one upstream API.
+
+Forwarded jobs pass the same content filter as local ones (docs/safety.md): the prompt and
+the inputs before anything is sent (the service waits for the input check), the output
+before it is returned. Their outputs get the disclosure marks naming the upstream model,
+unless upstream signed its own C2PA manifest into them (kept intact: media/marks.py).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import io
 import time
 from typing import Protocol
+
+from PIL import Image
 
 from server.errors import ApiError, UpstreamTimeout
 from server.jobs.admission import Lane
 from server.jobs.backend import JobHandle, Outcome, PreparedJob
+from server.media.marks import OutputMarks
 from server.metrics import Metrics
 from server.settings import Settings
+from server.wire.hosted import hosted_kind
 
 #: A guess of one forwarded job's seconds, until one has finished.
 FIRST_GUESS_SECONDS = 5.0
@@ -31,10 +44,13 @@ class ForwardingBackend:
     """Admits, times and counts forwarded jobs; the Forwarder does the talking."""
 
     notice = None
+    overlaps_input_check = False  # the input is checked before it is sent away
 
-    def __init__(self, forwarder: Forwarder, settings: Settings, metrics: Metrics) -> None:
+    def __init__(self, forwarder: Forwarder, settings: Settings, metrics: Metrics,
+                 marks: OutputMarks | None = None) -> None:
         self.forwarder = forwarder
         self.metrics = metrics
+        self.marks = marks or OutputMarks()
         self.label = settings.upstream
         self.runs_on = f"upstream-{settings.upstream}"
         self.time_limit: float | None = settings.upstream_job_timeout
@@ -65,8 +81,26 @@ class ForwardingBackend:
             raise
         self.metrics.count_upstream(self.label, "ok")
         self.mean_seconds = 0.7 * self.mean_seconds + 0.3 * (time.monotonic() - started)
-        return outcome
+        return await self._screened_and_marked(job, outcome)
+
+    async def _screened_and_marked(self, job: PreparedJob, outcome: Outcome) -> Outcome:
+        """The output checkpoint (OutputRefused under `block`), then the marks."""
+        if job.screening.active:
+            image = await asyncio.to_thread(_decoded, outcome.output)
+            await job.screening.output(image)
+        model = f"FLUX.1 Kontext [{hosted_kind(job.job_type.name).model}]"
+        disclosure = self.marks.disclosure(edited=bool(job.inputs),
+                                           prompt=job.config_json["prompt"], model=model)
+        data = await asyncio.to_thread(self.marks.mark, outcome.output, disclosure,
+                                       job.inputs[0].data if job.inputs else None)
+        return dataclasses.replace(outcome, output=data)
 
     async def aclose(self) -> None:
         """Close the forwarder's HTTP client."""
         await self.forwarder.aclose()
+
+
+def _decoded(data: bytes) -> Image.Image:
+    """An upstream output (already checked readable by the forwarder) as RGB pixels."""
+    with Image.open(io.BytesIO(data)) as image:
+        return image.convert("RGB")

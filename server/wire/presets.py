@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import get_args
 
-from server.wire.models import StylePreset
+from server.wire.models import StylePreset, WireModel
 
 _KEEP = "Keep the composition, framing, poses and the identity of every subject unchanged."
 
@@ -60,3 +60,9 @@ def apply_style(prompt: str, preset: str | None) -> str:
     look = STYLE_LOOKS[preset]
     keep = "Keep the layout and lighting unchanged." if preset == "enhance" else _KEEP
     return f"{prompt.strip()}. Render the whole image as {look}. {keep}"
+
+
+def model_prompt(config: WireModel) -> str:
+    """The prompt the model gets for a job's config: its style preset applied when it has
+    one (what the content filter's prompt checkpoint must see)."""
+    return apply_style(config.prompt, getattr(config, "style_preset", None))  # type: ignore[attr-defined]

@@ -48,10 +48,11 @@ class Seen:
 Handler = Callable[[Seen, "FakeUpstream"], Response | Awaitable[Response]]
 
 
-def image_file(fmt: str = "jpeg", size: tuple[int, int] = (96, 64)) -> bytes:
+def image_file(fmt: str = "jpeg", size: tuple[int, int] = (96, 64),
+               color: tuple[int, int, int] = (10, 200, 30)) -> bytes:
     """A small real image in `fmt`."""
     buffer = io.BytesIO()
-    Image.new("RGB", size, (10, 200, 30)).save(buffer, PIL_NAME[fmt])
+    Image.new("RGB", size, color).save(buffer, PIL_NAME[fmt])
     return buffer.getvalue()
 
 
@@ -201,10 +202,17 @@ def hosted_job(seen: Seen, **extra: object) -> dict:
 
 def default_hosted(seen: Seen, fake: FakeUpstream) -> Response:
     """Success: multipart job + output in the format Accept named."""
-    fmt = accepted_format(seen)
-    job = json.dumps(hosted_job(seen)).encode()
-    return multipart([("job", job, "job.json", "application/json"),
-                      ("output", image_file(fmt), f"output.{fmt}", MEDIA[fmt])])
+    return hosted_output(image_file)(seen, fake)
+
+
+def hosted_output(make: Callable[[str], bytes]) -> Handler:
+    """Success, with the output `make(format)` in the format Accept named."""
+    def handler(seen: Seen, fake: FakeUpstream) -> Response:
+        fmt = accepted_format(seen)
+        job = json.dumps(hosted_job(seen)).encode()
+        return multipart([("job", job, "job.json", "application/json"),
+                          ("output", make(fmt), f"output.{fmt}", MEDIA[fmt])])
+    return handler
 
 
 def default_submit(seen: Seen, fake: FakeUpstream) -> Response:

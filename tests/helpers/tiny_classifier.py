@@ -1,11 +1,14 @@
 """A tiny NSFW-style image classifier built from the real transformers ViT classes.
 
 Two labels, ("normal", "nsfw"), and weights arranged so that the answer is known: an image
-whose patches are mostly red (mean red > 0.5) scores "nsfw" ≈ 1, any other ≈ 0. How:
-the patch embedding writes (r - 0.5, 0.5 - r) per patch; attention with zero queries and
+whose patches are mostly red (mean red > 0.6) scores "nsfw" ≈ 1, any other ≈ 0. How:
+the patch embedding writes (r - 0.6, 0.6 - r) per patch; attention with zero queries and
 keys averages the tokens into the class token; the MLP adds nothing; after the final layer
-norm the class token's first feature is +√2 or -√2 by the sign of (r - 0.5), and the head
+norm the class token's first feature is +√2 or -√2 by the sign of (r - 0.6), and the head
 turns that into a logit of ±4√2 for "nsfw" (probability 0.9965 or 0.0035).
+
+The boundary is 0.6, not 0.5, because the tiny engine's outputs are noise whose mean is
+about 0.50 in every channel: they must fall clearly on the "normal" side.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ def build_tiny_classifier():
     conv = "vit.embeddings.patch_embeddings.projection"
     state[f"{conv}.weight"][0, 0] = 1 / 256   # mean red of the 16x16 patch
     state[f"{conv}.weight"][1, 0] = -1 / 256
-    state[f"{conv}.bias"] = torch.tensor([-0.5, 0.5, 0.0, 0.0])
+    state[f"{conv}.bias"] = torch.tensor([-0.6, 0.6, 0.0, 0.0])
     for projection in ("v_proj", "o_proj"):
         state[f"vit.layers.0.attention.{projection}.weight"] = torch.eye(4)
     state["classifier.weight"][1] = torch.tensor([2.0, -2.0, 0.0, 0.0])

@@ -113,11 +113,13 @@ def test_max_txt2img_after_pending_polls(bfl, fake):
     assert len(fake.requests("poll")) == 4
 
 
-@pytest.mark.parametrize("name", ["Request Moderated", "Content Moderated"])
-def test_moderation_is_400_naming_the_status(bfl, fake, name):
+@pytest.mark.parametrize(("name", "code"), [("Request Moderated", 400),
+                                           ("Content Moderated", 403)])
+def test_moderation_names_the_status(bfl, fake, name, code):
+    # The request refused: 400; the output refused: 403 (as our own filter answers).
     fake.then("poll", status(name, details={"reason": "flagged"}))
     answer = send(bfl(), accept="application/json")
-    assert answer.status_code == 400
+    assert answer.status_code == code
     assert name in answer.json()["error"] and "flagged" in answer.json()["error"]
     assert fake.requests("sample") == []
 

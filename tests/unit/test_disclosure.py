@@ -4,67 +4,26 @@ Reader (with the test CA as trust anchor) for the C2PA manifest."""
 from __future__ import annotations
 
 import io
-import json
-import shutil
-import subprocess
-from pathlib import Path
 
 import pytest
 from helpers.c2pa_certs import CertChain, write_test_chain
+from helpers.marks import actions_of, assert_marks, assert_xmp, exiftool, read_manifest
 from PIL import Image
 
-from server.media.c2pa_signing import C2paSigningError, load_c2pa_credentials
+from server.media.c2pa_signing import C2paSigningError, load_c2pa_credentials, sign_c2pa
 from server.media.disclosure import encode_marked, mark_encoded
 from server.media.encode import encode_image
+from server.media.marks import OutputMarks
+from server.media.metadata_insert import has_c2pa_manifest
 from server.media.provenance import EDITED, GENERATED, Disclosure
 
 FORMATS = [("jpeg", False), ("jpeg", True), ("png", False), ("webp", False)]
 PROMPT = "make the sky stormy & <dark> — naïve"
 
 
-def exiftool(tmp_path: Path, *blobs: bytes) -> list[dict]:
-    """exiftool's reading of each file (XMP, EXIF, MIME type and its validation verdict),
-    one exiftool run for all of them (it starts in about a second)."""
-    if shutil.which("exiftool") is None:
-        pytest.fail("exiftool is not installed; scripts/install.sh --test installs "
-                    "Debian's libimage-exiftool-perl")
-    paths = [tmp_path / f"image{i}.bin" for i in range(len(blobs))]
-    for path, data in zip(paths, blobs, strict=True):
-        path.write_bytes(data)
-    done = subprocess.run(["exiftool", "-j", "-G1", "-a", "-validate", "-warning",
-                           "-XMP:all", "-EXIF:all", "-File:MIMEType", *map(str, paths)],
-                          capture_output=True, text=True, timeout=60, check=True)
-    by_file = {Path(tags["SourceFile"]).name: tags for tags in json.loads(done.stdout)}
-    return [by_file[path.name] for path in paths]
-
-
 @pytest.fixture(scope="module")
 def picture() -> Image.Image:
     return Image.linear_gradient("L").resize((320, 256)).convert("RGB")
-
-
-def assert_marks(tags: dict, fmt: str, edited: bool, prompt: str | None) -> None:
-    """exiftool found every mark, and nothing else to complain about."""
-    assert tags["File:MIMEType"] == f"image/{fmt}"
-    assert tags["ExifTool:Validate"] == "OK"
-    assert_xmp(tags, edited, prompt)
-    assert tags["IFD0:Make"] == "Black Forest Labs"
-    assert tags["IFD0:Model"] == "FLUX.1 Kontext [dev]"
-    assert tags["IFD0:Software"].endswith(
-        "; AI generated; " + ("img2img" if edited else "txt2img"))
-    if prompt is not None:
-        assert tags["IFD0:ImageDescription"] == prompt.encode("ascii", "replace").decode()
-
-
-def assert_xmp(tags: dict, edited: bool, prompt: str | None) -> None:
-    assert tags["XMP-iptcExt:DigitalSourceType"] == (EDITED if edited else GENERATED)
-    assert tags["XMP-iptcExt:AISystemUsed"] == "FLUX.1 Kontext [dev]"
-    assert tags["XMP-xmp:CreatorTool"].startswith("kontext-server ")
-    if prompt is None:
-        assert not any("Prompt" in k or "Description" in k for k in tags)
-    else:
-        assert tags["XMP-iptcExt:AIPromptInformation"] == prompt
-        assert tags["XMP-dc:Description"] == prompt
 
 
 @pytest.mark.parametrize(("fmt", "progressive"), FORMATS)
@@ -127,22 +86,6 @@ def test_unknown_format_is_refused() -> None:
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory: pytest.TempPathFactory) -> CertChain:
     return write_test_chain(tmp_path_factory.mktemp("c2pa"))
-
-
-def read_manifest(data: bytes, mime: str, chain: CertChain) -> tuple[dict, dict]:
-    """(the whole store as c2pa's Reader reports it, the active manifest), trusting the CA."""
-    import c2pa
-
-    context = c2pa.Context.from_dict({"trust": {"user_anchors": chain.ca_pem.decode()},
-                                      "verify": {"remote_manifest_fetch": False}})
-    with c2pa.Reader(mime, io.BytesIO(data), context=context) as reader:
-        store = json.loads(reader.json())
-    return store, store["manifests"][store["active_manifest"]]
-
-
-def actions_of(manifest: dict) -> list[dict]:
-    (assertion,) = [a for a in manifest["assertions"] if a["label"].startswith("c2pa.actions")]
-    return assertion["data"]["actions"]
 
 
 @pytest.mark.parametrize(("fmt", "progressive"), FORMATS)
@@ -224,3 +167,40 @@ def test_unreadable_key_is_refused_at_load(chain, tmp_path) -> None:
 
 def test_algorithm_follows_the_key(chain) -> None:
     assert load_c2pa_credentials(chain.cert_file, chain.key_file).alg == "es256"
+
+
+# --- The server's marking choices (media/marks.py) ----------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["jpeg", "png", "webp"])
+def test_an_upstream_c2pa_manifest_is_kept_intact(picture, chain, fmt) -> None:
+    credentials = load_c2pa_credentials(chain.cert_file, chain.key_file)
+    plain = encode_image(picture, fmt)
+    signed = sign_c2pa(plain, f"image/{fmt}", Disclosure(edited=False, model="upstream"),
+                       credentials)
+    assert (has_c2pa_manifest(plain), has_c2pa_manifest(signed)) == (False, True)
+    marks = OutputMarks()
+    assert marks.mark(signed, marks.disclosure(True, "a prompt")) == signed  # byte for byte
+    assert read_manifest(signed, f"image/{fmt}", chain)[0]["validation_state"] == "Trusted"
+    assert has_c2pa_manifest(marks.mark(plain, marks.disclosure(True, "a prompt"))) is False
+
+
+def test_marks_off_and_prompt_choice(picture, tmp_path) -> None:
+    plain = encode_image(picture, "jpeg")
+    off = OutputMarks(enabled=False)
+    assert off.mark(plain, off.disclosure(True, "p")) == plain
+    assert off.encode(picture, "jpeg", off.disclosure(True, "p")) == plain
+    with_prompt = OutputMarks(include_prompt=True)
+    data = with_prompt.encode(picture, "png", with_prompt.disclosure(False, PROMPT))
+    assert_marks(exiftool(tmp_path, data)[0], "png", False, prompt=PROMPT)
+    assert OutputMarks().disclosure(True, PROMPT).prompt is None
+
+
+def test_c2pa_cert_and_key_go_together(chain) -> None:
+    from pydantic import ValidationError
+
+    from server.settings import Settings
+
+    with pytest.raises(ValidationError, match="c2pa_cert and c2pa_key go together"):
+        Settings(c2pa_cert=chain.cert_file)
+    assert Settings(c2pa_cert=chain.cert_file, c2pa_key=chain.key_file).c2pa_key is not None

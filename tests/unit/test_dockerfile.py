@@ -41,15 +41,13 @@ def env() -> dict[str, str]:
     return dict(pairs)
 
 
-def test_cuda_runtime_base_matches_the_stated_torch_pairing():
+def test_cuda_runtime_base_and_the_torch_ci_tests():
     (base,) = args_of("FROM")
-    match = re.fullmatch(r"nvidia/cuda:(\d+)\.(\d+)\.\d+-runtime-ubuntu24\.04", base)
-    assert match, base
-    text = DOCKERFILE.read_text()
-    assert f"built for CUDA {match[1]}.{match[2]}" in text
+    assert re.fullmatch(r"nvidia/cuda:\d+\.\d+\.\d+-runtime-ubuntu24\.04", base), base
     (torch_arg,) = [a for a in args_of("ARG") if a.startswith("TORCH_VERSION=")]
-    assert re.fullmatch(r"TORCH_VERSION=\d+\.\d+\.\d+", torch_arg)
-    assert f"torch {torch_arg.split('=')[1]}'s Linux wheel" in text
+    # The container's torch is the release the suite runs against (scripts/install.sh).
+    tested = re.search(r'torch==([0-9.]+)', (ROOT / "scripts" / "install.sh").read_text())
+    assert tested and torch_arg == f"TORCH_VERSION={tested[1]}"
 
 
 def test_runs_as_a_non_root_user():
@@ -107,4 +105,5 @@ def test_triton_can_build_its_launcher_and_the_gpu_tiers_are_installed():
     packages = set(apt.split("apt-get install", 1)[1].split("&&")[0].split())
     assert {"gcc", "libc6-dev", "python3-dev"} <= packages
     installs = [args for args in args_of("RUN") if "pip install" in args and "torch==" not in args]
-    assert installs and all('".[gpu]"' in args for args in installs), installs
+    extras = [set(re.findall(r'"\.\[([a-z,]+)\]"', args)[0].split(",")) for args in installs]
+    assert extras and all({"gpu", "safety"} <= found for found in extras), installs

@@ -125,11 +125,12 @@ def run_batch(args: argparse.Namespace, settings: Settings) -> int:
 def _run(args: argparse.Namespace, settings: Settings, rows: list[Row | BadRow],
          report: Report, started: float) -> int:
     from pipelines.errors import EngineError
+    from server.wiring import SafeguardsError
 
     pending = _triage(rows, report)
     try:
         run, close = _open_runner(args, settings, pending)
-    except EngineError as exc:
+    except (EngineError, SafeguardsError) as exc:
         print(f"kontext batch: {exc}", file=sys.stderr)
         return EXIT_SETUP
     except KeyboardInterrupt:  # while loading the engine

@@ -52,8 +52,10 @@ class LocalRunner:
         self.loop.run_until_complete(self._run_all(rows, finish, stop))
 
     def close(self) -> None:
-        """Stop the worker (closing the engine) and the loop."""
+        """Stop the worker (closing the engine), the service's backends and filter, and the
+        loop."""
         self.loop.run_until_complete(self.path.worker.stop())
+        self.loop.run_until_complete(self.path.service.aclose())
         self.loop.close()
 
     async def _run_all(self, rows: list[Row], finish: Finish, stop: StopRequest) -> None:
@@ -75,8 +77,8 @@ class LocalRunner:
                 continue
             if isinstance(job.error, ClientGone):
                 return  # Ctrl-C: abandoned, nothing written
-            if job.error is not None:
-                _fail(finish, row, job.error.message, started)
+            if job.error is not None:  # e.g. the content filter refused its image
+                _fail(finish, row, _row_error(job.error), started)
                 continue
             self._write(row, job, finish, started)
 
