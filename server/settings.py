@@ -11,6 +11,12 @@ from typing import Annotated, Literal
 from pydantic import Field, FilePath, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from pipelines.references import (
+    DEFAULT_REFERENCE_TOKEN_BUDGET,
+    MAX_INPUT_IMAGES,
+    MIN_REFERENCE_TOKEN_BUDGET,
+)
+
 MB = 1024 * 1024
 #: Marks the fields `kontext batch` takes as flags too (engine and image settings).
 BATCH = {"json_schema_extra": {"batch": True}}
@@ -80,7 +86,16 @@ class Settings(BaseSettings):
         10 * MB, ge=1024, description="Largest input image file accepted; larger is 400.", **BATCH
     )
     max_input_parts: int = Field(
-        4, ge=1, description="Most `input` parts accepted in one multipart request."
+        # The official JS client sends each image twice: four images are eight parts.
+        2 * MAX_INPUT_IMAGES, ge=1,
+        description="Most `input` parts accepted in one multipart request (exact duplicates "
+        "count; the official JS client sends each image twice).",
+    )
+    reference_token_budget: int = Field(
+        DEFAULT_REFERENCE_TOKEN_BUDGET, ge=MIN_REFERENCE_TOKEN_BUDGET,
+        description="Most latent tokens all input images of one [dev] job may add together "
+        "(canvas and references; a 1024x1024 image is 4096): references are shrunk to fit. "
+        "Bounds the cost of multi-reference jobs (docs/multi-reference.md).", **BATCH
     )
     jpeg_quality: int = Field(92, ge=1, le=100, description="Quality of JPEG outputs.", **BATCH)
     log_level: Literal["debug", "info", "warning", "error"] = Field(

@@ -139,6 +139,9 @@ async def _parse_multipart(request: Request, body: bytes, max_inputs: int,
         # Starlette turns MultiPartException into HTTPException(400) once the request runs
         # inside an app, so both must become our typed 400 (not an unexpected 500).
         detail = exc.message if isinstance(exc, MultiPartException) else exc.detail
+        if str(detail).startswith("Too many files"):  # the parser's max_files: our part limit
+            raise InvalidRequest(f"at most {max_inputs} `input` parts (max_input_parts), and "
+                                 "one `job` part", field="input") from exc
         raise InvalidRequest(f"malformed multipart body: {detail}", field="body") from exc
     try:
         jobs, inputs = form.getlist("job"), form.getlist("input")

@@ -36,14 +36,24 @@ def inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
     return walk(schema)
 
 
+def _takes(job_type: JobType) -> str:
+    """How many input images a job type takes, for its description."""
+    low, high = job_type.min_inputs, job_type.max_inputs
+    if high == 0:
+        return "no input image; send it as application/json"
+    if high == 1:
+        return "1 input image, sent as a multipart part named `input`"
+    return (f"{low} to {high} input images, sent as multipart parts named `input`: the first "
+            "is the image to edit, the others are references, in order (our multi-reference "
+            "extension; see `reference_method`)")
+
+
 def _job_variant(job_type: JobType) -> dict[str, Any]:
     config = inline_refs(job_type.config_model.model_json_schema())
-    takes = f"{job_type.inputs} input image(s), sent as multipart parts named `input`" \
-        if job_type.inputs else "no input image; send it as application/json"
     return {
         "type": "object",
         "title": job_type.name,
-        "description": f"Takes {takes}.",
+        "description": f"Takes {_takes(job_type)}.",
         "additionalProperties": False,
         # `config` may be left out only when every config field has a default.
         "required": ["type", "config"] if config.get("required") else ["type"],
@@ -71,7 +81,10 @@ JOB_REQUEST_BODY: dict[str, Any] = {
                         "input": {"type": "array",
                                   "items": {"type": "string", "format": "binary"},
                                   "description": "Input images: PNG, JPEG or WebP, 256–1920 "
-                                  "px per side, at most 10 MB each (by default)."},
+                                  "px per side, at most 10 MB each (by default). As many as "
+                                  "the job type takes (1–4 on the [dev] type, in order: the "
+                                  "image to edit, then references); exact duplicates count "
+                                  "once."},
                     },
                 },
                 "encoding": {"job": {"contentType": "application/json"}},

@@ -21,15 +21,20 @@ from server.wire.hosted import ASPECT_RULE, hosted_kind
 STATIC = Path(__file__).parent / "static"
 
 #: Bumped when the shape of config.json changes (the page checks it).
-CONFIG_VERSION = 2
+CONFIG_VERSION = 3
 
 #: The form fields the page shows per job type, in order (the prompt has its own box).
 #: A new form field (e.g. a future `loras` picker) is one name here and one renderer in
 #: static/fields.js.
 FORM_FIELDS = {
-    "local": ("style_preset", "width", "height", "steps", "guidance_scale", "seed"),
+    "local": ("style_preset", "width", "height", "steps", "guidance_scale", "seed",
+              "reference_method"),
     "upstream": ("aspect_ratio", "safety_tolerance", "prompt_upsampling", "seed"),
 }
+
+#: Fields that only mean something with this many input images: the page shows and sends
+#: them only then (a one-image job's JSON stays as the hosted API knows it).
+FIELD_MIN_INPUTS = {"reference_method": 2}
 
 #: Ratios offered for aspect_ratio (any W:H between 21:9 and 9:21 is accepted).
 ASPECT_RATIOS = ("21:9", "16:9", "3:2", "4:3", "1:1", "3:4", "2:3", "9:16", "9:21")
@@ -65,6 +70,8 @@ def field_spec(name: str, info: dict[str, Any]) -> dict[str, Any]:
         spec["optional"] = any(option.get("type") == "null" for option in info.get("anyOf", []))
     elif kind == "aspect_ratio":
         spec.update(options=list(ASPECT_RATIOS), rule=ASPECT_RULE)
+    if name in FIELD_MIN_INPUTS:
+        spec["min_inputs"] = FIELD_MIN_INPUTS[name]
     return spec
 
 
@@ -90,7 +97,8 @@ def job_type_entry(job_type: JobType, service: JobService) -> dict[str, Any]:
     properties = job_type.config_model.model_json_schema()["properties"]
     prompt = properties["prompt"]
     return {
-        "type": job_type.name, "label": _label(job_type), "inputs": job_type.inputs,
+        "type": job_type.name, "label": _label(job_type),
+        "min_inputs": job_type.min_inputs, "max_inputs": job_type.max_inputs,
         "runnable": runs_on is not None, "runs_on": runs_on, "reason": reason,
         "prompt": {"min_length": prompt["minLength"], "max_length": prompt["maxLength"],
                    "description": prompt.get("description", "")},

@@ -24,10 +24,12 @@ def build_engine(settings: Settings):
         device = "cpu" if settings.device == "auto" else settings.device
         return KontextEngine(source, device=device, demo=True,
                              warmup_steps=settings.warmup_steps, tier=settings.tier,
-                             memory_mode=settings.memory_mode)
+                             memory_mode=settings.memory_mode,
+                             reference_token_budget=settings.reference_token_budget)
     source = resolve_weights(settings.weights, settings.base_weights)
     return KontextEngine(source, device=settings.device, warmup_steps=settings.warmup_steps,
-                         tier=settings.tier, memory_mode=settings.memory_mode)
+                         tier=settings.tier, memory_mode=settings.memory_mode,
+                         reference_token_budget=settings.reference_token_budget)
 
 
 def log_secrets(settings: Settings, tokens: tuple[str, ...]) -> list[str]:

@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 from pipelines.errors import EngineError
-from pipelines.types import EditRequest
+from pipelines.types import EditRequest, EditResult
 from server.errors import ApiError, JobTimeout, from_engine_error
 from server.jobs.admission import Lane
 from server.jobs.backend import JobHandle, Outcome, PreparedJob
@@ -20,13 +20,24 @@ DEMO_NOTICE = ("demo mode: this server runs a tiny checkpoint with random weight
                "its images are noise, not edits")
 
 
-def edit_request(config: DevKontextConfig, image) -> EditRequest:
-    """The engine request for a dev-kontext config: style preset applied to the prompt."""
+def edit_request(config: DevKontextConfig, image, references: tuple = ()) -> EditRequest:
+    """The engine request for a dev-kontext config: style preset applied to the prompt;
+    `image` is input[0], `references` the inputs after it."""
     return EditRequest(
         prompt=model_prompt(config), image=image,
         width=config.width, height=config.height, steps=config.steps,
         guidance_scale=config.guidance_scale, seed=config.seed,
+        references=references, reference_method=config.reference_method,
     )
+
+
+def input_metrics(result: EditResult) -> dict[str, Any]:
+    """Each input's size as the engine used it (canvas first) and the tokens they added."""
+    if not result.input_sizes:
+        return {}
+    return {"inputs": [{"width": width, "height": height}
+                       for width, height in result.input_sizes],
+            "reference_tokens": result.reference_tokens}
 
 
 class LocalBackend:
@@ -61,7 +72,8 @@ class LocalBackend:
     async def run(self, job: PreparedJob, handle: JobHandle) -> Outcome:
         """Edit the job's input as its config says."""
         config: DevKontextConfig = job.config  # type: ignore[assignment]
-        request = edit_request(config, job.inputs[0].image if job.inputs else None)
+        images = tuple(image.image for image in job.inputs)
+        request = edit_request(config, images[0] if images else None, images[1:])
         return await self.run_edit(job, request, handle, config.progressive)
 
     async def run_edit(self, job: PreparedJob, request: EditRequest, handle: JobHandle,
@@ -80,7 +92,7 @@ class LocalBackend:
             progressive=progressive, jpeg_quality=self.jpeg_quality,
             parent=job.inputs[0].data if job.inputs else None)
         metrics = {"elapsed": round(result.elapsed, 3), "ips": round(result.ips, 3),
-                   "tier": self.label}
+                   "tier": self.label, **input_metrics(result)}
         return Outcome(data, job.output_format, metrics, served_by=served_by,
                        price={"product": job.job_type.name, "dollars": 0},
                        headers=dict(headers or {}))

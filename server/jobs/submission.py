@@ -27,14 +27,25 @@ class Submission:
 
 def require_inputs(job_type: JobType, inputs: tuple[bytes, ...]) -> None:
     """Check the number of distinct input images against what the job type takes."""
-    if len(inputs) < job_type.inputs:
+    low, high = job_type.min_inputs, job_type.max_inputs
+    if len(inputs) < low:
+        more = f" (up to {high}: the image to edit, then references)" if high > 1 else ""
         raise InvalidInputImage(
-            f"{job_type.name} needs {job_type.inputs} input image, got none; send it as a "
-            "multipart part named `input`", field="input")
-    if len(inputs) > job_type.inputs:
-        raise InvalidInputImage(
-            f"{job_type.name} takes {job_type.inputs or 'no'} input image(s), got "
-            f"{len(inputs)} distinct ones", field="input")
+            f"{job_type.name} needs {low} input image, got {len(inputs) or 'none'}; send it "
+            f"as a multipart part named `input`{more}", field="input")
+    if len(inputs) > high:
+        ones = "one" if len(inputs) == 1 else "ones"
+        raise InvalidInputImage(f"{job_type.name} {_takes(high)}, got {len(inputs)} distinct "
+                                f"{ones}", field="input")
+
+
+def _takes(high: int) -> str:
+    """How many images a job type takes at most, in words."""
+    if high == 0:
+        return "takes no input image"
+    if high == 1:
+        return "takes 1 input image (only the [dev] job type takes references)"
+    return f"takes at most {high} input images (the image to edit and {high - 1} references)"
 
 
 def _decode_all(inputs: tuple[bytes, ...], limits: ImageLimits) -> tuple[InputImage, ...]:

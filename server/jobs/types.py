@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from pipelines.references import MAX_INPUT_IMAGES
 from server.errors import UnknownJobType
 from server.wire.hosted import (
     MAX_IMG2IMG,
@@ -23,21 +24,26 @@ Backend = Literal["local", "upstream"]
 
 @dataclass(frozen=True)
 class JobType:
-    """A job type: how its config is validated, how many input images it takes, who runs it."""
+    """A job type: how its config is validated, how many input images it takes (distinct
+    ones, from `min_inputs` to `max_inputs`), who runs it."""
 
     name: str
     config_model: type[WireModel]
-    inputs: int
+    min_inputs: int
+    max_inputs: int
     backend: Backend
 
 
 JOB_TYPES: dict[str, JobType] = {
-    DEV_KONTEXT: JobType(DEV_KONTEXT, DevKontextConfig, inputs=1, backend="local"),
+    # The image to edit, then up to three references (our multi-reference extension).
+    DEV_KONTEXT: JobType(DEV_KONTEXT, DevKontextConfig, 1, MAX_INPUT_IMAGES, backend="local"),
     # Hosted-only [pro]/[max]: forwarded upstream, or run on [dev] with --fallback local.
-    PRO_TXT2IMG: JobType(PRO_TXT2IMG, HostedTxt2ImgConfig, inputs=0, backend="upstream"),
-    PRO_IMG2IMG: JobType(PRO_IMG2IMG, HostedImg2ImgConfig, inputs=1, backend="upstream"),
-    MAX_TXT2IMG: JobType(MAX_TXT2IMG, HostedTxt2ImgConfig, inputs=0, backend="upstream"),
-    MAX_IMG2IMG: JobType(MAX_IMG2IMG, HostedImg2ImgConfig, inputs=1, backend="upstream"),
+    # One image, as the hosted job types document (docs/forwarding.md: BFL's experimental
+    # input_image_2..4 are not part of the hosted wire format).
+    PRO_TXT2IMG: JobType(PRO_TXT2IMG, HostedTxt2ImgConfig, 0, 0, backend="upstream"),
+    PRO_IMG2IMG: JobType(PRO_IMG2IMG, HostedImg2ImgConfig, 1, 1, backend="upstream"),
+    MAX_TXT2IMG: JobType(MAX_TXT2IMG, HostedTxt2ImgConfig, 0, 0, backend="upstream"),
+    MAX_IMG2IMG: JobType(MAX_IMG2IMG, HostedImg2ImgConfig, 1, 1, backend="upstream"),
 }
 
 

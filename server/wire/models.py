@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from pipelines.references import DEFAULT_REFERENCE_METHOD, MAX_INPUT_IMAGES, ReferenceMethod
 from server.errors import ValidationFailed
 
 MAX_SEED = 2**63 - 1
@@ -52,6 +53,14 @@ class DevKontextConfig(WireModel):
     seed: int = Field(
         default_factory=random_seed, ge=0, le=MAX_SEED,
         description="Random seed; absent means random, and the seed used is echoed.",
+    )
+    reference_method: ReferenceMethod = Field(
+        DEFAULT_REFERENCE_METHOD,
+        description=f"Our extension. A job may send 1 to {MAX_INPUT_IMAGES} `input` images: "
+        "the first is edited, the others are references, in order. How references reach the "
+        "model: `offset` lays them beside the image at Kontext's reference index (what the "
+        "released [dev] weights handle), `index` gives each its own index, `stitch` pastes "
+        "all inputs into one image. No effect with one input. See docs/multi-reference.md.",
     )
     progressive: bool = Field(False, description="Write a progressive JPEG when output is JPEG.")
 

@@ -358,3 +358,64 @@ def test_pro_and_max_when_the_server_can_run_them(serve, tmp_path, open_page):
     page.fill("#prompt", "a lighthouse at dusk")
     run_edit(page, 3)
     assert image_at(page, "#result-image").size == (1024, 1024)
+
+
+def input_captions(page) -> list[str]:
+    return page.locator("#inputs .input-caption").all_inner_texts()
+
+
+def sent_sizes(engine: FakeEngine) -> list[tuple[int, int]]:
+    request = engine.requests[-1]
+    return [request.image.size, *(image.size for image in request.references)]
+
+
+def test_two_images_reordered_and_kept_across_a_reload(serve, tmp_path, open_page):
+    engine = FakeEngine()
+    live = serve(engine=engine, results_dir=tmp_path, fallback="local")
+    page = open_page(live.url)
+    assert page.is_visible("#ref-drop") and page.is_hidden("#field-reference_method")
+    red = tmp_path / "red.png"
+    Image.new("RGB", (300, 400), (210, 40, 30)).save(red)
+    # 1. Two images picked at once: the first is edited, the other becomes a reference.
+    page.set_input_files("#file", [str(scene_png(tmp_path / "scene.png")), str(red)])
+    page.wait_for_function("document.querySelectorAll('#inputs li').length === 2")
+    assert input_captions(page) == ["1 · edited: scene.png (640 × 480)",
+                                    "2 · reference: red.png (300 × 400)"]
+    assert page.is_visible("#field-reference_method")
+    page.fill("#prompt", "put the red box in the sky")
+    for name, value in (("width", 512), ("height", 512), ("steps", 1), ("seed", 3)):
+        page.fill(f"#field-{name}", str(value))
+    page.select_option("#field-reference_method", "stitch")
+    run_edit(page, 2)
+    assert sent_sizes(engine) == [(640, 480), (300, 400)]
+    assert engine.requests[-1].reference_method == "stitch"
+
+    # 2. Reorder: the reference goes first. The order survives a reload.
+    page.click("#inputs li:nth-child(2) button[aria-label='Move input 2 earlier']")
+    page.wait_for_function("document.querySelector('#inputs li').dataset.key !== 'chain'")
+    page.reload()
+    page.wait_for_selector("body[data-ready]")
+    page.wait_for_function("document.querySelectorAll('#inputs li').length === 2")
+    assert input_captions(page) == ["1 · edited: red.png (300 × 400)",
+                                    "2 · reference: scene.png (640 × 480)"]
+    page.click("#copy-curl")
+    assert re.findall(r"input=@([\w.-]+)", page.text_content("#snippet")) == [
+        "red.png", "scene.png"]
+    assert '"reference_method":"stitch"' in page.text_content("#snippet")
+    run_edit(page, 2)
+    assert sent_sizes(engine) == [(300, 400), (640, 480)]
+    no_broken_images(page)
+
+    # 3. Remove the reference: one input again, sent without reference_method.
+    page.click("#inputs button[aria-label='Remove input 1']")
+    page.wait_for_function("document.querySelectorAll('#inputs li').length === 1")
+    assert page.text_content("#inputs") == "scene.png (640 × 480)"
+    assert page.is_hidden("#field-reference_method")
+    page.click("#copy-curl")
+    assert "reference_method" not in page.text_content("#snippet")
+    # A model that takes one image offers no references.
+    page.set_input_files("#ref-file", str(red))
+    page.wait_for_function("document.querySelectorAll('#inputs li').length === 2")
+    page.select_option("#job-type", "inference.flux-kontext.pro.img2img.v2")
+    page.wait_for_function("document.querySelectorAll('#inputs li').length === 1")
+    assert page.is_hidden("#ref-drop") and page.text_content("#inputs") == "scene.png (640 × 480)"

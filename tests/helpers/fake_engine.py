@@ -1,6 +1,6 @@
 """A small engine that honours the Engine interface without torch, for HTTP-level tests.
 
-Its image is a deterministic function of (seed, prompt, size) and of the input image,
+Its image is a deterministic function of (seed, prompt, size) and of the input images,
 and each step sleeps `step_seconds`, so queueing, cancellation and failures can be timed.
 `hold()` keeps every job that starts from taking its steps until `release()`, so tests can
 fill a queue and look at it without racing the engine.
@@ -15,6 +15,7 @@ import time
 from PIL import Image
 
 from pipelines.errors import Cancelled, EngineFailure, OutOfMemory
+from pipelines.references import plan_inputs
 from pipelines.types import EditRequest, EditResult, EngineInfo, RunControl
 
 
@@ -59,6 +60,8 @@ class FakeEngine:
         self.requests.append(request)
         if self.fail_next:
             raise self.fail_next.pop(0)
+        # The real engine's plan (torch-free): the same refusals and input sizes as it has.
+        inputs = plan_inputs(request.image, request.references, request.reference_method)
         while not self._gate.wait(timeout=0.01):  # held: a real engine's long first step
             if control.cancel.is_set():
                 break
@@ -70,14 +73,17 @@ class FakeEngine:
             if control.on_step is not None:
                 control.on_step(step + 1, request.steps)
         elapsed = max(time.perf_counter() - started, 1e-6)
-        return EditResult(self._image(request), elapsed, elapsed, request.steps)
+        return EditResult(self._image(request), elapsed, elapsed, request.steps,
+                          input_sizes=inputs.sizes, reference_tokens=inputs.tokens)
 
     def _image(self, request: EditRequest) -> Image.Image:
         digest = hashlib.sha256(f"{request.seed}|{request.prompt}".encode()).digest()
         image = Image.new("RGB", (request.width, request.height), tuple(digest[:3]))
         if request.image is not None:
-            # Paste a corner of the input so tests can see the input reached the engine.
-            image.paste(request.image.resize((64, 64)), (0, 0))
+            # Paste each input in a row of corners, so tests can see every input, in its
+            # order, reached the engine.
+            for index, source in enumerate((request.image, *request.references)):
+                image.paste(source.resize((64, 64)), (64 * index, 0))
         return image
 
     def steady_step_seconds(self) -> float | None:

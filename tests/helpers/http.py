@@ -43,6 +43,20 @@ def post_job(url: str, config: dict[str, Any], image: bytes | None, accept: str 
                       timeout=timeout)
 
 
+def post_images(url: str, config: dict[str, Any], images: list[bytes],
+                accept: str | None = None, job_type: str = DEV, twice: bool = False,
+                path: str = "/v2/job", token: str | None = None) -> httpx.Response:
+    """POST a job with one `input` part per image, in order, before the `job` part; `twice`
+    sends each part twice, as the official JS client sends a File."""
+    headers = {"Accept": accept} if accept else {}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    parts = [input_part(data, f"image{i}.png") for i, data in enumerate(images)
+             for _ in range(2 if twice else 1)]
+    return httpx.post(f"{url}{path}", files=[*parts, job_part(config, job_type)],
+                      headers=headers, timeout=60)
+
+
 def multipart_parts(reply: httpx.Response) -> dict[str, tuple[dict[str, str], bytes]]:
     """{part name: (headers, body)} of a multipart answer."""
     decoder = MultipartDecoder(reply.content, reply.headers["content-type"])

@@ -104,6 +104,33 @@ def test_server_errors_are_retried_a_bounded_number_of_times(
     assert len(engine.requests) == 4 and not (out / "one.png").exists()
 
 
+def test_a_row_with_several_images_sends_them_in_order(tmp_path: Path, serve) -> None:
+    engine = FakeEngine()
+    server = serve(engine=engine)
+    sizes = {"scene.png": (640, 480), "cat.png": (300, 400), "hat.png": (400, 256),
+             "tiny.png": (200, 300)}
+    for name, size in sizes.items():
+        (tmp_path / name).write_bytes(gradient_png(*size))
+    rows = [{"image": ["scene.png", "cat.png", "hat.png"], "prompt": "the cat wears the hat",
+             "reference_method": "stitch", "width": 512, "height": 512, "steps": 1},
+            {"image": ["scene.png", "tiny.png"], "prompt": "too small a reference",
+             "output": "small.png"}]
+    manifest = tmp_path / "edits.jsonl"
+    manifest.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    out = tmp_path / "out"
+    assert main(["batch", str(manifest), "--out", str(out), "--server", server.url]) == 1
+    (request,) = engine.requests
+    assert [request.image.size, *(image.size for image in request.references)] == [
+        sizes["scene.png"], sizes["cat.png"], sizes["hat.png"]]
+    assert request.reference_method == "stitch"
+    report = _report(out / "report.jsonl")
+    assert report[1]["status"] == "ok" and report[1]["image"] == [
+        str((tmp_path / name).resolve()) for name in ("scene.png", "cat.png", "hat.png")]
+    assert len(report[1]["metrics"]["inputs"]) == 3
+    # Checked here with the server's rules, before sending: named as the row names it.
+    assert report[2]["error"].startswith("image[1]: is 200x300; each side must be at least")
+
+
 def test_a_refused_token_stops_the_batch(tmp_path: Path, serve,
                                          capsys: pytest.CaptureFixture[str]) -> None:
     server = serve(tokens=["s3cret"])

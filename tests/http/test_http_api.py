@@ -74,7 +74,7 @@ def test_json_answer_is_the_job(live):
     assert expires - created == timedelta(minutes=5)
     assert job["config"] == {"prompt": "add a bowler hat", "width": 1024, "height": 1024,
                              "steps": 30, "guidance_scale": 2.5, "progressive": False,
-                             "seed": job["config"]["seed"]}
+                             "reference_method": "offset", "seed": job["config"]["seed"]}
     assert isinstance(job["config"]["seed"], int)
     assert job["metrics"]["elapsed"] > 0 and job["metrics"]["ips"] > 0
     assert "price" not in job and "error" not in job
@@ -138,14 +138,15 @@ def test_unknown_job_type_lists_supported(live):
     [([job_part(CONFIG), job_part(CONFIG), input_part(PNG)],
       "job: expected exactly one `job` part, got 2"),
      ([input_part(PNG)], "job: expected exactly one `job` part, got 0"),
-     ([job_part(CONFIG), input_part(PNG), input_part(gradient_png(700, 500))],
-      "takes 1 input image(s), got 2 distinct ones"),
+     ([job_part(CONFIG), *(input_part(gradient_png(600 + i, 500)) for i in range(5))],
+      "input: inference.flux-fast.dev-kontext.img2img.v1 takes at most 4 input images (the "
+      "image to edit and 3 references), got 5 distinct ones"),
      ([job_part(CONFIG)], "needs 1 input image, got none"),
      ([input_part(b"not an image at all" * 10), job_part(CONFIG)],
       "input: is not a readable PNG, JPEG or WebP image"),
      ([input_part(gradient_png(200, 300)), job_part(CONFIG)],
       "input: is 200x300; each side must be at least 256 px")],
-    ids=["two-job-parts", "no-job-part", "two-distinct-inputs", "no-input", "unreadable",
+    ids=["two-job-parts", "no-job-part", "five-distinct-inputs", "no-input", "unreadable",
          "too-small"],
 )
 def test_multipart_shape_errors(live, files, message):

@@ -18,7 +18,7 @@ HOSTED = [PRO_IMG2IMG, MAX_TXT2IMG]
 def entries(settings: Settings) -> dict[str, dict]:
     service = build_jobs_path(settings, FakeEngine(), Metrics()).service
     config = playground_config(service, auth_required=False)
-    assert config["version"] == 2
+    assert config["version"] == 3
     return {entry["type"]: entry for entry in config["job_types"]}
 
 
@@ -28,7 +28,8 @@ def fields(entry: dict) -> dict[str, dict]:
 
 def test_dev_fields_come_from_the_wire_model():
     dev = entries(Settings())[DEV_KONTEXT]
-    assert (dev["runnable"], dev["runs_on"], dev["inputs"]) == (True, "local", 1)
+    assert (dev["runnable"], dev["runs_on"]) == (True, "local")
+    assert (dev["min_inputs"], dev["max_inputs"]) == (1, 4)
     assert dev["prompt"] == {"min_length": 3, "max_length": 4096,
                              "description": "The edit instruction."}
     width = fields(dev)["width"]
@@ -41,7 +42,10 @@ def test_dev_fields_come_from_the_wire_model():
     preset = fields(dev)["style_preset"]
     assert preset["kind"] == "enum" and preset["optional"] and len(preset["options"]) == 17
     assert list(fields(dev)) == ["style_preset", "width", "height", "steps",
-                                 "guidance_scale", "seed"]
+                                 "guidance_scale", "seed", "reference_method"]
+    method = fields(dev)["reference_method"]
+    assert (method["kind"], method["options"], method["default"], method["min_inputs"]) == (
+        "enum", ["index", "offset", "stitch"], "offset", 2)
 
 
 def test_hosted_fields_per_type():
@@ -55,7 +59,8 @@ def test_hosted_fields_per_type():
     assert img2img["prompt_upsampling"] | {"description": ""} == {
         "name": "prompt_upsampling", "kind": "boolean", "label": "Prompt Upsampling",
         "default": False, "description": ""}
-    assert (found[PRO_IMG2IMG]["inputs"], found[MAX_TXT2IMG]["inputs"]) == (1, 0)
+    assert [(found[name]["min_inputs"], found[name]["max_inputs"])
+            for name in (PRO_IMG2IMG, MAX_TXT2IMG)] == [(1, 1), (0, 0)]
 
 
 @pytest.mark.parametrize(("settings", "env", "runs_on", "reason"), [

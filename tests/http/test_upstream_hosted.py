@@ -26,6 +26,7 @@ from helpers.http import (
     image_of,
     job_of,
     multipart_parts,
+    post_images,
     post_job,
 )
 from helpers.images import gradient_png, image_bytes
@@ -186,6 +187,18 @@ def test_bad_jobs_never_reach_upstream(hosted, fake, job_type, config, image, wo
     answer = send(hosted(), job_type, config, image=image, accept="application/json")
     assert answer.status_code == 400, answer.text
     assert words in answer.json()["error"]
+    assert fake.seen == []
+
+
+def test_several_images_on_pro_and_max_never_reach_upstream(hosted, fake):
+    # The hosted [pro]/[max] types take one image; references are a [dev] extension.
+    live = hosted()
+    for job_type in (PRO_IMG, MAX_IMG):
+        answer = post_images(live.url, {"prompt": "a fox"},
+                             [gradient_png(640, 480), image_bytes(300, 300)],
+                             "application/json", job_type=job_type, token=CLIENT_TOKEN)
+        assert answer.status_code == 400, answer.text
+        assert "takes 1 input image" in answer.json()["error"]
     assert fake.seen == []
 
 

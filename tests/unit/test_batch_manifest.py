@@ -105,6 +105,34 @@ def test_csv_rows_get_real_types_and_server_wording(workdir: Path) -> None:
     assert isinstance(extra, BadRow) and "more cells than the header" in extra.error
 
 
+def test_a_row_may_list_several_images(workdir: Path) -> None:
+    (workdir / "c.webp").write_bytes(image_bytes(300, 300, "WEBP"))
+    jsonl = workdir / "edits.jsonl"
+    jsonl.write_text("\n".join(json.dumps(row) for row in [
+        {"image": ["a.png", "b.jpg", "c.webp"], "prompt": "put the hat on the cat",
+         "reference_method": "index"},
+        {"image": ["a.png", "missing.png"], "prompt": "x and y", "output": "m.png"},
+        {"image": ["a.png"] * 5, "prompt": "too many", "output": "t.png"},
+        {"image": [], "prompt": "none", "output": "n.png"},
+        {"images": ["a.png", "b.jpg"], "prompt": "plural", "output": "p.png"},
+    ]) + "\n")
+    several, missing, many, empty, plural = _resolve(workdir, jsonl)
+    assert isinstance(several, Row) and several.config.reference_method == "index"
+    assert [path.name for path in several.images] == ["a.png", "b.jpg", "c.webp"]
+    assert several.image.name == "a.png" and several.output.name == "a.png"
+    assert isinstance(missing, BadRow) and missing.error.startswith("image[1]: no such file:")
+    assert many.error == ("image: must list 1 to 4 images (the one to edit, then references), "
+                          "got 5")
+    assert empty.error.startswith("image: must list 1 to 4 images")
+    assert plural.error == "images: unknown field; list several images in `image`"
+    # CSV: the paths of one cell, separated by `|`.
+    csv = workdir / "edits.csv"
+    csv.write_text("image,prompt\na.png | c.webp,put the hat on the cat\nb.jpg,one image\n")
+    two, one = _resolve(workdir, csv)
+    assert [path.name for path in two.images] == ["a.png", "c.webp"]
+    assert [path.name for path in one.images] == ["b.jpg"]
+
+
 def test_cli_defaults_apply_and_rows_override(workdir: Path) -> None:
     manifest = workdir / "edits.jsonl"
     manifest.write_text('{"image": "a.png", "prompt": "row prompt", "steps": 4}\n')
@@ -123,7 +151,7 @@ def test_folder_rows_take_images_only(workdir: Path) -> None:
     assert [row.output.name for row in rows] == ["a.jpg", "b.jpg"]
     # Writing into the input folder must never overwrite an input.
     rows = resolve_rows(folder_rows(workdir), {"prompt": "make it red"}, workdir, workdir, "png")
-    assert isinstance(rows[0], BadRow) and "is the input image itself" in rows[0].error
+    assert isinstance(rows[0], BadRow) and "is an input image itself" in rows[0].error
     assert isinstance(rows[1], Row) and rows[1].output.name == "b.png"
 
 

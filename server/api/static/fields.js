@@ -81,3 +81,11 @@ export function readFields(container, jobType) {
   }
   return values;
 }
+
+/** Show only the fields that mean something with `inputCount` input images. */
+export function showFields(container, jobType, inputCount) {
+  for (const field of jobType.fields) {
+    const input = container.querySelector(`#field-${field.name}`);
+    if (input) input.closest(".field").hidden = inputCount < (field.min_inputs ?? 0);
+  }
+}

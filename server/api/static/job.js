@@ -9,25 +9,28 @@ const SEED_MARK = "@@seed@@";
  *   prompt   the instruction
  *   values   { field name: value } from the form (undefined/"" = the server's default)
  *   inputs   [{ blob, name }] input images, in order; the job type takes its first
- *            `jobType.inputs` of them (today one; a multi-reference type takes more)
+ *            `jobType.max_inputs` of them (the [dev] type: the image edited, then up
+ *            to 3 references)
  *   extras   { config field: value } from pickers that are not plain fields (e.g. a
  *            future LoRA picker's `loras: [{name, scale}]`)
  * Throws an Error naming the field when a value cannot be sent.
  */
 export function buildJob({ jobType, prompt, values, inputs = [], extras = {} }) {
   const config = { prompt };
+  const sent = inputs.slice(0, jobType.max_inputs);
   let seed = "";
   for (const field of jobType.fields) {
     const value = values[field.name];
     if (value === undefined || value === null || value === "") continue;
+    if (sent.length < (field.min_inputs ?? 0)) continue;  // e.g. reference_method
     if (field.kind === "seed") seed = checkSeed(value, field);
     else config[field.name] = value;
   }
   Object.assign(config, extras);
-  if (jobType.inputs > 0 && inputs.length === 0) {
+  if (jobType.min_inputs > 0 && sent.length === 0) {
     throw new Error("Pick or drop an image first.");
   }
-  const job = { type: jobType.type, config, seed, inputs: inputs.slice(0, jobType.inputs) };
+  const job = { type: jobType.type, config, seed, inputs: sent };
   return { ...job, text: jobText(job) };
 }
 

@@ -4,20 +4,22 @@
 import * as api from "./api.js";
 import { addResult, emptyChain, inputStep, moveTo, newStepId, resultStep, startChain }
   from "./chain.js";
-import { readFields, renderFields } from "./fields.js";
+import { readFields, renderFields, showFields } from "./fields.js";
 import { renderHistory } from "./history.js";
 import { forget, imageSize, remember, urlOf } from "./images.js";
 import { currentInputs, renderInputs } from "./inputs.js";
 import { buildJob } from "./job.js";
+import { addRefs, emptyRefs, moveInput, removeRef } from "./references.js";
 import { curlSnippet, jsSnippet } from "./snippets.js";
 import { renderStage, setSplit } from "./stage.js";
 import { hideProgress, setBusy, setStatus, showError, showNotice, showProgress, showSteps }
   from "./status.js";
 import * as store from "./store.js";
+import { keepStep, keepUpload, sizeOf, wireDropZone } from "./uploads.js";
 
 const $ = (id) => document.getElementById(id);
 const EXTENSIONS = { jpeg: "jpg", png: "png", webp: "webp" };
-const page = { config: null, chain: emptyChain(), running: null };
+const page = { config: null, chain: emptyChain(), refs: emptyRefs(), running: null };
 
 const jobTypeOf = (name) => page.config.job_types.find((entry) => entry.type === name);
 const currentJobType = () => jobTypeOf($("job-type").value);
@@ -27,7 +29,7 @@ function currentJob() {
   const jobType = currentJobType();
   return buildJob({ jobType, prompt: $("prompt").value,
                     values: readFields($("fields"), jobType),
-                    inputs: currentInputs(page.chain) });
+                    inputs: currentInputs(page.chain, page.refs, jobType) });
 }
 
 // --- the chain: change it, store it, show it ----------------------------------------
@@ -46,16 +48,45 @@ async function render() {
   if (result) Object.assign($("download"), { href: urlOf(result.id), download: result.fileName });
   $("undo").disabled = chain.cursor <= 0;
   $("clear").disabled = chain.steps.length === 0;
+  const inputs = currentInputs(chain, page.refs, currentJobType());
+  showFields($("fields"), currentJobType(), inputs.length);
   await Promise.all([
     renderStage(inputStep(chain), result),
     renderHistory($("history"), chain, pickStep),
-    renderInputs($("inputs"), currentInputs(chain), currentJobType()),
+    renderInputs($("inputs"), inputs, INPUT_ACTIONS),
   ]);
 }
 
-async function keepStep(step, blob) {
-  remember(step.id, blob);
-  await store.putImage(step.id, blob);
+// --- references: more input images for a job type that takes several -----------------
+
+async function setRefs(refs, dropped = []) {
+  page.refs = refs;
+  store.saveRefs(refs);
+  await render();
+  forget(dropped);  // after render: no element shows them now
+  await store.deleteImages(dropped);
+}
+
+const INPUT_ACTIONS = {
+  onMove: (index, by) => idle() && setRefs(moveInput(page.refs, index, by)),
+  onRemove: (id) => idle() && setRefs(removeRef(page.refs, id), [id]),
+};
+
+async function addReferences(files) {
+  if (!files.length || !idle()) return;
+  showError("");
+  const most = currentJobType().max_inputs - 1;
+  const room = Math.max(0, most - page.refs.refs.length);
+  const added = [];
+  for (const file of files.slice(0, room)) {
+    const size = await sizeOf(file);
+    const step = size && await keepUpload(file, "reference", size);
+    if (step) added.push(step);
+  }
+  if (added.length) await setRefs(addRefs(page.refs, added));
+  if (files.length > room) {
+    showError(`This model takes at most ${most} reference images: remove one to add another.`);
+  }
 }
 
 function idle() {
@@ -63,24 +94,19 @@ function idle() {
   return !page.running;
 }
 
-async function pickFile(file) {
+/** A new chain from the first file; the other files become references. */
+async function pickFiles(files) {
+  const [file, ...rest] = files;
   if (!file || !idle()) return;
   showError("");
-  let size;
-  try { size = await imageSize(file); } catch {
-    showError(`${file.name} is not an image this browser can read.`);
-    return;
-  }
-  const step = { id: newStepId(), kind: "upload", index: 0, fileName: file.name, ...size,
-                 createdAt: new Date().toISOString() };
-  try {
-    await store.clearImages();
-    await keepStep(step, file);
-  } catch (error) {  // e.g. storage full or disabled: the chain cannot survive a reload
-    showError(`This browser refused to keep the image: ${error?.message ?? error}`);
-    return;
-  }
-  await setChain(startChain(step), page.chain.steps);
+  const size = await sizeOf(file);
+  if (!size) return;
+  const old = page.chain.steps;
+  await store.deleteImages(old.map((step) => step.id));
+  const step = await keepUpload(file, "upload", size);
+  if (!step) return;
+  await setChain(startChain(step), old);
+  if (rest.length && currentJobType().max_inputs > 1) await addReferences(rest);
 }
 
 function pickStep(index) {
@@ -172,9 +198,10 @@ function chooseJobType(name, saved = {}) {
   $("job-type").value = name;
   const jobType = currentJobType();
   renderFields($("fields"), jobType, saved);
-  $("drop").hidden = jobType.inputs === 0;
-  $("no-inputs").hidden = jobType.inputs > 0;
-  $("run").firstChild.textContent = jobType.inputs ? "Run edit " : "Generate ";
+  $("drop").hidden = jobType.max_inputs === 0;
+  $("ref-drop").hidden = jobType.max_inputs < 2;
+  $("no-inputs").hidden = jobType.max_inputs > 0;
+  $("run").firstChild.textContent = jobType.max_inputs ? "Run edit " : "Generate ";
   render();
 }
 
@@ -211,21 +238,6 @@ async function copySnippet(make) {
 
 // --- wiring ----------------------------------------------------------------------------
 
-function wireDropZone() {
-  const zone = $("drop");
-  zone.addEventListener("dragover", (event) => { event.preventDefault(); zone.classList.add("over"); });
-  zone.addEventListener("dragleave", () => zone.classList.remove("over"));
-  zone.addEventListener("drop", (event) => {
-    event.preventDefault();
-    zone.classList.remove("over");
-    pickFile(event.dataTransfer.files[0]);
-  });
-  zone.addEventListener("keydown", (event) => {
-    if (event.key === "Enter" || event.key === " ") $("file").click();
-  });
-  $("file").addEventListener("change", () => pickFile($("file").files[0]));
-}
-
 function wireControls() {
   $("controls").addEventListener("submit", (event) => { event.preventDefault(); run(); });
   document.addEventListener("keydown", (event) => {
@@ -242,8 +254,9 @@ function wireControls() {
   $("undo").addEventListener("click", () => pickStep(page.chain.cursor - 1));
   $("clear").addEventListener("click", async () => {
     if (!idle()) return;
-    await store.clearImages();
-    await setChain(emptyChain(), page.chain.steps);
+    const old = page.chain.steps;
+    await store.deleteImages(old.map((step) => step.id));
+    await setChain(emptyChain(), old);
   });
   $("reuse-seed").addEventListener("click", () => {
     const seed = document.getElementById("field-seed");
@@ -255,13 +268,18 @@ function wireControls() {
 }
 
 async function main() {
-  wireDropZone();
+  wireDropZone("drop", "file", pickFiles);
+  wireDropZone("ref-drop", "ref-file", addReferences);
   wireControls();
   try {
     page.config = await api.loadConfig();
     const { chain, blobs } = await store.loadChain();
     for (const [id, blob] of blobs) remember(id, blob);
     page.chain = chain;
+    const { refs, blobs: refBlobs } = await store.loadRefs();
+    for (const [id, blob] of refBlobs) remember(id, blob);
+    page.refs = refs;
+    await store.keepOnlyImages([...chain.steps, ...refs.refs].map((step) => step.id));
     setUpForm(page.config, store.loadForm());
     await render();
     document.body.dataset.ready = "true";  // for tests: config and history are loaded

@@ -2,11 +2,13 @@
 // too big for localStorage), the chain itself and the form's settings in localStorage.
 
 import { validChain } from "./chain.js";
+import { removeRef, validRefs } from "./references.js";
 
 const DB_NAME = "kontext-playground";
 const STORE = "images";
 const CHAIN_KEY = "kontext-playground/chain/v1";
 const FORM_KEY = "kontext-playground/form/v1";
+const REFS_KEY = "kontext-playground/refs/v1";
 
 let opened = null;
 
@@ -43,8 +45,17 @@ export function deleteImages(ids) {
   return transact("readwrite", (store) => { for (const id of ids) store.delete(id); });
 }
 
-/** Forget every image. */
-export const clearImages = () => transact("readwrite", (store) => store.clear());
+/** Forget every image but those of these step ids (what a crash may have left behind). */
+export function keepOnlyImages(ids) {
+  const keep = new Set(ids);
+  return transact("readwrite", (store) => {
+    const request = store.getAllKeys();
+    request.onsuccess = () => {
+      for (const key of request.result) if (!keep.has(key)) store.delete(key);
+    };
+    return request;
+  });
+}
 
 /** Save the chain (its images must be stored first, so it never names a missing one). */
 export function saveChain(chain) {
@@ -67,6 +78,25 @@ export async function loadChain() {
     blobs.set(step.id, blob);
   }
   return { chain: saved, blobs };
+}
+
+/** Save the references (their images must be stored first). */
+export function saveRefs(refs) { localStorage.setItem(REFS_KEY, JSON.stringify(refs)); }
+
+/** The saved references and their images ({ refs, blobs }); those whose image is lost are
+ * dropped. */
+export async function loadRefs() {
+  let saved;
+  try { saved = validRefs(JSON.parse(localStorage.getItem(REFS_KEY))); } catch {
+    saved = validRefs(null);
+  }
+  const blobs = new Map();
+  for (const ref of saved.refs) {
+    const blob = await getImage(ref.id);
+    if (blob instanceof Blob) blobs.set(ref.id, blob);
+  }
+  const lost = saved.refs.map((ref) => ref.id).filter((id) => !blobs.has(id));
+  return { refs: lost.reduce(removeRef, saved), blobs };
 }
 
 /** Save the form's settings (small: job type, prompt, field values, output format). */

@@ -1,7 +1,9 @@
 """Reading batch rows from a JSONL or CSV manifest or a folder, and the row types.
 
 A row that cannot be read becomes a RawRow with an error; validation (validate.py) turns
-rows into Row or BadRow. A bad row never stops the batch.
+rows into Row or BadRow. A bad row never stops the batch. A row's `image` is one path or,
+for a multi-reference edit, a list of up to four (JSONL: a list; CSV: paths separated by
+`|`): the first is edited, the others are references.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from server.wire.models import DevKontextConfig
 #: CSV cells are text; these fields are converted so the strict wire model sees real types.
 _INT_FIELDS = ("width", "height", "steps", "seed")
 _TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
+#: Separates the paths of a multi-reference row's `image` cell in a CSV manifest.
+CSV_PATH_SEPARATOR = "|"
 
 
 class ManifestError(Exception):
@@ -37,15 +41,21 @@ class RawRow:
 
 @dataclass(frozen=True)
 class Row:
-    """A valid row: an existing image, a validated config (seed resolved), an output path."""
+    """A valid row: existing images (the one edited first), a validated config (seed
+    resolved), an output path."""
 
     number: int
     source: str
-    image: Path
+    images: tuple[Path, ...]
     output: Path
     fmt: ImageFormat
     config: DevKontextConfig
     seed_given: bool
+
+    @property
+    def image(self) -> Path:
+        """The image edited (the first)."""
+        return self.images[0]
 
 
 @dataclass(frozen=True)
@@ -56,7 +66,7 @@ class BadRow:
     source: str
     error: str
     fields: dict[str, Any]
-    image: Path | None = None
+    images: tuple[Path, ...] = ()
     output: Path | None = None
 
 
@@ -119,6 +129,8 @@ def _csv_value(key: str, value: str) -> object:
         return value
     if key == "progressive" and value.lower() in _TRUE + _FALSE:
         return value.lower() in _TRUE
+    if key == "image" and CSV_PATH_SEPARATOR in value:
+        return [path.strip() for path in value.split(CSV_PATH_SEPARATOR)]
     return value
 
 

@@ -72,12 +72,14 @@ def retry_after_seconds(response: httpx.Response) -> float | None:
     return None if seconds is None else min(seconds, MAX_WAIT_SECONDS)
 
 
-async def post_job(client: httpx.AsyncClient, url: str, config: dict[str, Any], image: bytes,
-                   filename: str, fmt: ImageFormat, policy: RetryPolicy) -> JobAnswer:
-    """POST the job (multipart: `job` + `input`), retrying 429, 5xx and transport errors."""
+async def post_job(client: httpx.AsyncClient, url: str, config: dict[str, Any],
+                   inputs: list[tuple[str, bytes]], fmt: ImageFormat,
+                   policy: RetryPolicy) -> JobAnswer:
+    """POST the job (multipart: `job`, then one `input` per (file name, bytes), in order),
+    retrying 429, 5xx and transport errors."""
     body = json.dumps({"type": DEV_KONTEXT, "config": config}).encode()
     files = [("job", ("job.json", body, "application/json")),
-             ("input", (filename, image, "application/octet-stream"))]
+             *(("input", (name, data, "application/octet-stream")) for name, data in inputs)]
     headers = {"Accept": f"multipart/form-data; {MEDIA_TYPES[fmt]}"}
     attempts = too_many = failures = 0
     while True:

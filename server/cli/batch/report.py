@@ -32,11 +32,18 @@ def previous_configs(path: Path) -> dict[str, dict[str, Any]]:
     return configs
 
 
+def image_field(images: tuple[Path, ...]) -> str | list[str] | None:
+    """A row's images as its manifest gives them: one path, or a list for several."""
+    if len(images) == 1:
+        return str(images[0])
+    return [str(image) for image in images] or None
+
+
 def row_line(row: Row | BadRow, status: str, **extra: Any) -> dict[str, Any]:
     """The report line of one row; `extra` adds config, seconds, error, reason, …"""
     line: dict[str, Any] = {
         "row": row.number, "source": row.source, "status": status,
-        "image": str(row.image) if row.image else None,
+        "image": image_field(row.images),
         "output": str(row.output) if row.output else None,
     }
     if isinstance(row, BadRow):

@@ -83,8 +83,8 @@ class LocalRunner:
             self._write(row, job, finish, started)
 
     async def _submit(self, row: Row) -> Job:
-        data = await asyncio.to_thread(row.image.read_bytes)
-        submission = Submission(DEV_KONTEXT, row.config.model_dump(exclude_none=True), (data,),
+        data = await asyncio.to_thread(lambda: tuple(path.read_bytes() for path in row.images))
+        submission = Submission(DEV_KONTEXT, row.config.model_dump(exclude_none=True), data,
                                 row.fmt)
         return await self.path.service.submit(submission, new_job_id(), wait=True)
 
@@ -102,7 +102,8 @@ class LocalRunner:
 
 
 def _row_error(exc: ApiError) -> str:
-    """A refusal in the manifest's words: the input image is the row's `image` field."""
+    """A refusal in the manifest's words: the input images are the row's `image` field
+    (`input[2]: …` becomes `image[2]: …`)."""
     return "image" + exc.message.removeprefix("input") if exc.field == "input" else exc.message
 
 

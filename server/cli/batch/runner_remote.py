@@ -82,17 +82,20 @@ async def _run_all(rows: list[Row], options: RemoteOptions, finish: Finish,
 
 
 def _send_config(row: Row) -> dict[str, Any]:
-    """The config as sent: resolved seed included, unset optional fields left out."""
-    return row.config.model_dump(exclude_none=True)
+    """The config as sent: resolved seed included, unset optional fields left out, and
+    `reference_method` (our extension) only with references, so that a one-image row is a
+    job the hosted API takes too."""
+    exclude = set() if len(row.images) > 1 else {"reference_method"}
+    return row.config.model_dump(exclude_none=True, exclude=exclude)
 
 
 async def _run_row(client: httpx.AsyncClient, url: str, row: Row,
                    options: RemoteOptions) -> dict[str, Any]:
     """Check the image, post the job, check and write the output; the report fields."""
     try:
-        image = await asyncio.to_thread(_read_image, row, options.limits)
-        answer = await post_job(client, url, _send_config(row), image, row.image.name,
-                                row.fmt, options.policy)
+        images = await asyncio.to_thread(_read_images, row, options.limits)
+        answer = await post_job(client, url, _send_config(row), images, row.fmt,
+                                options.policy)
     except Unreachable as exc:
         raise RowFailed(str(exc), exc.attempts) from exc
     except (ApiError, OSError) as exc:
@@ -111,11 +114,16 @@ async def _run_row(client: httpx.AsyncClient, url: str, row: Row,
             "job_id": job.get("id"), "attempts": answer.attempts}
 
 
-def _read_image(row: Row, limits: ImageLimits) -> bytes:
-    """The input's bytes, after checking them with the server's own image rules."""
-    data = row.image.read_bytes()
-    decode_input_image(data, "image", limits)
-    return data
+def _read_images(row: Row, limits: ImageLimits) -> list[tuple[str, bytes]]:
+    """(file name, bytes) of each input, after checking them with the server's own image
+    rules (named as the row names them: `image`, or `image[i]` for several)."""
+    several = len(row.images) > 1
+    inputs = []
+    for index, path in enumerate(row.images):
+        data = path.read_bytes()
+        decode_input_image(data, f"image[{index}]" if several else "image", limits)
+        inputs.append((path.name, data))
+    return inputs
 
 
 def _check_output(data: bytes, size: tuple[int, int], attempts: int) -> None:

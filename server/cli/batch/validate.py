@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from pipelines.references import MAX_INPUT_IMAGES
 from server.cli.batch.manifest import BadRow, RawRow, Row
 from server.errors import ApiError
 from server.media.formats import FORMAT_OF_SUFFIX, ImageFormat, file_name
@@ -15,17 +16,30 @@ class RowError(Exception):
     """One row's problem, worded like the server's errors: `field: rule`."""
 
 
-def _image_path(fields: dict[str, Any], base_dir: Path) -> Path:
-    value = fields.get("image")
-    if value is None:
-        raise RowError("image: is required")
+def _image_path(value: object, name: str, base_dir: Path) -> Path:
     if not isinstance(value, str) or not value.strip():
-        raise RowError(f"image: must be a file path, got {value!r}")
+        raise RowError(f"{name}: must be a file path, got {value!r}")
     path = Path(value).expanduser()
     path = (path if path.is_absolute() else base_dir / path).resolve()
     if not path.is_file():
-        raise RowError(f"image: no such file: {path}")
+        raise RowError(f"{name}: no such file: {path}")
     return path
+
+
+def _image_paths(fields: dict[str, Any], base_dir: Path) -> tuple[Path, ...]:
+    """The row's images: `image` is one path, or a list of 1–4 (the first is edited)."""
+    if "images" in fields:
+        raise RowError("images: unknown field; list several images in `image`")
+    value = fields.get("image")
+    if value is None:
+        raise RowError("image: is required")
+    if not isinstance(value, list):
+        return (_image_path(value, "image", base_dir),)
+    if not 1 <= len(value) <= MAX_INPUT_IMAGES:
+        raise RowError(f"image: must list 1 to {MAX_INPUT_IMAGES} images (the one to edit, "
+                       f"then references), got {len(value)}")
+    return tuple(_image_path(item, f"image[{index}]", base_dir)
+                 for index, item in enumerate(value))
 
 
 def _output(fields: dict[str, Any], image: Path, out_dir: Path,
@@ -53,18 +67,19 @@ def resolve_row(raw: RawRow, defaults: dict[str, Any], base_dir: Path, out_dir: 
     out_dir = out_dir.resolve()
     if raw.error is not None:
         return BadRow(raw.number, raw.source, raw.error, fields)
-    image = output = None
+    images: tuple[Path, ...] = ()
+    output = None
     try:
-        image = _image_path(fields, base_dir)
-        output, fmt = _output(fields, image, out_dir, default_fmt)
-        if output == image:
-            raise RowError(f"output: {output} is the input image itself; choose another "
+        images = _image_paths(fields, base_dir)
+        output, fmt = _output(fields, images[0], out_dir, default_fmt)
+        if output in images:
+            raise RowError(f"output: {output} is an input image itself; choose another "
                            "--out folder or `output` name")
         config_fields = {k: v for k, v in fields.items() if k not in ("image", "output")}
         config = parse_model(DevKontextConfig, config_fields, "config")
     except (RowError, ApiError) as exc:
-        return BadRow(raw.number, raw.source, str(exc), fields, image, output)
-    return Row(raw.number, raw.source, image, output, fmt, config,
+        return BadRow(raw.number, raw.source, str(exc), fields, images, output)
+    return Row(raw.number, raw.source, images, output, fmt, config,
                seed_given="seed" in config_fields)
 
 
@@ -81,6 +96,6 @@ def resolve_rows(raws: list[RawRow], defaults: dict[str, Any], base_dir: Path, o
                 row = BadRow(row.number, row.source,
                              f"output: {row.output.name} is also the output of row {first}; "
                              "give this row its own `output` name", row.config.model_dump(),
-                             row.image, row.output)
+                             row.images, row.output)
         resolved.append(row)
     return resolved
