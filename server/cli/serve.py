@@ -24,10 +24,19 @@ def build_engine(settings: Settings):
         device = "cpu" if settings.device == "auto" else settings.device
         return KontextEngine(source, device=device, demo=True,
                              warmup_steps=settings.warmup_steps, tier=settings.tier,
-                             memory_mode=settings.memory_mode)
+                             memory_mode=settings.memory_mode, **lora_options(settings))
     source = resolve_weights(settings.weights, settings.base_weights)
     return KontextEngine(source, device=settings.device, warmup_steps=settings.warmup_steps,
-                         tier=settings.tier, memory_mode=settings.memory_mode)
+                         tier=settings.tier, memory_mode=settings.memory_mode,
+                         **lora_options(settings))
+
+
+def lora_options(settings: Settings) -> dict[str, object]:
+    """The engine's LoRA arguments (docs/loras.md): none without a LoRA folder."""
+    if settings.lora_dir is None:
+        return {}
+    return {"lora_dir": settings.lora_dir, "lora_cache_bytes": settings.lora_cache_bytes,
+            "lora_max_rank": settings.lora_max_rank}
 
 
 def log_secrets(settings: Settings, tokens: tuple[str, ...]) -> list[str]:

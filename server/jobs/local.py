@@ -11,7 +11,9 @@ from server.errors import ApiError, JobTimeout, from_engine_error
 from server.jobs.admission import Lane
 from server.jobs.backend import JobHandle, Outcome, PreparedJob
 from server.jobs.engine_worker import EngineWorker
+from server.jobs.loras import check_loras, lora_metrics
 from server.media.encode import encode_image
+from server.wire.loras import lora_choices
 from server.wire.models import DevKontextConfig
 from server.wire.presets import apply_style
 
@@ -26,6 +28,7 @@ def edit_request(config: DevKontextConfig, image) -> EditRequest:
         prompt=apply_style(config.prompt, config.style_preset), image=image,
         width=config.width, height=config.height, steps=config.steps,
         guidance_scale=config.guidance_scale, seed=config.seed,
+        loras=lora_choices(config.loras),
     )
 
 
@@ -60,6 +63,8 @@ class LocalBackend:
         """Edit the job's input as its config says."""
         config: DevKontextConfig = job.config  # type: ignore[assignment]
         request = edit_request(config, job.inputs[0].image if job.inputs else None)
+        if request.loras:  # before queueing: a bad name is answered at once
+            await asyncio.to_thread(check_loras, self.worker.engine.loras, request.loras)
         return await self.run_edit(job, request, handle, config.progressive)
 
     async def run_edit(self, job: PreparedJob, request: EditRequest, handle: JobHandle,
@@ -74,6 +79,8 @@ class LocalBackend:
                                        progressive, self.jpeg_quality)
         metrics = {"elapsed": round(result.elapsed, 3), "ips": round(result.ips, 3),
                    "tier": self.label}
+        if request.loras and result.loras is not None:
+            metrics["loras"] = lora_metrics(result.loras)
         return Outcome(data, job.output_format, metrics, served_by=served_by,
                        price={"product": job.job_type.name, "dollars": 0},
                        headers=dict(headers or {}))
