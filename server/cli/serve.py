@@ -35,6 +35,9 @@ def lora_options(settings: Settings) -> dict[str, object]:
     """The engine's LoRA arguments (docs/loras.md): none without a LoRA folder."""
     if settings.lora_dir is None:
         return {}
+    if not settings.lora_dir.expanduser().is_dir():  # a typo, or a folder mounted later
+        log.warning("the LoRA folder %s does not exist (yet): no LoRAs are listed until it "
+                    "does", settings.lora_dir)
     return {"lora_dir": settings.lora_dir, "lora_cache_bytes": settings.lora_cache_bytes,
             "lora_max_rank": settings.lora_max_rank}
 

@@ -10,7 +10,7 @@ is known, before the job queues for the engine (server/jobs/loras.py).
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Union
+from typing import Annotated, Any
 
 from pydantic import (
     AfterValidator,
@@ -81,7 +81,7 @@ def _entry_kind(value: object) -> str | None:
 
 
 LoraItem = Annotated[
-    Union[Annotated[LoraName, Tag("name")], Annotated[LoraSpec, Tag("")]],  # noqa: UP007
+    Annotated[LoraName, Tag("name")] | Annotated[LoraSpec, Tag("")],
     Discriminator(_entry_kind, custom_error_type="lora_entry",
                   custom_error_message=ENTRY_RULE),
 ]
