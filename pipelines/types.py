@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 from PIL import Image
@@ -35,6 +36,66 @@ class LoraSwitch:
     switch_seconds: float
     cache_hits: int
     cache_misses: int
+
+
+@dataclass(frozen=True)
+class LoraEntry:
+    """One LoRA file of the engine's LoRA folder, as `GET /v2/loras` reports it.
+
+    `loads` is the header's verdict until the file has been fully loaded once (`verified`);
+    after that it is the full load's verdict (shapes checked against this model), until the
+    file changes. `problem` says why it does not load.
+    """
+
+    name: str
+    path: Path
+    size_bytes: int
+    mtime_ns: int
+    layout: str
+    rank: int | None
+    base_model: str | None
+    loads: bool
+    problem: str | None = None
+    verified: bool = False
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def version(self) -> tuple[str, int, int]:
+        """Identifies this file's contents for the adapter cache: path, size, mtime."""
+        return (str(self.path), self.size_bytes, self.mtime_ns)
+
+
+@dataclass(frozen=True)
+class CacheStats:
+    """LoRA adapter-cache counters for metrics: totals since the engine started, and the
+    current content."""
+
+    hits: int
+    misses: int
+    evictions: int
+    bytes: int
+    capacity_bytes: int
+    entries: int
+
+
+class LoraCatalog(Protocol):
+    """The LoRA surface the server uses (pipelines/loras/manager.py: LoraManager).
+
+    Every method is thread-safe and torch-free: the server calls them off its event loop,
+    outside the engine thread.
+    """
+
+    #: Why jobs with LoRAs are refused on this engine (e.g. a memory mode), or None.
+    problem: str | None
+
+    def entries(self) -> list[LoraEntry]:
+        """Every LoRA in the folder, sorted by name (rescans the folder)."""
+
+    def entry(self, name: str) -> LoraEntry:
+        """The LoRA called `name`; InvalidInput when the folder has none by that name."""
+
+    def stats(self) -> CacheStats:
+        """Adapter-cache counters."""
 
 
 @dataclass(frozen=True)
@@ -106,6 +167,8 @@ class Engine(Protocol):
     """The interface the server's worker drives: load → warm up → run … → close."""
 
     info: EngineInfo
+    #: The LoRA folder and adapter cache; None when the engine has no LoRA folder.
+    loras: LoraCatalog | None
 
     def load(self) -> None:
         """Load weights onto the device."""

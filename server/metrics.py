@@ -9,8 +9,9 @@ content-filter findings from the job's screening.
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -20,9 +21,14 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+if TYPE_CHECKING:
+    from pipelines.types import LoraCatalog
 
 JOB_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 45, 60, 120, 300, 600)
 STEP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 2, 5, 10)
+SWITCH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 
 class Metrics:
@@ -59,6 +65,10 @@ class Metrics:
         self.upstream = Counter("kontext_upstream_outcomes",
                                 "Answers from upstream APIs, by backend and outcome.",
                                 ["backend", "outcome"], registry=r)
+        self.lora_switch_seconds = Histogram(
+            "kontext_lora_switch_seconds",
+            "Time to switch a job's LoRAs in (files read on a cache miss, copies into the "
+            "slots), for jobs that name LoRAs.", buckets=SWITCH_BUCKETS, registry=r)
 
     def watch_queue(self, depth: Callable[[], int]) -> None:
         """Read the queue depth from `depth()` at every scrape."""
@@ -72,6 +82,10 @@ class Metrics:
                       "GPU memory allocated by torch on the engine's device.",
                       registry=self.registry)
         gauge.set_function(_cuda_memory_allocated)
+
+    def watch_loras(self, catalog: Callable[[], LoraCatalog | None]) -> None:
+        """Export the LoRA adapter cache's counters, read from `catalog()` at every scrape."""
+        self.registry.register(_LoraCacheCollector(catalog))
 
     def count_upstream(self, backend: str, outcome: str) -> None:
         """Count one answer from an upstream API (outcome "ok" or the failure reason)."""
@@ -98,6 +112,29 @@ def _cuda_memory_allocated() -> float:
     import torch  # lazily: only CUDA engines register this gauge, and torch is loaded there
 
     return float(torch.cuda.memory_allocated())
+
+
+class _LoraCacheCollector:
+    """kontext_lora_cache_*: one stats() snapshot per scrape, so the figures agree."""
+
+    def __init__(self, catalog: Callable[[], LoraCatalog | None]) -> None:
+        self.catalog = catalog
+
+    def collect(self) -> Iterator[Metric]:
+        catalog = self.catalog()
+        if catalog is None:  # no LoRA folder: nothing to export
+            return
+        stats = catalog.stats()
+        for name, value, text in (
+                ("hits", stats.hits, "LoRAs of jobs found in the in-memory adapter cache."),
+                ("misses", stats.misses, "LoRAs of jobs read from disk into the cache."),
+                ("evictions", stats.evictions, "Adapters evicted to keep the cache's bound.")):
+            yield CounterMetricFamily(f"kontext_lora_cache_{name}", text, value=value)
+        for name, value, text in (
+                ("bytes", stats.bytes, "Host memory held by cached LoRA adapters."),
+                ("capacity_bytes", stats.capacity_bytes, "The adapter cache's bound in bytes."),
+                ("entries", stats.entries, "LoRA adapters in the cache.")):
+            yield GaugeMetricFamily(f"kontext_lora_cache_{name}", text, value=value)
 
 
 @dataclass

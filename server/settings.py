@@ -116,6 +116,26 @@ class Settings(BaseSettings):
         "streamed from CPU memory; exact tier only). CUDA only.", **BATCH
     )
 
+    # --- LoRAs per job on the local [dev] model (issue 12, docs/loras.md) ---
+    lora_dir: Path | None = Field(
+        None,
+        description="Folder of LoRA files: every *.safetensors under it (subfolders too) is "
+        "a LoRA named by its relative path without the extension, for `config.loras` of "
+        "dev-kontext jobs (GET /v2/loras lists them). Files added later are picked up without "
+        "a restart. Unset: jobs with LoRAs are refused.", **BATCH
+    )
+    lora_cache_bytes: int = Field(
+        4 * 1024**3, ge=0,
+        description="Host memory for loaded LoRAs, least recently used evicted first (a "
+        "rank-64 LoRA on every layer is ~0.7 GB in bf16).", **BATCH
+    )
+    lora_max_rank: int = Field(
+        64, ge=1, le=1024,
+        description="Rank of the LoRA slots: LoRAs up to this rank load. Each of the 3 slots "
+        "costs rank × 5.4 M parameters of GPU memory (~0.7 GB at rank 64 in bf16) and a "
+        "rank-sized LoRA's work per step, whatever the LoRA's own rank.", **BATCH
+    )
+
     # --- Production: auth, limits, logs, shutdown (issue 6) ---
     token_file: Path | None = Field(
         None,

@@ -9,26 +9,17 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Hashable
-from dataclasses import dataclass
 from typing import Protocol
+
+from pipelines.types import CacheStats
+
+__all__ = ["AdapterCache", "CacheStats", "Sized"]
 
 
 class Sized(Protocol):
     """Anything the cache holds: it must say how many bytes it keeps alive."""
 
     nbytes: int
-
-
-@dataclass(frozen=True)
-class CacheStats:
-    """Counters for metrics: totals since the engine started, and the current content."""
-
-    hits: int
-    misses: int
-    evictions: int
-    bytes: int
-    capacity_bytes: int
-    entries: int
 
 
 class AdapterCache:

@@ -10,40 +10,16 @@ per file. Torch-free: safe to call from the server's HTTP thread.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 from pipelines.errors import InvalidInput
 from pipelines.loras.formats import HeaderVerdict, judge_header, read_header
+from pipelines.types import LoraEntry
+
+__all__ = ["SUFFIX", "LoraEntry", "LoraLibrary"]
 
 SUFFIX = ".safetensors"
-
-
-@dataclass(frozen=True)
-class LoraEntry:
-    """One LoRA file as `GET /v2/loras` reports it.
-
-    `loads` is the header's verdict until the file has been fully loaded once (`verified`);
-    after that it is the full load's verdict (shapes checked against this model), until the
-    file changes. `problem` says why it does not load.
-    """
-
-    name: str
-    path: Path
-    size_bytes: int
-    mtime_ns: int
-    layout: str
-    rank: int | None
-    base_model: str | None
-    loads: bool
-    problem: str | None = None
-    verified: bool = False
-    warnings: tuple[str, ...] = ()
-
-    @property
-    def version(self) -> tuple[str, int, int]:
-        """Identifies this file's contents for the adapter cache: path, size, mtime."""
-        return (str(self.path), self.size_bytes, self.mtime_ns)
 
 
 class LoraLibrary:

@@ -128,6 +128,10 @@ class LoraManager:
         """The folder's LoRAs (rescanned), with the verdict of any full load so far."""
         return self.library.entries()
 
+    def entry(self, name: str) -> LoraEntry:
+        """The LoRA called `name` (one stat when known), or InvalidInput naming the folder."""
+        return self.library.get(name)
+
     def stats(self) -> CacheStats:
         """Adapter-cache counters since start."""
         return self.cache.stats()

@@ -13,7 +13,7 @@ from fastapi.responses import Response
 from fastapi_offline import FastAPIOffline
 
 from pipelines.types import Engine
-from server.api import routes_async, routes_jobs, routes_ops
+from server.api import routes_async, routes_jobs, routes_loras, routes_ops
 from server.api.auth import TokenChecker, configured_tokens
 from server.api.context import RequestContextMiddleware
 from server.api.playground import mount_playground
@@ -39,6 +39,7 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
     async_jobs = AsyncJobs(path.service, settings, path.worker, path.engine_lane)
     metrics.watch_queue(lambda: path.waiting)
     metrics.watch_gpu_memory(engine.info.device)
+    metrics.watch_loras(lambda: engine.loras)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -63,6 +64,7 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
     app.include_router(routes_ops.router)
     app.include_router(routes_jobs.router)
     app.include_router(routes_async.router)
+    app.include_router(routes_loras.router)
     mount_playground(app)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
     app.add_exception_handler(Unauthorized, unauthorized_response)

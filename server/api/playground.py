@@ -17,6 +17,7 @@ from server.jobs.refusing import RefusingBackend
 from server.jobs.service import JobService
 from server.jobs.types import DEV_KONTEXT, JOB_TYPES, JobType
 from server.wire.hosted import ASPECT_RULE, hosted_kind
+from server.wire.loras import LoraSpec
 
 STATIC = Path(__file__).parent / "static"
 
@@ -24,11 +25,10 @@ STATIC = Path(__file__).parent / "static"
 CONFIG_VERSION = 3
 
 #: The form fields the page shows per job type, in order (the prompt has its own box).
-#: A new form field (e.g. a future `loras` picker) is one name here and one renderer in
-#: static/fields.js.
+#: A new form field is one name here and one renderer in static/fields.js.
 FORM_FIELDS = {
     "local": ("style_preset", "width", "height", "steps", "guidance_scale", "seed",
-              "reference_method"),
+              "reference_method", "loras"),
     "upstream": ("aspect_ratio", "safety_tolerance", "prompt_upsampling", "seed"),
 }
 
@@ -43,8 +43,9 @@ OUTPUT_FORMATS = ("jpeg", "png", "webp")
 
 
 def _kind(name: str, info: dict[str, Any]) -> str:
-    """The form widget a schema property needs: seed, aspect_ratio, enum or its JSON type."""
-    if name in ("seed", "aspect_ratio"):
+    """The form widget a schema property needs: seed, aspect_ratio, loras, enum or its JSON
+    type."""
+    if name in ("seed", "aspect_ratio", "loras"):
         return name
     types = [info, *info.get("anyOf", [])]
     if any("enum" in option for option in types):
@@ -72,6 +73,11 @@ def field_spec(name: str, info: dict[str, Any]) -> dict[str, Any]:
         spec.update(options=list(ASPECT_RATIOS), rule=ASPECT_RULE)
     if name in FIELD_MIN_INPUTS:
         spec["min_inputs"] = FIELD_MIN_INPUTS[name]
+    if kind == "loras":  # a picker over GET /v2/loras (static/loras.js)
+        scale = LoraSpec.model_json_schema()["properties"]["scale"]
+        spec.update(max_items=info["anyOf"][0]["maxItems"], list_url="/v2/loras",
+                    scale={"min": scale["minimum"], "max": scale["maximum"],
+                           "default": scale["default"], "step": 0.05})
     return spec
 
 

@@ -25,11 +25,24 @@ def build_engine(settings: Settings):
         return KontextEngine(source, device=device, demo=True,
                              warmup_steps=settings.warmup_steps, tier=settings.tier,
                              memory_mode=settings.memory_mode,
-                             reference_token_budget=settings.reference_token_budget)
+                             reference_token_budget=settings.reference_token_budget,
+                             **lora_options(settings))
     source = resolve_weights(settings.weights, settings.base_weights)
     return KontextEngine(source, device=settings.device, warmup_steps=settings.warmup_steps,
                          tier=settings.tier, memory_mode=settings.memory_mode,
-                         reference_token_budget=settings.reference_token_budget)
+                         reference_token_budget=settings.reference_token_budget,
+                         **lora_options(settings))
+
+
+def lora_options(settings: Settings) -> dict[str, object]:
+    """The engine's LoRA arguments (docs/loras.md): none without a LoRA folder."""
+    if settings.lora_dir is None:
+        return {}
+    if not settings.lora_dir.expanduser().is_dir():  # a typo, or a folder mounted later
+        log.warning("the LoRA folder %s does not exist (yet): no LoRAs are listed until it "
+                    "does", settings.lora_dir)
+    return {"lora_dir": settings.lora_dir, "lora_cache_bytes": settings.lora_cache_bytes,
+            "lora_max_rank": settings.lora_max_rank}
 
 
 def log_secrets(settings: Settings, tokens: tuple[str, ...]) -> list[str]:

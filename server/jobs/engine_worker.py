@@ -179,6 +179,9 @@ class EngineWorker:
             else 0.7 * previous + 0.3 * result.elapsed
         if self.metrics is not None and result.steps:
             self.metrics.step_seconds.observe(result.denoise_seconds / result.steps)
+        switch = result.loras
+        if self.metrics is not None and switch and switch.cache_hits + switch.cache_misses:
+            self.metrics.lora_switch_seconds.observe(switch.switch_seconds)  # it named LoRAs
 
     async def stop(self) -> None:
         """Stop taking edits, cancel what is waiting, and close the engine."""

@@ -11,7 +11,9 @@ from server.errors import ApiError, JobTimeout, from_engine_error
 from server.jobs.admission import Lane
 from server.jobs.backend import JobHandle, Outcome, PreparedJob
 from server.jobs.engine_worker import EngineWorker
+from server.jobs.loras import check_loras, lora_metrics
 from server.media.marks import OutputMarks
+from server.wire.loras import lora_choices
 from server.wire.models import DevKontextConfig
 from server.wire.presets import model_prompt
 
@@ -28,6 +30,7 @@ def edit_request(config: DevKontextConfig, image, references: tuple = ()) -> Edi
         width=config.width, height=config.height, steps=config.steps,
         guidance_scale=config.guidance_scale, seed=config.seed,
         references=references, reference_method=config.reference_method,
+        loras=lora_choices(config.loras),
     )
 
 
@@ -74,6 +77,8 @@ class LocalBackend:
         config: DevKontextConfig = job.config  # type: ignore[assignment]
         images = tuple(image.image for image in job.inputs)
         request = edit_request(config, images[0] if images else None, images[1:])
+        if request.loras:  # before queueing: a bad name is answered at once
+            await asyncio.to_thread(check_loras, self.worker.engine.loras, request.loras)
         return await self.run_edit(job, request, handle, config.progressive)
 
     async def run_edit(self, job: PreparedJob, request: EditRequest, handle: JobHandle,
@@ -93,6 +98,8 @@ class LocalBackend:
             parent=job.inputs[0].data if job.inputs else None)
         metrics = {"elapsed": round(result.elapsed, 3), "ips": round(result.ips, 3),
                    "tier": self.label, **input_metrics(result)}
+        if request.loras and result.loras is not None:
+            metrics["loras"] = lora_metrics(result.loras)
         return Outcome(data, job.output_format, metrics, served_by=served_by,
                        price={"product": job.job_type.name, "dollars": 0},
                        headers=dict(headers or {}))

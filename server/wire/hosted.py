@@ -9,8 +9,8 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from pydantic import Field, field_validator
-from pydantic_core import PydanticCustomError
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from server.wire.models import MAX_SEED, WireModel, random_seed
 
@@ -19,6 +19,11 @@ Task = Literal["txt2img", "img2img"]
 
 _RATIO = re.compile(r"^([0-9]{1,5}):([0-9]{1,5})$")
 ASPECT_RULE = "must be W:H with positive integers, between 21:9 and 9:21"
+#: The hosted [pro]/[max] models are Black Forest Labs' closed weights: neither BFL's API nor
+#: the hosted /v2 types built on it take LoRAs (docs/loras.md, "[pro] and [max]").
+NO_LORAS_RULE = ("[pro]/[max] take no LoRAs: they run on Black Forest Labs' hosted models, "
+                 "whose API has no LoRA parameter; send LoRAs with "
+                 "inference.flux-fast.dev-kontext.img2img.v1")
 
 
 def job_type_name(model: Model, task: Task) -> str:
@@ -68,6 +73,19 @@ class _HostedConfig(WireModel):
         default_factory=random_seed, ge=0, le=MAX_SEED,
         description="Random seed; absent means random, and the seed used is echoed.",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_loras(cls, data: object) -> object:
+        # Refused wherever the job would run (upstream or --fallback local): a job means the
+        # same everywhere. An empty list asks for nothing and is dropped, never forwarded.
+        if not isinstance(data, dict) or "loras" not in data:
+            return data
+        if data["loras"] in (None, []):
+            return {key: value for key, value in data.items() if key != "loras"}
+        raise ValidationError.from_exception_data(cls.__name__, [InitErrorDetails(
+            type=PydanticCustomError("no_loras", NO_LORAS_RULE), loc=("loras",),
+            input=data["loras"])])
 
     @field_validator("aspect_ratio", mode="before", check_fields=False)
     @classmethod

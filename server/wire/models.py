@@ -9,6 +9,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from pipelines.references import DEFAULT_REFERENCE_METHOD, MAX_INPUT_IMAGES, ReferenceMethod
 from server.errors import ValidationFailed
+from server.wire.loras import (
+    LORAS_DESCRIPTION,
+    MAX_LORAS_PER_JOB,
+    LoraItem,
+    check_unique,
+    json_number,
+)
 
 MAX_SEED = 2**63 - 1
 #: Random seeds stay below 2^53 so JavaScript clients read `config.seed` back exactly.
@@ -63,14 +70,15 @@ class DevKontextConfig(WireModel):
         "all inputs into one image. No effect with one input. See docs/multi-reference.md.",
     )
     progressive: bool = Field(False, description="Write a progressive JPEG when output is JPEG.")
+    loras: list[LoraItem] | None = Field(None, max_length=MAX_LORAS_PER_JOB, title="LoRAs",
+                                         description=LORAS_DESCRIPTION)
+
+    _unique_loras = field_validator("loras")(check_unique)
 
     @field_validator("guidance_scale", mode="before")
     @classmethod
     def _int_is_a_number(cls, value: object) -> object:
-        # Strict mode refuses 3 for a float field; JSON has one number type.
-        if isinstance(value, int) and not isinstance(value, bool):
-            return float(value)
-        return value
+        return json_number(value)
 
 
 def _describe(value: object) -> str:
@@ -105,6 +113,12 @@ def _rule(error: dict[str, Any]) -> str:
         "int_from_float": f"must be an integer{got}",
         "float_type": f"must be a number{got}",
         "string_type": f"must be a string{got}",
+        "list_type": f"must be a list{got}",
+        "too_long": f"must have at most {ctx.get('max_length')} entries, "
+        f"got {ctx.get('actual_length')}",
+        "finite_number": f"must be a finite number{got}",
+        "lora_duplicate": error["msg"],
+        "no_loras": error["msg"],
         "bool_type": f"must be true or false{got}",
         "dict_type": f"must be an object{got}",
         "model_type": f"must be an object{got}",
@@ -112,11 +126,22 @@ def _rule(error: dict[str, Any]) -> str:
     return rules.get(kind, f"{error['msg']}{got}")
 
 
+def field_path(prefix: str, loc: tuple[int | str, ...]) -> str:
+    """`config.loras[1].scale` for ("loras", 1, "scale"); empty parts (a union's tag that
+    names nothing, wire/loras.py) are left out."""
+    path = prefix
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part != "":
+            path += f".{part}" if path else part
+    return path
+
+
 def validation_message(exc: ValidationError, prefix: str) -> tuple[str, str]:
     """(field, rule) of the first error, with `prefix` (e.g. "config") before the path."""
     first = exc.errors()[0]
-    path = ".".join(str(part) for part in (prefix, *first["loc"]) if part != "")
-    return path, _rule(first)
+    return field_path(prefix, first["loc"]), _rule(first)
 
 
 def parse_model(model: type[WireModel], data: object, prefix: str) -> Any:

@@ -2,17 +2,9 @@
 
 import httpx
 import pytest
-from helpers.browser import block_network, launch, needs_chromium, sync_playwright
+from helpers.browser import block_network, needs_chromium
 
 pytestmark = needs_chromium
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as playwright:
-        chromium = launch(playwright)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from helpers.browser import WATCH_IMAGES, launch, needs_chromium, sync_playwright
+from helpers.browser import WATCH_IMAGES, needs_chromium
 from helpers.fake_engine import FakeEngine
 from helpers.held_engine import HeldEngine
 from helpers.js_client import JS_DIR, require_js_client
@@ -52,14 +52,6 @@ def scene_png(path: Path) -> Path:
     draw.rectangle([0, 420, 640, 480], fill=(70, 95, 60))
     image.save(path, "PNG")
     return path
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as playwright:
-        chromium = launch(playwright)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from engine.lora_files import (
+from helpers.lora_files import (
     make_lora,
     save_bfl,
     save_corrupt,

@@ -64,3 +64,12 @@ def sync_playwright():
     """Playwright's sync API context manager; skips the test when the package is missing."""
     sync_api = pytest.importorskip("playwright.sync_api", reason="needs the playwright package")
     return sync_api.sync_playwright()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium for one test module (import it into the module as a fixture)."""
+    with sync_playwright() as playwright:
+        chromium = launch(playwright)
+        yield chromium
+        chromium.close()

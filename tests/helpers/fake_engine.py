@@ -1,7 +1,9 @@
 """A small engine that honours the Engine interface without torch, for HTTP-level tests.
 
-Its image is a deterministic function of (seed, prompt, size) and of the input images,
-and each step sleeps `step_seconds`, so queueing, cancellation and failures can be timed.
+Its image is a deterministic function of (seed, prompt, size, LoRAs applied) and of the
+input images, and each step sleeps `step_seconds`, so queueing, cancellation and failures
+can be timed. Given `loras` (helpers/fake_loras.py), it has a LoRA folder as the real engine
+does.
 `hold()` keeps every job that starts from taking its steps until `release()`, so tests can
 fill a queue and look at it without racing the engine.
 """
@@ -14,16 +16,19 @@ import time
 
 from PIL import Image
 
-from pipelines.errors import Cancelled, EngineFailure, OutOfMemory
+from helpers.fake_loras import FakeLoras
+from pipelines.errors import Cancelled, EngineFailure, InvalidInput, OutOfMemory
 from pipelines.references import plan_inputs
-from pipelines.types import EditRequest, EditResult, EngineInfo, RunControl
+from pipelines.types import EditRequest, EditResult, EngineInfo, LoraSwitch, RunControl
 
 
 class FakeEngine:
     """Engine double: records what it ran; can be told to fail the next jobs."""
 
-    def __init__(self, step_seconds: float = 0.0, demo: bool = False) -> None:
+    def __init__(self, step_seconds: float = 0.0, demo: bool = False,
+                 loras: FakeLoras | None = None) -> None:
         self.info = EngineInfo(model="fake", device="cpu", dtype="float32", demo=demo)
+        self.loras = loras
         self.step_seconds = step_seconds
         self.requests: list[EditRequest] = []
         self.cancelled: list[EditRequest] = []
@@ -62,6 +67,7 @@ class FakeEngine:
             raise self.fail_next.pop(0)
         # The real engine's plan (torch-free): the same refusals and input sizes as it has.
         inputs = plan_inputs(request.image, request.references, request.reference_method)
+        switch = self._switch(request)
         while not self._gate.wait(timeout=0.01):  # held: a real engine's long first step
             if control.cancel.is_set():
                 break
@@ -73,11 +79,23 @@ class FakeEngine:
             if control.on_step is not None:
                 control.on_step(step + 1, request.steps)
         elapsed = max(time.perf_counter() - started, 1e-6)
-        return EditResult(self._image(request), elapsed, elapsed, request.steps,
-                          input_sizes=inputs.sizes, reference_tokens=inputs.tokens)
+        return EditResult(self._image(request, switch), elapsed, elapsed, request.steps,
+                          input_sizes=inputs.sizes, reference_tokens=inputs.tokens,
+                          loras=switch)
 
-    def _image(self, request: EditRequest) -> Image.Image:
-        digest = hashlib.sha256(f"{request.seed}|{request.prompt}".encode()).digest()
+    def _switch(self, request: EditRequest) -> LoraSwitch | None:
+        if self.loras is None:
+            if request.loras:
+                raise InvalidInput("loras: this server has no LoRA folder (start it with "
+                                   "--lora-dir DIR)")
+            return None
+        return self.loras.switch(request.loras)
+
+    def _image(self, request: EditRequest, switch: LoraSwitch | None) -> Image.Image:
+        key = f"{request.seed}|{request.prompt}"
+        if switch is not None and switch.applied:  # no LoRA: the image of an engine without
+            key += f"|{switch.applied}"
+        digest = hashlib.sha256(key.encode()).digest()
         image = Image.new("RGB", (request.width, request.height), tuple(digest[:3]))
         if request.image is not None:
             # Paste each input in a row of corners, so tests can see every input, in its
@@ -93,4 +111,4 @@ class FakeEngine:
         self.closed = True
 
 
-__all__ = ["EngineFailure", "FakeEngine", "OutOfMemory"]
+__all__ = ["EngineFailure", "FakeEngine", "FakeLoras", "OutOfMemory"]

@@ -42,10 +42,15 @@ def test_dev_fields_come_from_the_wire_model():
     preset = fields(dev)["style_preset"]
     assert preset["kind"] == "enum" and preset["optional"] and len(preset["options"]) == 17
     assert list(fields(dev)) == ["style_preset", "width", "height", "steps",
-                                 "guidance_scale", "seed", "reference_method"]
+                                 "guidance_scale", "seed", "reference_method", "loras"]
     method = fields(dev)["reference_method"]
     assert (method["kind"], method["options"], method["default"], method["min_inputs"]) == (
         "enum", ["index", "offset", "stitch"], "offset", 2)
+    # The LoRA picker: its limits from the wire model, its choices from GET /v2/loras.
+    assert fields(dev)["loras"] | {"description": ""} == {
+        "name": "loras", "kind": "loras", "label": "LoRAs", "description": "", "default": None,
+        "max_items": 3, "list_url": "/v2/loras",
+        "scale": {"min": -2, "max": 2, "default": 1, "step": 0.05}}
 
 
 def test_hosted_fields_per_type():

@@ -17,6 +17,14 @@ export async function loadConfig() {
   return reply.json();
 }
 
+/** GET /v2/loras: the LoRA folder's files and whether this server takes LoRAs now. */
+export async function listLoras(url = "/v2/loras") {
+  const reply = await fetch(url, { headers: headers() });
+  if (reply.status === 401) throw new Error("Listing LoRAs needs the bearer token: enter it.");
+  if (!reply.ok) throw new Error(`Listing LoRAs answered ${reply.status}.`);
+  return reply.json();
+}
+
 /** POST /v2/job/async as multipart: inputs first, then the job JSON (as the JS client). */
 export function submit(job, format) {
   const form = new FormData();

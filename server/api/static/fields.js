@@ -1,6 +1,8 @@
 // A job type's form fields, rendered from config.json (limits read from the server's wire
-// models) and read back as { name: value }. One renderer per field kind: a new kind (e.g.
-// a LoRA picker for `loras`) is one more entry in KINDS.
+// models) and read back as { name: value }. One renderer per field kind: a new kind is one
+// more entry in KINDS.
+
+import { lorasKind } from "./loras.js";
 
 const el = (tag, props = {}) => Object.assign(document.createElement(tag), props);
 
@@ -43,6 +45,7 @@ const KINDS = {
     },
     read: (input) => input.value.trim() || undefined,
   },
+  loras: lorasKind,
 };
 
 function ratioList(field) {

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from server.cli.batch.manifest import loras_text
 from server.wire.models import StylePreset
 
 DESCRIPTION = """\
@@ -14,10 +15,11 @@ the results to a folder, either in-process (--local) or through any /v2/job serv
 
 Input: a manifest (JSONL: one JSON object per line; or CSV with a header row) whose
 fields are `image` (path, relative to the manifest's folder), `prompt`, and optionally
-`style_preset`, `width`, `height`, `steps`, `guidance_scale`, `seed`, `progressive` and
-`output` (file name inside --out; its extension picks PNG, JPEG or WebP). Or --images DIR
-with --prompt: one instruction over every PNG/JPEG/WebP file in DIR. The config flags
-below are defaults that manifest fields override.
+`style_preset`, `width`, `height`, `steps`, `guidance_scale`, `seed`, `progressive`,
+`loras` (JSONL: as in the job config; CSV: `name:scale;name2`, docs/loras.md) and `output`
+(file name inside --out; its extension picks PNG, JPEG or WebP). Or --images DIR with
+--prompt: one instruction over every PNG/JPEG/WebP file in DIR. The config flags below are
+defaults that manifest fields override.
 """
 
 EPILOG = """\
@@ -59,6 +61,9 @@ def _add_config_defaults(parser: argparse.ArgumentParser) -> None:
                        help="guidance scale (1-10; default 2.5)")
     group.add_argument("--seed", type=int, help="seed for every row (default: random per row, "
                        "see 'Seeds' below)")
+    group.add_argument("--loras", type=loras_text, metavar="NAME[:SCALE];...",
+                       help="LoRAs for every row, e.g. 'styles/ghibli:0.8;relight' (at most "
+                       "3, from the LoRA folder: --lora-dir with --local)")
 
 
 def add_batch_arguments(parser: argparse.ArgumentParser) -> None:
@@ -95,5 +100,6 @@ def add_batch_arguments(parser: argparse.ArgumentParser) -> None:
 
 def config_defaults(args: argparse.Namespace) -> dict[str, object]:
     """The config flags that were given, as wire-config fields."""
-    names = ("prompt", "style_preset", "width", "height", "steps", "guidance_scale", "seed")
+    names = ("prompt", "style_preset", "width", "height", "steps", "guidance_scale", "seed",
+             "loras")
     return {name: getattr(args, name) for name in names if getattr(args, name) is not None}

@@ -117,9 +117,28 @@ def _csv_rows(text: str, name: str) -> Iterator[RawRow]:
         yield RawRow(number, source, {key: _csv_value(key, value) for key, value in cells.items()})
 
 
+def loras_text(text: str) -> list[object]:
+    """`config.loras` from the CSV / --loras syntax: `styles/ghibli:0.8;relight` →
+    `[{"name": "styles/ghibli", "scale": 0.8}, "relight"]`.
+
+    Entries are separated by `;`; `:scale` after the last colon is optional (a name alone is
+    sent as a name, scale 1). A suffix that is not a number stays part of the name.
+    """
+    entries: list[object] = []
+    for part in (piece.strip() for piece in text.split(";")):
+        name, colon, scale = part.rpartition(":")
+        try:
+            entries.append({"name": name.strip(), "scale": float(scale)} if colon else part)
+        except ValueError:
+            entries.append(part)
+    return entries
+
+
 def _csv_value(key: str, value: str) -> object:
     """A typed value for a CSV cell; left as text when it does not parse, so the
     wire model reports it with the server's wording."""
+    if key == "loras":
+        return loras_text(value)
     try:
         if key in _INT_FIELDS:
             return int(value)
