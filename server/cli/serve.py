@@ -57,8 +57,17 @@ def check_serving_safety(settings: Settings) -> tuple[str, ...]:
     return tokens
 
 
-def serve(settings: Settings) -> int:
-    """Run the server until stopped (SIGTERM drains it); returns the process exit code."""
+#: Said when tokens were given as a flag: other local users can read a command line.
+TOKENS_ON_COMMAND_LINE = (
+    "tokens were given on the command line (--tokens), where other users of this machine "
+    "can read them (ps, /proc); prefer KONTEXT_TOKENS in the environment or --token-file")
+
+
+def serve(settings: Settings, tokens_from_flag: bool = False) -> int:
+    """Run the server until stopped (SIGTERM drains it); returns the process exit code.
+
+    `tokens_from_flag`: --tokens was given on the command line (warned about).
+    """
     from pipelines.errors import EngineError
     from server.api.app import create_app
     from server.cli.runner import run_app
@@ -72,6 +81,8 @@ def serve(settings: Settings) -> int:
     configure_logging(settings.log_level, settings.log_format, log_secrets(settings, tokens))
     if not tokens:
         log.warning("no tokens configured: every request is served without authentication")
+    if tokens_from_flag:
+        log.warning(TOKENS_ON_COMMAND_LINE)
     try:
         engine = build_engine(settings)
     except EngineError as exc:
