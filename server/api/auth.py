@@ -13,6 +13,7 @@ from pathlib import Path
 
 from starlette.requests import Request
 
+from server.api.body import drainable
 from server.errors import Unauthorized
 from server.settings import Settings, is_loopback
 
@@ -74,16 +75,8 @@ def require_token(request: Request) -> None:
     try:
         checker.check(request.headers.get("authorization"))
     except Unauthorized as exc:
-        exc.close = not _drainable(request, request.app.state.settings.max_body_bytes)
+        exc.close = not drainable(request, request.app.state.settings.max_body_bytes)
         raise
-
-
-def _drainable(request: Request, limit: int) -> bool:
-    """Whether the unread body is small enough to read and discard after answering."""
-    length = request.headers.get("content-length")
-    if length is None:
-        return "transfer-encoding" not in request.headers  # no body at all
-    return length.isdigit() and int(length) <= limit
 
 
 def require_probe_token(request: Request) -> None:
