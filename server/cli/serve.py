@@ -63,6 +63,16 @@ TOKENS_ON_COMMAND_LINE = (
     "can read them (ps, /proc); prefer KONTEXT_TOKENS in the environment or --token-file")
 
 
+def startup_warnings(tokens: tuple[str, ...], tokens_from_flag: bool) -> list[str]:
+    """What `kontext serve` warns about at startup, from how it authenticates."""
+    warnings = []
+    if not tokens:
+        warnings.append("no tokens configured: every request is served without authentication")
+    if tokens_from_flag:
+        warnings.append(TOKENS_ON_COMMAND_LINE)
+    return warnings
+
+
 def serve(settings: Settings, tokens_from_flag: bool = False) -> int:
     """Run the server until stopped (SIGTERM drains it); returns the process exit code.
 
@@ -79,10 +89,8 @@ def serve(settings: Settings, tokens_from_flag: bool = False) -> int:
         print(f"kontext serve: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level, settings.log_format, log_secrets(settings, tokens))
-    if not tokens:
-        log.warning("no tokens configured: every request is served without authentication")
-    if tokens_from_flag:
-        log.warning(TOKENS_ON_COMMAND_LINE)
+    for warning in startup_warnings(tokens, tokens_from_flag):
+        log.warning(warning)
     try:
         engine = build_engine(settings)
     except EngineError as exc:
