@@ -11,6 +11,7 @@ Run from the repository root with the repository and tests/ on PYTHONPATH.
 
 from __future__ import annotations
 
+import collections
 import os
 import sys
 
@@ -25,6 +26,9 @@ def make_app():
     """The app: real routes, admission and limits; a fake engine (no torch)."""
     configure_logging("warning")
     engine = FakeEngine(step_seconds=float(os.environ.get("EDGE_STEP_SECONDS", "0")))
+    # The fake engine keeps every request it ran (input images included) for tests to
+    # look at; a soak must not measure that: keep the last few only.
+    engine.requests = collections.deque(maxlen=4)
     return create_app(Settings(warmup=False), engine)
 
 

@@ -24,6 +24,7 @@ import argparse
 import os
 import platform
 import socket
+import statistics
 import subprocess
 import sys
 import threading
@@ -155,6 +156,30 @@ def compare_servers(body: bytes) -> list[list[str]]:
     return rows
 
 
+def uvicorn_ab(body: bytes, rounds: int = 5) -> list[list[str]]:
+    """The three uvicorn variants served at once and measured in turn, `rounds` times: the
+    medians compare them under the same (shared, drifting) machine load."""
+    names = ["uvicorn httptools (before)", "uvicorn h11, no additions", CHOSEN]
+    ports = {name: free_port() for name in names}
+    rates: dict[str, list[float]] = {name: [] for name in names}
+    jobs: dict[str, list[float]] = {name: [] for name in names}
+    servers = [Server(command_for(name, ports[name]), ports[name]) for name in names]
+    try:
+        for server in servers:
+            server.__enter__()
+        for _ in range(rounds):
+            for name in names:
+                rates[name].append(healthz_rate(ports[name], seconds=2))
+                jobs[name].append(upload_seconds(ports[name], body, runs=1))
+    finally:
+        for server in servers:
+            server.__exit__()
+    base = statistics.median(rates[names[0]])
+    return [[name, f"{statistics.median(rates[name]):.0f}",
+             f"{statistics.median(rates[name]) / base:.2f}",
+             f"{statistics.median(jobs[name]) * 1000:.0f}"] for name in names]
+
+
 def scenarios(body: bytes) -> list[list[str]]:
     """Section 2: the chosen server, queue of 4, jobs slow enough to keep it full."""
     rows = []
@@ -259,7 +284,7 @@ def _version(name: str) -> str:
         return "-"
 
 
-def render(servers, cases, soaked, args) -> str:
+def render(servers, ab, cases, soaked, args) -> str:
     table = [
         "## The HTTP edge (issue 16)", "", f"_Measured {date.today().isoformat()}._", "",
         "Same app (real routes and admission, the tests' fake engine) in each server, on "
@@ -277,6 +302,11 @@ def render(servers, cases, soaked, args) -> str:
         "| /healthz max ms during 4 × 16 MiB headers | those 4 answered | server RSS growth "
         "(MiB) | 50-connection slowloris |", "|---|---|---|---|---|---|---|---|"]
     table += ["| " + " | ".join(row) + " |" for row in servers]
+    table += ["", "The three uvicorn variants served at once and measured in turn "
+              f"({args.ab_rounds} rounds; medians), so that the machine's load falls on each "
+              "alike:", "", "| server | /healthz req/s (8 clients) | ratio to httptools | "
+              "9 MiB job (ms) |", "|---|---|---|---|"]
+    table += ["| " + " | ".join(row) + " |" for row in ab]
     table += ["", "The chosen server, queue of 4 (jobs of 1 s on the fake engine), uploads "
               "sent in 256 KiB chunks, each client stopping as soon as an answer is readable:",
               "", "| case | statuses | 429 arrived after (s), median / slowest | share of "
@@ -296,13 +326,15 @@ def main() -> int:
     parser.add_argument("--soak-seconds", type=float, default=60)
     parser.add_argument("--soak-clients", type=int, default=8)
     parser.add_argument("--skip-servers", action="store_true")
+    parser.add_argument("--ab-rounds", type=int, default=5)
     parser.add_argument("--write-results", action="store_true")
     args = parser.parse_args()
     body = noise_upload({**CONFIG, "steps": 2})
     servers = [] if args.skip_servers else compare_servers(body)
+    ab = uvicorn_ab(body, args.ab_rounds)
     cases = scenarios(noise_upload({**CONFIG, "steps": 2}))
     soaked = soak(args.soak_seconds, args.soak_clients, body)
-    text = render(servers, cases, soaked, args)
+    text = render(servers, ab, cases, soaked, args)
     print(text)
     if args.write_results:
         with (HERE / "RESULTS.md").open("a") as results:

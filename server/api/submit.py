@@ -69,6 +69,14 @@ async def admit_and_read(request: Request, fmt: ResponseFormat, price: bool,
     return submission, reservation
 
 
+def _keep_open(request: Request) -> bool:
+    """After refusing a request with its body unread: whether the connection can go on (the
+    server then reads and discards the body). Not when the body is too big to discard, nor
+    when the client waits for `100 Continue` before sending it (it never will)."""
+    waiting = "100-continue" in request.headers.get("expect", "").lower()
+    return not waiting and drainable(request, request.app.state.settings.max_body_bytes)
+
+
 async def answer_job(request: Request, price: bool, step: JobStep, reserve: Reserve
                      ) -> Response:
     """Read the request into a Submission and run `step`; an ApiError is a refusal."""
@@ -85,9 +93,8 @@ async def answer_job(request: Request, price: bool, step: JobStep, reserve: Rese
         return await step(submission, job_id, fmt, reservation)
     except ApiError as exc:
         response = refused_response(fmt, exc, job_id, submission)
-        if submission is None and not drainable(request, request.app.state.settings
-                                                .max_body_bytes):
-            response.headers["Connection"] = "close"  # refused unread, too big to discard
+        if submission is None and not _keep_open(request):
+            response.headers["Connection"] = "close"
         return response
     except Exception:
         log.exception("unexpected failure")
