@@ -48,6 +48,7 @@ from edge_probes import (
     slowloris,
     upload_seconds,
 )
+from edge_protocol_cpu import protocol_cpu
 from PIL import Image
 
 HERE = Path(__file__).resolve().parent
@@ -304,8 +305,10 @@ def render(servers, ab, cases, soaked, args) -> str:
     table += ["| " + " | ".join(row) + " |" for row in servers]
     table += ["", "The three uvicorn variants served at once and measured in turn "
               f"({args.ab_rounds} rounds; medians), so that the machine's load falls on each "
-              "alike:", "", "| server | /healthz req/s (8 clients) | ratio to httptools | "
-              "9 MiB job (ms) |", "|---|---|---|---|"]
+              "alike; and the CPU each protocol spends per request with no network "
+              "(`benchmarks/edge_protocol_cpu.py`, median of 3 × 20,000 requests):", "",
+              "| server | CPU per request (µs) | /healthz req/s (8 clients) | ratio to "
+              "httptools | 9 MiB job (ms) |", "|---|---|---|---|---|"]
     table += ["| " + " | ".join(row) + " |" for row in ab]
     table += ["", "The chosen server, queue of 4 (jobs of 1 s on the fake engine), uploads "
               "sent in 256 KiB chunks, each client stopping as soon as an answer is readable:",
@@ -332,6 +335,9 @@ def main() -> int:
     body = noise_upload({**CONFIG, "steps": 2})
     servers = [] if args.skip_servers else compare_servers(body)
     ab = uvicorn_ab(body, args.ab_rounds)
+    cpu = protocol_cpu()
+    for row in ab:
+        row.insert(1, f"{cpu[row[0]]:.0f}")
     cases = scenarios(noise_upload({**CONFIG, "steps": 2}))
     soaked = soak(args.soak_seconds, args.soak_clients, body)
     text = render(servers, ab, cases, soaked, args)

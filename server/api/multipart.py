@@ -25,7 +25,9 @@ class Part:
     name: str
     filename: str | None = None
     content_type: str | None = None
-    data: bytearray = field(default_factory=bytearray)
+    data: bytes = b""
+    #: Where its bytes lie in the body, while it is being parsed (copied once at its end).
+    pieces: list[memoryview] = field(default_factory=list, repr=False)
 
 
 class _Collector:
@@ -42,7 +44,7 @@ class _Collector:
     def callbacks(self) -> dict:
         return {name: getattr(self, name) for name in (
             "on_part_begin", "on_header_field", "on_header_value", "on_header_end",
-            "on_headers_finished", "on_part_data", "on_end")}
+            "on_headers_finished", "on_part_data", "on_part_end", "on_end")}
 
     def on_part_begin(self) -> None:
         if len(self.parts) >= self.max_parts:
@@ -71,13 +73,18 @@ class _Collector:
             parse_options_header(content_type)[0].decode("latin-1") if content_type else None))
 
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
-        self.parts[-1].data += data[start:end]
+        self.parts[-1].pieces.append(memoryview(data)[start:end])
+
+    def on_part_end(self) -> None:
+        part = self.parts[-1]
+        part.data = b"".join(part.pieces)  # one copy of the part, at its exact size
+        part.pieces.clear()
 
     def on_end(self) -> None:
         self.finished = True
 
 
-def parse_parts(body: bytes, content_type: str, max_parts: int) -> list[Part]:
+def parse_parts(body: bytes | bytearray, content_type: str, max_parts: int) -> list[Part]:
     """The parts of `body` (sent with `content_type`); MultipartError when malformed or when
     it has more than `max_parts` parts."""
     options = parse_options_header(content_type)[1]
