@@ -330,9 +330,14 @@ def main() -> int:
     parser.add_argument("--soak-clients", type=int, default=8)
     parser.add_argument("--skip-servers", action="store_true")
     parser.add_argument("--ab-rounds", type=int, default=5)
+    parser.add_argument("--soak-only", action="store_true",
+                        help="only the soak (e.g. to compare MALLOC_* environments)")
     parser.add_argument("--write-results", action="store_true")
     args = parser.parse_args()
     body = noise_upload({**CONFIG, "steps": 2})
+    if args.soak_only:
+        print(soak(args.soak_seconds, args.soak_clients, body))
+        return 0
     servers = [] if args.skip_servers else compare_servers(body)
     ab = uvicorn_ab(body, args.ab_rounds)
     cpu = protocol_cpu()
