@@ -28,6 +28,16 @@ if $with_tests; then
         "for the playground and disclosure tests" >&2
     fi
   fi
+  # nginx runs docs/nginx-kontext.conf in front of a server in the reverse-proxy test.
+  if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
+    if [ "$(id -u)" = 0 ]; then
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+        --no-install-recommends nginx-light >/dev/null
+    else
+      echo "install Debian's nginx-light (sudo apt-get install nginx-light) for the" \
+        "reverse-proxy test" >&2
+    fi
+  fi
 else
   python -m pip install -q -e .
 fi

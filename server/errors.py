@@ -106,6 +106,26 @@ class Overloaded(ApiError):
         return {"Retry-After": str(self.retry_after)}
 
 
+class UploadsBusy(Overloaded):
+    """Request bodies being read already fill max_body_bytes_in_flight (issue 16)."""
+
+    reason = "uploads_busy"
+
+
+class StorageFull(ApiError):
+    """The async results folder is at its size limit or its disk at its free-space reserve,
+    or a write to it failed (issue 16); `retry_after`: when a cleanup may have freed space."""
+
+    status, reason = 507, "storage_full"
+
+    def __init__(self, message: str, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)} if self.retry_after else {}
+
+
 class JobFailed(ApiError):
     """The job failed while running; the server is still healthy."""
 

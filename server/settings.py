@@ -39,6 +39,32 @@ def split_commas(value: object) -> object:
     return value
 
 
+def is_loopback(host: str) -> bool:
+    """Whether `host` (a name or an address, IPv6 in brackets or not) is this machine only."""
+    import ipaddress
+
+    bare = host.strip("[]").lower().rstrip(".")
+    if bare == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(bare).is_loopback
+    except ValueError:
+        return False  # a host name other than localhost may resolve anywhere
+
+
+def plaintext_refusal(url: str, allow_plaintext: bool) -> str | None:
+    """Why an upstream base URL may not carry a credential, or None when it may."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"{url!r} is not an http(s) URL"
+    if parts.scheme == "https" or allow_plaintext or is_loopback(parts.hostname):
+        return None
+    return (f"{url} is plain http to {parts.hostname}: the upstream credential would cross the "
+            "network unencrypted; use https, or pass --upstream-allow-plaintext")
+
+
 class Settings(BaseSettings):
     """Server configuration. Environment variable for each field: KONTEXT_<FIELD_NAME>."""
 
@@ -173,6 +199,45 @@ class Settings(BaseSettings):
         False, description="Debugging aid: log job prompts (never logged otherwise)."
     )
 
+    # --- The HTTP edge: limits applied before any application code runs (issue 16) ---
+    max_header_bytes: int = Field(
+        32 * 1024, ge=1024, le=1024 * 1024,
+        description="Largest request line plus headers accepted; larger is answered 431 and "
+        "the connection closed, before the rest is read.",
+    )
+    header_timeout_seconds: float = Field(
+        10.0, gt=0,
+        description="Seconds a client has to send the request line and headers, from its "
+        "connection (or, kept alive, from its next request's first byte); past this, 408 and "
+        "the connection is closed (one that sent nothing is closed silently).",
+    )
+    body_timeout_seconds: float = Field(
+        10.0, gt=0,
+        description="Window over which --min-body-rate is measured while a request body is "
+        "read; a window with less is answered 408 and the connection closed.",
+    )
+    min_body_rate: int = Field(
+        8 * 1024, ge=1,
+        description="Bytes per second a request body must arrive at, on average over each "
+        "--body-timeout-seconds window (time the server itself is not reading does not count).",
+    )
+    max_connections: int = Field(
+        1000, ge=4,
+        description="Connections held open at once; one more is answered 503 with Retry-After "
+        "and closed. The open-file limit is raised to fit.",
+    )
+    keep_alive_seconds: float = Field(
+        65.0, gt=0,
+        description="Seconds an idle keep-alive connection is kept between requests.",
+    )
+    max_body_bytes_in_flight: int = Field(
+        64 * MB, ge=1024,
+        description="Bytes of request bodies being read into memory at once, over all "
+        "requests (each counted at its declared Content-Length, or max_body_bytes when "
+        "undeclared); a body that does not fit is answered 429 with Retry-After before it is "
+        "read.",
+    )
+
     # --- Forwarding [pro]/[max] jobs upstream, and the local fallback (issue 3) ---
     upstream: Literal["none", "hosted", "bfl"] = Field(
         "none",
@@ -196,8 +261,14 @@ class Settings(BaseSettings):
     )
     upstream_hosts: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["bfl.ai"],
-        description="Host names (and their subdomains) that BFL's polling and result URLs may "
-        "point to (comma-separated). URLs elsewhere, or not https, are refused.",
+        description="Hosts (and their subdomains) that BFL's polling and result URLs may point "
+        "to, comma-separated, each `host` (port 443) or `host:port`. URLs elsewhere, on another "
+        "port, or not https, are refused.",
+    )
+    upstream_allow_plaintext: bool = Field(
+        False,
+        description="Allow an http:// --hosted-url / --bfl-url on a host other than loopback: "
+        "the upstream credential then crosses the network unencrypted (logged loudly).",
     )
     upstream_ca_file: FilePath | None = Field(
         None, description="Extra CA certificates (PEM) trusted for upstream HTTPS, beside the "
@@ -311,6 +382,16 @@ class Settings(BaseSettings):
         None, description="RFC 3161 timestamp authority for C2PA signatures (needs network).",
         **BATCH
     )
+    results_max_bytes: int = Field(
+        10 * 1024 * MB, ge=1024 * 1024,
+        description="Most bytes the results folder may hold; past this (after deleting expired "
+        "jobs), POST /v2/job/async answers 507 before reading the request.",
+    )
+    results_min_free_bytes: int = Field(
+        1024 * MB, ge=0,
+        description="Free space to leave on the results folder's disk; with less (after "
+        "deleting expired jobs), POST /v2/job/async answers 507 before reading the request.",
+    )
 
     @field_validator("tokens", mode="before")
     @classmethod
@@ -321,6 +402,16 @@ class Settings(BaseSettings):
         if isinstance(tokens, list) and not all(tokens):
             raise ValueError("a token is empty or only spaces; remove it or give a real one")
         return tokens
+
+    @model_validator(mode="after")
+    def _upstream_transport(self) -> Settings:
+        # Only the selected upstream's URL carries a credential; the other is never used.
+        field = {"hosted": "hosted_url", "bfl": "bfl_url"}.get(self.upstream)
+        refusal = plaintext_refusal(getattr(self, field), self.upstream_allow_plaintext) \
+            if field else None
+        if refusal:
+            raise ValueError(f"{field}: {refusal}")
+        return self
 
     @field_validator("upstream_hosts", mode="before")
     @classmethod

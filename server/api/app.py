@@ -19,6 +19,7 @@ from server.api.context import RequestContextMiddleware
 from server.api.playground import mount_playground
 from server.api.render import error_response, invalid_params_response
 from server.api.shutdown import ShutdownController
+from server.api.uploads import UploadBudget
 from server.asyncjobs.jobs import AsyncJobs
 from server.errors import Unauthorized
 from server.metrics import Metrics
@@ -61,6 +62,7 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
     state.settings, state.jobs, state.metrics, state.shutdown = settings, path, metrics, shutdown
     state.service, state.worker, state.async_jobs = path.service, path.worker, async_jobs
     state.auth = TokenChecker(configured_tokens(settings), settings.open_probes)
+    state.uploads = UploadBudget(settings.max_body_bytes_in_flight)
     app.include_router(routes_ops.router)
     app.include_router(routes_jobs.router)
     app.include_router(routes_async.router)

@@ -8,14 +8,14 @@ Routes call `require_token(request)` (or use it as a FastAPI dependency); probes
 from __future__ import annotations
 
 import hmac
-import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 
 from starlette.requests import Request
 
+from server.api.body import drainable
 from server.errors import Unauthorized
-from server.settings import Settings
+from server.settings import Settings, is_loopback
 
 
 class TokenFileError(Exception):
@@ -23,13 +23,18 @@ class TokenFileError(Exception):
 
 
 def read_token_file(path: Path) -> list[str]:
-    """Tokens in `path`: one per line, blank lines and `#` comments ignored."""
+    """Tokens in `path`: one per line, blank lines and `#` comments ignored; at least one."""
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise TokenFileError(f"cannot read the token file {path}: {exc}") from exc
     lines = (line.split("#", 1)[0].strip() for line in text.splitlines())
-    return [line for line in lines if line]
+    tokens = [line for line in lines if line]
+    if not tokens:
+        # An empty file is a mistake, not "no authentication": refuse rather than run open.
+        raise TokenFileError(f"the token file {path} holds no token (only blank lines or "
+                             "comments); put one token per line")
+    return tokens
 
 
 def configured_tokens(settings: Settings) -> tuple[str, ...]:
@@ -70,16 +75,8 @@ def require_token(request: Request) -> None:
     try:
         checker.check(request.headers.get("authorization"))
     except Unauthorized as exc:
-        exc.close = not _drainable(request, request.app.state.settings.max_body_bytes)
+        exc.close = not drainable(request, request.app.state.settings.max_body_bytes)
         raise
-
-
-def _drainable(request: Request, limit: int) -> bool:
-    """Whether the unread body is small enough to read and discard after answering."""
-    length = request.headers.get("content-length")
-    if length is None:
-        return "transfer-encoding" not in request.headers  # no body at all
-    return length.isdigit() and int(length) <= limit
 
 
 def require_probe_token(request: Request) -> None:
@@ -87,16 +84,6 @@ def require_probe_token(request: Request) -> None:
     checker: TokenChecker = request.app.state.auth
     if not checker.open_probes:
         checker.check(request.headers.get("authorization"))
-
-
-def is_loopback(host: str) -> bool:
-    """Whether binding `host` keeps the server reachable from this machine only."""
-    if host.strip("[]").lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False  # a host name other than localhost may resolve anywhere
 
 
 def open_bind_refusal(settings: Settings, tokens: tuple[str, ...]) -> str | None:

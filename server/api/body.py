@@ -6,11 +6,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from starlette.datastructures import UploadFile
-from starlette.exceptions import HTTPException
-from starlette.formparsers import MultiPartException
 from starlette.requests import ClientDisconnect, Request
 
+from server.api.multipart import MultipartError, TooManyParts, parse_parts
 from server.errors import BodyTooLarge, ClientGone, InvalidRequest, UnsupportedMediaType
 from server.jobs.submission import Submission
 from server.media.formats import ImageFormat
@@ -51,23 +49,49 @@ class JobSubmission:
     inputs: list[bytes]
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The whole body, refusing with 413 as soon as it is over `limit` bytes."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
+def declared_size(request: Request, limit: int) -> int:
+    """The body's size as its Content-Length declares it (`limit` when it declares none),
+    refused with 413 when over `limit`: checked before any of the body is read."""
+    declared = request.headers.get("content-length", "")
+    if not declared.isdigit():
+        return limit if "transfer-encoding" in request.headers else 0
+    if int(declared) > limit:
         raise BodyTooLarge(f"request body is {int(declared)} bytes, over the {limit}-byte limit")
-    chunks, size = [], 0
+    return int(declared)
+
+
+def drainable(request: Request, limit: int) -> bool:
+    """Whether the unread body is small enough to read and discard after answering (else
+    the answer closes the connection)."""
+    length = request.headers.get("content-length")
+    if length is None:
+        return "transfer-encoding" not in request.headers  # no body at all
+    return length.isdigit() and int(length) <= limit
+
+
+async def read_body(request: Request, limit: int) -> bytes | bytearray:
+    """The whole body, refusing with 413 as soon as it is over `limit` bytes.
+
+    A declared body is read into one buffer of its size: growing one chunk by chunk would
+    copy it again and again and leave the heap fragmented by every upload's sizes.
+    """
+    declared = declared_size(request, limit) if "content-length" in request.headers else 0
+    body, size = bytearray(declared), 0
     try:
         async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
+            if size + len(chunk) > limit:
                 raise BodyTooLarge(f"request body is over the {limit}-byte limit")
-            chunks.append(chunk)
+            if size + len(chunk) <= declared:
+                body[size:size + len(chunk)] = chunk
+            else:  # undeclared (chunked) bodies grow
+                body[size:] = chunk
+            size += len(chunk)
     except ClientDisconnect as exc:
         # An aborted upload is the client's doing: a 499 logged at INFO, not a 500 traceback.
         raise ClientGone(f"the client disconnected after sending {size} bytes of the "
                          "request body") from exc
-    return b"".join(chunks)
+    del body[size:]
+    return body
 
 
 def _depth(value: object, limit: int, level: int = 0) -> int:
@@ -85,7 +109,8 @@ def _refuse_constant(name: str) -> object:
     raise ValueError(f"{name} is not a JSON value")
 
 
-def parse_job_json(raw: bytes, where: str, limits: JsonLimits = JsonLimits()) -> JobBody:
+def parse_job_json(raw: bytes | bytearray, where: str,
+                   limits: JsonLimits = JsonLimits()) -> JobBody:
     """Parse and shape-check the job JSON (`where` names the body or the `job` part)."""
     too_deep = f"JSON is nested deeper than {limits.max_depth} levels (max_json_depth)"
     # Parsed before the size check so malformed or deep JSON gets its own message; the body
@@ -111,54 +136,32 @@ def parse_job_json(raw: bytes, where: str, limits: JsonLimits = JsonLimits()) ->
     return parse_model(JobBody, data, prefix="")
 
 
-async def _part_bytes(part: UploadFile | str) -> bytes:
-    return await part.read() if isinstance(part, UploadFile) else part.encode()
-
-
-def _replay(body: bytes):
-    """An ASGI receive that hands Starlette's form parser the body already read."""
-    sent = False
-
-    async def receive() -> dict:
-        nonlocal sent
-        if sent:
-            return {"type": "http.disconnect"}
-        sent = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    return receive
-
-
-async def _parse_multipart(request: Request, body: bytes, max_inputs: int,
-                           limits: JsonLimits) -> JobSubmission:
-    replay = Request(request.scope, _replay(body))
+def _parse_multipart(body: bytes | bytearray, content_type: str, max_inputs: int,
+                     limits: JsonLimits) -> JobSubmission:
     try:
-        form = await replay.form(max_files=max_inputs + 1, max_fields=max_inputs + 1,
-                                 max_part_size=len(body) + 1)
-    except (MultiPartException, HTTPException) as exc:
-        # Starlette turns MultiPartException into HTTPException(400) once the request runs
-        # inside an app, so both must become our typed 400 (not an unexpected 500).
-        detail = exc.message if isinstance(exc, MultiPartException) else exc.detail
-        if str(detail).startswith("Too many files"):  # the parser's max_files: our part limit
-            raise InvalidRequest(f"at most {max_inputs} `input` parts (max_input_parts), and "
-                                 "one `job` part", field="input") from exc
-        raise InvalidRequest(f"malformed multipart body: {detail}", field="body") from exc
-    try:
-        jobs, inputs = form.getlist("job"), form.getlist("input")
-        if len(jobs) != 1:
-            raise InvalidRequest(f"expected exactly one `job` part, got {len(jobs)}", field="job")
-        if len(inputs) > max_inputs:
-            raise InvalidRequest(f"at most {max_inputs} `input` parts, got {len(inputs)}",
-                                 field="input")
-        job = parse_job_json(await _part_bytes(jobs[0]), where="job", limits=limits)
-        files: list[bytes] = []
-        for part in inputs:
-            data = await _part_bytes(part)
-            if data not in files:  # the JS client sends each File twice
-                files.append(data)
-        return JobSubmission(job, files)
-    finally:
-        await form.close()
+        # Room for the JS client, which sends each input twice, and a stray field or two.
+        parts = parse_parts(body, content_type, max_parts=2 * (max_inputs + 1))
+    except TooManyParts as exc:
+        raise InvalidRequest(f"at most {max_inputs} `input` parts (max_input_parts), and one "
+                             "`job` part", field="input") from exc
+    except MultipartError as exc:
+        raise InvalidRequest(f"malformed multipart body: {exc}", field="body") from exc
+    jobs = [part for part in parts if part.name == "job"]
+    inputs = [part for part in parts if part.name == "input"]
+    if len(jobs) != 1:
+        raise InvalidRequest(f"expected exactly one `job` part, got {len(jobs)}", field="job")
+    if len(inputs) > max_inputs:
+        raise InvalidRequest(f"at most {max_inputs} `input` parts (max_input_parts), and one "
+                             f"`job` part; got {len(inputs)} `input` parts", field="input")
+    job = parse_job_json(jobs[0].data, where="job", limits=limits)
+    # Every input is a file, whatever its filename or content type says (or omits): the
+    # image decoder sniffs its bytes. Exact repeats are dropped (the JS client sends each
+    # File twice).
+    files: list[bytes] = []
+    for part in inputs:
+        if part.data not in files:
+            files.append(part.data)
+    return JobSubmission(job, files)
 
 
 async def read_job(request: Request, limits: BodyLimits) -> JobSubmission:
@@ -166,7 +169,8 @@ async def read_job(request: Request, limits: BodyLimits) -> JobSubmission:
     body = await read_body(request, limits.max_body)
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media == "multipart/form-data":
-        return await _parse_multipart(request, body, limits.max_inputs, limits.json)
+        return _parse_multipart(body, request.headers["content-type"], limits.max_inputs,
+                                limits.json)
     if media in ("application/json", ""):
         if not body.strip():
             raise InvalidRequest("request body is empty; send the job as JSON", field="body")

@@ -22,6 +22,7 @@ from server.api.render import error_response
 from server.api.submit import answer_job
 from server.asyncjobs.jobs import AsyncJobs
 from server.errors import ApiError
+from server.jobs.admission import Reservation
 from server.jobs.record import refused_record
 from server.jobs.submission import Submission
 
@@ -51,16 +52,19 @@ def _answer(job_id: str, make: Callable[[], Response]) -> Response:
 @router.post("", status_code=201, openapi_extra=JOB_REQUEST_BODY, response_class=Response,
              responses={**FAILED_RESPONSES,
                         201: {"description": "Accepted: the job JSON, with its id."},
-                        429: {"description": "The async queue is full; see Retry-After."}})
+                        429: {"description": "The async queue is full; see Retry-After."},
+                        507: {"description": "The results folder is at its quota "
+                              "(results_max_bytes, results_min_free_bytes)."}})
 async def submit(request: Request, price: bool = False) -> Response:
     """Accept a job (same request as POST /v2/job) and answer 201 at once."""
 
-    async def accept(submission: Submission, job_id: str, fmt: ResponseFormat) -> Response:
-        body = await _jobs(request).submit(submission, job_id)
+    async def accept(submission: Submission, job_id: str, fmt: ResponseFormat,
+                     reservation: Reservation) -> Response:
+        body = await _jobs(request).submit(submission, job_id, reservation)
         log.info("async job accepted: %s", submission.type)
         return JSONResponse(body, status_code=201)
 
-    return await answer_job(request, price, accept)
+    return await answer_job(request, price, accept, _jobs(request).reserve)
 
 
 @router.get("/{job_id}/job.state.current", dependencies=_AUTHORIZED, responses=_MISSING,

@@ -9,6 +9,7 @@ from server.api.accept import ResponseFormat
 from server.api.openapi import JOB_REQUEST_BODY, JOB_RESPONSES
 from server.api.render import error_response, success_response
 from server.api.submit import answer_job
+from server.jobs.admission import Reservation
 from server.jobs.service import JobService
 from server.jobs.submission import Submission
 
@@ -32,8 +33,9 @@ async def create_job(request: Request, price: bool = False) -> Response:
     """Run a job and answer with its output in the form the Accept header asks for."""
     service: JobService = request.app.state.service
 
-    async def run(submission: Submission, job_id: str, fmt: ResponseFormat) -> Response:
-        job = await service.submit(submission, job_id)
+    async def run(submission: Submission, job_id: str, fmt: ResponseFormat,
+                  reservation: Reservation) -> Response:
+        job = await service.submit(submission, job_id, reservation=reservation)
         await service.finish(job, client_gone_watcher(request))
         if job.error is not None:
             return error_response(fmt, job.error, job.record.to_json())
@@ -41,4 +43,4 @@ async def create_job(request: Request, price: bool = False) -> Response:
         return success_response(fmt, job.record.to_json(), job.outcome.output,
                                 job.outcome.headers)
 
-    return await answer_job(request, price, run)
+    return await answer_job(request, price, run, service.reserve)

@@ -1,8 +1,10 @@
 """What every job-submitting route does around its own step: log context, token, Accept,
-reading the body into a Submission, and one way of answering a refusal."""
+admission before the body (size, lanes, storage, upload memory), reading the body into a
+Submission, and one way of answering a refusal."""
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -11,9 +13,10 @@ from starlette.responses import Response
 
 from server.api.accept import ResponseFormat, negotiate
 from server.api.auth import require_token
-from server.api.body import BodyLimits, read_submission
+from server.api.body import BodyLimits, declared_size, drainable, read_submission
 from server.api.render import error_response
 from server.errors import ApiError, JobFailed
+from server.jobs.admission import Reservation
 from server.jobs.record import new_job_id, refused_record
 from server.jobs.submission import Submission
 from server.jobs.types import JOB_TYPES
@@ -21,8 +24,11 @@ from server.logs import job_id_var
 
 log = logging.getLogger(__name__)
 
-#: A route's own step: given the submission, its job id and the negotiated format, the answer.
-JobStep = Callable[[Submission, str, ResponseFormat], Awaitable[Response]]
+#: A route's own step: given the submission, its job id, the negotiated format and the
+#: place held for it before its body was read, the answer.
+JobStep = Callable[[Submission, str, ResponseFormat, Reservation], Awaitable[Response]]
+#: Before the body is read: a place held for the job, or an ApiError (429, 503, 507).
+Reserve = Callable[[], Reservation | Awaitable[Reservation]]
 
 
 def refused_response(fmt: ResponseFormat | None, exc: ApiError, job_id: str,
@@ -31,7 +37,7 @@ def refused_response(fmt: ResponseFormat | None, exc: ApiError, job_id: str,
 
     It echoes the job type and config as far as they were read.
     """
-    level = logging.ERROR if exc.status >= 500 else logging.INFO
+    level = logging.ERROR if exc.status >= 500 and exc.status != 507 else logging.INFO
     log.log(level, "job refused (%d %s): %s", exc.status, exc.reason, exc.message)
     known = submission is not None and submission.type in JOB_TYPES
     record = refused_record(job_id, exc.message,
@@ -40,23 +46,60 @@ def refused_response(fmt: ResponseFormat | None, exc: ApiError, job_id: str,
     return error_response(fmt, exc, record.to_json())
 
 
-async def answer_job(request: Request, price: bool, step: JobStep) -> Response:
+async def admit_and_read(request: Request, fmt: ResponseFormat, price: bool,
+                         reserve: Reserve) -> tuple[Submission, Reservation]:
+    """Everything that can refuse a job before its body is read, then the body.
+
+    The declared Content-Length against max_body_bytes (413), room in the lanes (429) or
+    the results folder (507) through `reserve`, room among the bodies being read (429).
+    Only then is the body read and parsed; the reservation is the caller's to release.
+    """
+    settings = request.app.state.settings
+    limits = BodyLimits.of(settings)
+    size = declared_size(request, limits.max_body)
+    reservation = reserve()
+    if inspect.isawaitable(reservation):
+        reservation = await reservation
+    try:
+        with request.app.state.uploads.hold(size):
+            submission = await read_submission(request, limits, fmt.image, price)
+    except BaseException:
+        reservation.release()
+        raise
+    return submission, reservation
+
+
+def _keep_open(request: Request) -> bool:
+    """After refusing a request with its body unread: whether the connection can go on (the
+    server then reads and discards the body). Not when the body is too big to discard, nor
+    when the client waits for `100 Continue` before sending it (it never will)."""
+    waiting = "100-continue" in request.headers.get("expect", "").lower()
+    return not waiting and drainable(request, request.app.state.settings.max_body_bytes)
+
+
+async def answer_job(request: Request, price: bool, step: JobStep, reserve: Reserve
+                     ) -> Response:
     """Read the request into a Submission and run `step`; an ApiError is a refusal."""
     job_id = new_job_id()
     token = job_id_var.set(job_id)
     fmt: ResponseFormat | None = None
     submission: Submission | None = None
+    reservation: Reservation | None = None
     try:
         # The token first: a stranger learns nothing, not even which Accept is valid.
         require_token(request)
         fmt = negotiate(request.headers.get("accept"))
-        limits = BodyLimits.of(request.app.state.settings)
-        submission = await read_submission(request, limits, fmt.image, price)
-        return await step(submission, job_id, fmt)
+        submission, reservation = await admit_and_read(request, fmt, price, reserve)
+        return await step(submission, job_id, fmt, reservation)
     except ApiError as exc:
-        return refused_response(fmt, exc, job_id, submission)
+        response = refused_response(fmt, exc, job_id, submission)
+        if submission is None and not _keep_open(request):
+            response.headers["Connection"] = "close"
+        return response
     except Exception:
         log.exception("unexpected failure")
         return refused_response(fmt, JobFailed("internal server error"), job_id, submission)
     finally:
+        if reservation is not None:
+            reservation.release()
         job_id_var.reset(token)

@@ -18,9 +18,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from server.asyncjobs.quota import ResultsQuota
 from server.asyncjobs.store import JobStore, StoredJob
-from server.errors import ApiError, JobFailed, NotFound
-from server.jobs.admission import Lane
+from server.errors import ApiError, NotFound, NotReady, StorageFull
+from server.jobs.admission import Lane, Reservation, reserve_in
 from server.jobs.backend import Outcome
 from server.jobs.engine_worker import EngineWorker
 from server.jobs.job import Job
@@ -60,6 +61,9 @@ class AsyncJobs:
         size = settings.async_queue_size
         self.unfinished = Lane("async", size, lambda: worker.seconds_left(),
                                f"the async queue is full ({size} unfinished jobs); retry later")
+        self.quota = ResultsQuota(self.store, settings.results_max_bytes,
+                                  settings.results_min_free_bytes, self.retention,
+                                  lambda: set(self.active), self.cleanup_seconds)
         self.active: dict[str, Job] = {}
         self._outputs: dict[str, list[str]] = {}
         self._cleanup: asyncio.Task | None = None
@@ -67,7 +71,7 @@ class AsyncJobs:
     async def start(self) -> None:
         """Fail the jobs a previous process left unfinished; start the expiry cleanup."""
         try:
-            left = await asyncio.to_thread(self.store.fail_unfinished, RESTARTED)
+            left = await asyncio.to_thread(self.store.fail_unfinished, RESTARTED)  # measures
         except OSError:
             # The synchronous API still works; async jobs will fail to save, loudly.
             log.exception("cannot read the async results folder %s", self.store.root)
@@ -85,13 +89,24 @@ class AsyncJobs:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._cleanup
 
-    async def submit(self, submission: Submission, job_id: str) -> dict[str, Any]:
+    async def reserve(self) -> Reservation:
+        """Before a job's body is read: 507 when the results folder is over its quota (after
+        deleting expired jobs), 503 while shutting down, 429 when `async_queue_size` jobs are
+        unfinished or held for bodies being read; else a place held for it."""
+        if not self.service.accepting:
+            raise NotReady("the server is shutting down and accepts no new jobs")
+        await self.quota.check()
+        return reserve_in([self.unfinished])
+
+    async def submit(self, submission: Submission, job_id: str,
+                     reservation: Reservation | None = None) -> dict[str, Any]:
         """Accept a job: start it, save its record, return its job JSON.
 
         Raises what the service raises (400 for a bad input image, 503 while the engine is
-        not ready), and Overloaded (429) when `async_queue_size` jobs are unfinished.
+        not ready), Overloaded (429) when `async_queue_size` jobs are unfinished, and
+        StorageFull (507) when its record cannot be written.
         """
-        self.unfinished.try_enter(job_id)
+        (reservation or Reservation([])).admit(self.unfinished, job_id)
         try:
             job = await self.service.submit(submission, job_id, wait=True,
                                             lifetime=self.retention, sink=self._write_output)
@@ -99,8 +114,16 @@ class AsyncJobs:
             self.unfinished.leave(job_id)
             raise
         self.active[job.id] = job
-        # A record is a few hundred bytes: written on the loop, before the 201 goes out.
-        self.store.save(StoredJob(job.record.to_json()))
+        try:
+            # A record is a few hundred bytes: written on the loop, before the 201 goes out.
+            self.store.save(StoredJob(job.record.to_json()))
+        except OSError as exc:
+            self.active.pop(job.id, None)
+            self.unfinished.leave(job.id)
+            error = StorageFull(f"the job could not be saved to the results folder: "
+                                f"{exc.strerror or exc}")
+            self.service.cancel(job, error)
+            raise error from exc
         job.listen(self._changed)
         self._changed(job)  # it may have finished already (a refusing backend)
         return self.job_json(job)
@@ -111,8 +134,8 @@ class AsyncJobs:
         try:
             await asyncio.to_thread(self.store.write_output, job.id, name, outcome.output)
         except OSError as exc:
-            raise JobFailed(f"the output could not be saved to the results folder: "
-                            f"{exc.strerror or exc}") from exc
+            raise StorageFull(f"the output could not be saved to the results folder: "
+                              f"{exc.strerror or exc}") from exc
         self._outputs[job.id] = [name]
 
     def _changed(self, job: Job) -> None:

@@ -67,6 +67,21 @@ class JobStore:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        #: Bytes the folder holds: measured at startup and after each cleanup, counted up
+        #: on every write in between (rewritten records counted again: an over-estimate).
+        self.used_bytes = 0
+
+    def measure(self) -> int:
+        """Sum the sizes of every file in the job folders (and remember it)."""
+        total = 0
+        for folder in self._folders():
+            for path in folder.iterdir():
+                try:
+                    total += path.stat().st_size
+                except OSError:
+                    continue  # deleted meanwhile
+        self.used_bytes = total
+        return total
 
     def _folder(self, job_id: str) -> Path | None:
         return self.root / job_id if JOB_ID.match(job_id) else None
@@ -78,6 +93,7 @@ class JobStore:
             raise ValueError(f"not a job id: {stored.id!r}")
         data = json.dumps({"job": stored.job, "outputs": stored.outputs}).encode()
         write_atomic(folder / RECORD, data, durable=False)
+        self.used_bytes += len(data)
 
     def write_output(self, job_id: str, name: str, data: bytes) -> None:
         """Write one output file of a job (before its record names it)."""
@@ -85,6 +101,7 @@ class JobStore:
         if folder is None or not OUTPUT_NAME.match(name):
             raise ValueError(f"bad output {job_id!r}/{name!r}")
         write_atomic(folder / name, data)
+        self.used_bytes += len(data)
 
     def load(self, job_id: str) -> StoredJob | None:
         """The job's record, or None when there is none (or it cannot be read)."""
@@ -141,6 +158,7 @@ class JobStore:
             stored.job["updated_at"] = rfc3339(now())
             self.save(stored)
             count += 1
+        self.measure()
         return count
 
     def delete_expired(self, retention: timedelta, keep: set[str] | frozenset = frozenset()
@@ -163,4 +181,5 @@ class JobStore:
                 continue
             shutil.rmtree(folder, ignore_errors=True)
             count += 1
+        self.measure()
         return count

@@ -55,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     from server.cli.serve import serve
 
-    return serve(settings)
+    return serve(settings, tokens_from_flag=hasattr(args, "tokens"))
 
 
 def _weights(args: argparse.Namespace) -> int:

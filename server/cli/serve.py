@@ -72,8 +72,27 @@ def check_serving_safety(settings: Settings) -> tuple[str, ...]:
     return tokens
 
 
-def serve(settings: Settings) -> int:
-    """Run the server until stopped (SIGTERM drains it); returns the process exit code."""
+#: Said when tokens were given as a flag: other local users can read a command line.
+TOKENS_ON_COMMAND_LINE = (
+    "tokens were given on the command line (--tokens), where other users of this machine "
+    "can read them (ps, /proc); prefer KONTEXT_TOKENS in the environment or --token-file")
+
+
+def startup_warnings(tokens: tuple[str, ...], tokens_from_flag: bool) -> list[str]:
+    """What `kontext serve` warns about at startup, from how it authenticates."""
+    warnings = []
+    if not tokens:
+        warnings.append("no tokens configured: every request is served without authentication")
+    if tokens_from_flag:
+        warnings.append(TOKENS_ON_COMMAND_LINE)
+    return warnings
+
+
+def serve(settings: Settings, tokens_from_flag: bool = False) -> int:
+    """Run the server until stopped (SIGTERM drains it); returns the process exit code.
+
+    `tokens_from_flag`: --tokens was given on the command line (warned about).
+    """
     from pipelines.errors import EngineError
     from server.api.app import create_app
     from server.cli.runner import run_app
@@ -86,8 +105,8 @@ def serve(settings: Settings) -> int:
         print(f"kontext serve: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level, settings.log_format, log_secrets(settings, tokens))
-    if not tokens:
-        log.warning("no tokens configured: every request is served without authentication")
+    for warning in startup_warnings(tokens, tokens_from_flag):
+        log.warning(warning)
     try:
         engine = build_engine(settings)
     except EngineError as exc:

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from server.errors import ApiError, ClientGone, JobFailed, NotReady, ShuttingDown
+from server.jobs.admission import Reservation, reserve_in
 from server.jobs.backend import Backend, JobHandle, Outcome, PreparedJob
 from server.jobs.job import Job
 from server.jobs.record import JOB_LIFETIME, JobRecord
@@ -67,16 +68,28 @@ class JobService:
             raise NotReady(f"no {job_type.backend} backend is configured for {job_type.name}")
         return backend
 
+    def reserve(self) -> Reservation:
+        """Before a synchronous job's body is read: 429 when every lane a job could need is
+        full (counting places held for bodies still being read), else a place held in each
+        lane that has one, which `submit` turns into the job's place."""
+        if not self.accepting:
+            raise NotReady("the server is shutting down and accepts no new jobs")
+        lanes = {id(b.lane): b.lane for b in self.backends.values() if b.lane is not None}
+        return reserve_in(list(lanes.values()))
+
     async def submit(self, submission: Submission, job_id: str, *, wait: bool = False,
-                     lifetime: timedelta = JOB_LIFETIME, sink: Sink | None = None) -> Job:
+                     lifetime: timedelta = JOB_LIFETIME, sink: Sink | None = None,
+                     reservation: Reservation | None = None) -> Job:
         """Validate, admit and start a job; typed 4xx/429/503 errors before it exists.
 
-        `wait=False` (synchronous jobs): a full lane is a 429 now, and inputs are decoded
-        only once admitted. `wait=True` (async jobs): the job waits in line for its place.
+        `wait=False` (synchronous jobs): a full lane is a 429 now (a place `reservation`
+        holds in it is used instead), and inputs are decoded only once admitted.
+        `wait=True` (async jobs): the job waits in line for its place.
         """
         if not self.accepting:
             raise NotReady("the server is shutting down and accepts no new jobs")
-        prepared, backend = await self._prepare(submission, job_id, admit=not wait)
+        prepared, backend = await self._prepare(submission, job_id, admit=not wait,
+                                                reservation=reservation or Reservation([]))
         record = JobRecord(type=prepared.job_type.name, id=job_id,
                            config=prepared.config_json, lifetime=lifetime)
         if prepared.price:  # provisional: the outcome says the final price
@@ -88,8 +101,8 @@ class JobService:
         self._start(job, admitted=not wait, sink=sink)
         return job
 
-    async def _prepare(self, submission: Submission, job_id: str,
-                       admit: bool) -> tuple[PreparedJob, Backend]:
+    async def _prepare(self, submission: Submission, job_id: str, admit: bool,
+                       reservation: Reservation) -> tuple[PreparedJob, Backend]:
         job_type = lookup(submission.type)
         config = parse_model(job_type.config_model, submission.config, "config")
         require_inputs(job_type, submission.inputs)
@@ -100,7 +113,8 @@ class JobService:
         screening = self._screening(job_id, config)
         await screening.prompt(model_prompt(config))  # a refused prompt never takes a place
         if admit and backend.lane is not None:
-            backend.lane.try_enter(job_id)
+            reservation.admit(backend.lane, job_id)
+        reservation.release()
         try:
             inputs = await decode_inputs(submission.inputs, self.image_limits)
         except BaseException:

@@ -63,7 +63,9 @@ def _check_size(image: Image.Image, field: str, limits: ImageLimits) -> None:
         raise InvalidInputImage(
             f"is {width}x{height}; each side must be at least {limits.min_side} px", field=field
         )
-    if getattr(image, "n_frames", 1) > 1:
+    # An MPO (a multi-picture JPEG, as phone cameras write: a depth map or a second
+    # exposure after the photo) is a still image: its first picture is the photo.
+    if getattr(image, "n_frames", 1) > 1 and image.format != "MPO":
         raise InvalidInputImage(
             f"is animated ({image.n_frames} frames); send a still image", field=field
         )
@@ -84,13 +86,20 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB") if image.mode != "RGB" else image
 
 
+def open_image(data: bytes, field: str, limits: ImageLimits) -> Image.Image:
+    """The image's header checked (bytes, pixel bomb, format, sides, frames), no pixel
+    decoded yet; InvalidInputImage naming `field` and the rule otherwise."""
+    image = _open(data, field, limits)
+    _check_size(image, field, limits)
+    return image
+
+
 def decode_input_image(data: bytes, field: str = "input", limits: ImageLimits | None = None
                        ) -> Image.Image:
     """Decode one input image, or raise InvalidInputImage naming `field` and the limit."""
-    limits = limits or ImageLimits()
-    image = _open(data, field, limits)
-    _check_size(image, field, limits)
+    image = open_image(data, field, limits or ImageLimits())
     try:
+        image.seek(0)
         image.load()
         image = ImageOps.exif_transpose(image)
     except (OSError, ValueError, SyntaxError) as exc:

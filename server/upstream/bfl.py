@@ -1,8 +1,9 @@
 """Forwarding [pro]/[max] jobs straight to Black Forest Labs' API (contract §7).
 
 Submit with `x-key`, poll the returned `polling_url` unchanged, download `result.sample` at
-once. Polling and result URLs are followed only over https to the allowed host family, and
-the key goes only to the configured base host and the polling host, never to the result host.
+once. Polling and result URLs are followed only to the allowed origins (https, host family
+and port, or the base URL's own origin), and the key goes only to the configured base URL
+and the polling URL, never to the result host.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from server.settings import Settings
 from server.upstream.http import (
     Fetched,
     Scrubber,
+    allowed_origins,
     checked_url,
     describe_status,
     fetch,
@@ -36,6 +38,7 @@ from server.upstream.http import (
     retry_after,
     tls_context,
     to_output,
+    warn_if_plaintext,
     with_retries,
 )
 from server.wire.answers import json_object
@@ -62,7 +65,8 @@ class BflForwarder:
         self.base = settings.bfl_url.rstrip("/")
         self.host = httpx.URL(self.base).host
         self.who = f"BFL ({self.host})"
-        self.allowed = [*settings.upstream_hosts, self.host]
+        self.allowed = allowed_origins(settings.upstream_hosts, httpx.URL(self.base))
+        warn_if_plaintext(self.base)
         self.settings = settings
         self._key = key
         self.scrub = Scrubber(key.get_secret_value())
@@ -101,7 +105,7 @@ class BflForwarder:
             if isinstance(result.get("result"), dict) else None
         data = await self._download(sample)
         output = await asyncio.to_thread(to_output, data, fmt, self.settings.jpeg_quality,
-                                         f"{self.who} result")
+                                         f"{self.who} result", self.settings.upstream_max_bytes)
         return self._outcome(output, job, submitted, polling_url, time.monotonic() - started)
 
     async def _submit(self, job: PreparedJob, fmt: ImageFormat) -> dict[str, Any]:

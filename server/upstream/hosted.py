@@ -23,6 +23,7 @@ from server.upstream.http import (
     make_client,
     tls_context,
     to_output,
+    warn_if_plaintext,
     with_retries,
 )
 from server.wire.answers import Answer, read_answer
@@ -38,6 +39,7 @@ class HostedForwarder:
         self.url = settings.hosted_url.rstrip("/") + "/job"
         self.host = httpx.URL(self.url).host
         self.who = f"upstream {self.host}"
+        warn_if_plaintext(self.url)
         self.settings = settings
         self._token = token
         self.scrub = Scrubber(token.get_secret_value())
@@ -73,7 +75,8 @@ class HostedForwarder:
                                  f"image (content type {fetched.content_type or 'none'!r})")
         fmt = job.output_format
         data = await asyncio.to_thread(to_output, answer.output, fmt,
-                                       self.settings.jpeg_quality, self.who)
+                                       self.settings.jpeg_quality, self.who,
+                                       self.settings.upstream_max_bytes)
         return self._outcome(data, job, answer.job or {}, time.monotonic() - started)
 
     def _raise_for_status(self, fetched: Fetched, answer: Answer) -> None:

@@ -7,8 +7,8 @@ did, with the credential scrubbed from any text that upstream sent back.
 from __future__ import annotations
 
 import asyncio
-import io
 import json
+import logging
 import math
 import ssl
 from collections.abc import Awaitable, Callable
@@ -16,13 +16,16 @@ from dataclasses import dataclass
 
 import certifi
 import httpx
-from PIL import Image, UnidentifiedImageError
+from PIL import UnidentifiedImageError
 
-from server.errors import Overloaded, UpstreamFailed, UpstreamTimeout
+from server.errors import InvalidInputImage, Overloaded, UpstreamFailed, UpstreamTimeout
+from server.media.decode import ImageLimits, open_image
 from server.media.encode import encode_image
 from server.media.formats import FORMAT_OF_PIL, ImageFormat
-from server.settings import Settings
+from server.settings import Settings, is_loopback
 from server.wire.answers import json_object, media_type, retry_after_seconds
+
+log = logging.getLogger(__name__)
 
 #: Upstream error text quoted back to the client is cut to this many characters.
 MAX_ERROR_TEXT = 500
@@ -35,6 +38,16 @@ def tls_context(settings: Settings) -> ssl.SSLContext:
     if settings.upstream_ca_file is not None:
         context.load_verify_locations(cafile=str(settings.upstream_ca_file))
     return context
+
+
+def warn_if_plaintext(url: str) -> None:
+    """Say loudly, once per forwarder, that the credential will cross plain HTTP (allowed
+    only to loopback, or with --upstream-allow-plaintext; the settings refuse the rest)."""
+    parsed = httpx.URL(url)
+    if parsed.scheme == "http":
+        where = "this machine" if is_loopback(parsed.host) else "THE NETWORK, UNENCRYPTED"
+        log.warning("UPSTREAM OVER PLAIN HTTP: the upstream credential is sent to %s over "
+                    "http:// (to %s)", parsed.host, where)
 
 
 def make_client(settings: Settings, context: ssl.SSLContext) -> httpx.AsyncClient:
@@ -134,38 +147,70 @@ def describe_status(fetched: Fetched, who: str, scrub: Scrubber) -> str:
     return f"{who} answered {fetched.status}: {error_text(fetched, scrub)}"
 
 
-def host_allowed(host: str, allowed: list[str]) -> bool:
-    """Whether `host` is one of `allowed` or a subdomain of one."""
-    host = host.lower().rstrip(".")
-    suffixes = [suffix.lower().strip(".") for suffix in allowed]
-    return any(host == suffix or host.endswith("." + suffix) for suffix in suffixes)
+#: An allowed origin of upstream URLs: scheme, host (its subdomains too) and port.
+Origin = tuple[str, str, int]
+#: Upstream images are checked like client inputs, bar the smallest side (upstream's own
+#: outputs may be small) and a larger largest side.
+UPSTREAM_MAX_SIDE = 4096
 
 
-def checked_url(url: object, allowed: list[str], what: str) -> httpx.URL:
-    """`url` if it is https on an allowed host; else UpstreamFailed naming what was wrong."""
+def origin_of(url: httpx.URL) -> Origin:
+    """(scheme, host, port) of `url`, the scheme's default port filled in."""
+    port = url.port or (443 if url.scheme == "https" else 80)
+    return url.scheme, url.host.lower().rstrip("."), port
+
+
+def allowed_origins(entries: list[str], base: httpx.URL) -> list[Origin]:
+    """The origins upstream URLs may point to: each `host` (port 443) or `host:port` of
+    `entries` over https, and the configured base URL's own origin."""
+    origins = [origin_of(httpx.URL(f"https://{entry}")) for entry in entries]
+    return list(dict.fromkeys([*origins, origin_of(base)]))
+
+
+def origin_allowed(url: httpx.URL, allowed: list[Origin]) -> bool:
+    """Whether `url` has an allowed scheme and port, on an allowed host or a subdomain."""
+    scheme, host, port = origin_of(url)
+    return any(scheme == a_scheme and port == a_port
+               and (host == a_host or host.endswith("." + a_host))
+               for a_scheme, a_host, a_port in allowed)
+
+
+def describe_origins(allowed: list[Origin]) -> str:
+    """e.g. `https://bfl.ai:443, https://localhost:8443`."""
+    return ", ".join(f"{scheme}://{host}:{port}" for scheme, host, port in allowed)
+
+
+def checked_url(url: object, allowed: list[Origin], what: str) -> httpx.URL:
+    """`url` if its scheme, host and port are allowed; else UpstreamFailed naming what was
+    wrong (nothing has been sent to it)."""
     try:
         parsed = httpx.URL(url) if isinstance(url, str) else None
     except httpx.InvalidURL:
         parsed = None
-    if parsed is None or not parsed.host:
+    if parsed is None or not parsed.host or parsed.scheme not in ("http", "https"):
         raise UpstreamFailed(f"upstream returned a {what} that is not a URL")
-    if parsed.scheme != "https":
-        raise UpstreamFailed(f"upstream returned a {what} that is not https "
-                             f"({parsed.scheme}://{parsed.host}); refused")
-    if not host_allowed(parsed.host, allowed):
-        raise UpstreamFailed(f"upstream returned a {what} on {parsed.host}, outside the "
-                             f"allowed hosts ({', '.join(allowed)}); refused")
+    if not origin_allowed(parsed, allowed):
+        scheme, host, port = origin_of(parsed)
+        raise UpstreamFailed(f"upstream returned a {what} on {scheme}://{host}:{port}, outside "
+                             f"the allowed origins ({describe_origins(allowed)}); refused")
     return parsed
 
 
-def to_output(data: bytes, fmt: ImageFormat, jpeg_quality: int, who: str) -> bytes:
-    """Upstream's image in `fmt`, re-encoded only when its format differs."""
+def to_output(data: bytes, fmt: ImageFormat, jpeg_quality: int, who: str,
+              max_bytes: int) -> bytes:
+    """Upstream's image in `fmt`, re-encoded only when its format differs; UpstreamFailed
+    (502) naming the rule when it fails the checks client inputs get (pixel bomb, size,
+    format, frames) or cannot be decoded."""
+    limits = ImageLimits(max_bytes=max_bytes, min_side=1, max_side=UPSTREAM_MAX_SIDE)
     try:
-        image = Image.open(io.BytesIO(data))
+        image = open_image(data, "image", limits)
         if FORMAT_OF_PIL.get(image.format or "") == fmt:
             image.verify()  # checks the data without a full decode
             return data
         image.load()
+    except InvalidInputImage as exc:
+        raise UpstreamFailed(f"{who} sent an image that cannot be read: {exc.message}"
+                             ) from exc
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise UpstreamFailed(f"{who} sent an image that cannot be read: {exc}") from exc
     return encode_image(image.convert("RGB"), fmt, jpeg_quality=jpeg_quality)

@@ -79,3 +79,29 @@ def test_weights_tiny_then_check(tmp_path):
     assert checked.returncode == 0, checked.stdout
     assert "OK: kontext serve can load this" in checked.stdout
     assert "noise" in checked.stdout.lower()
+
+
+def test_empty_tokens_are_refused_at_startup_from_flag_environment_and_file(
+        tmp_path, monkeypatch, capsys):
+    assert main(["serve", "--tokens", ""]) == 2
+    assert "a token is empty" in capsys.readouterr().err
+    monkeypatch.setenv("KONTEXT_TOKENS", " ")
+    assert main(["serve"]) == 2
+    assert "a token is empty" in capsys.readouterr().err
+    monkeypatch.delenv("KONTEXT_TOKENS")
+    blanks = tmp_path / "tokens.txt"
+    blanks.write_text("\n   \n# only a comment\n\t\n")
+    assert main(["serve", "--token-file", str(blanks), "--demo"]) == 2
+    assert "holds no token" in capsys.readouterr().err
+
+
+def test_tokens_on_the_command_line_are_warned_about():
+    from server.cli.serve import TOKENS_ON_COMMAND_LINE, startup_warnings
+
+    assert startup_warnings(("abc",), tokens_from_flag=False) == []
+    assert startup_warnings(("abc",), tokens_from_flag=True) == [TOKENS_ON_COMMAND_LINE]
+    # The process says it (no weights: serve stops right after its startup warnings).
+    done = run("serve", "--tokens", "abc")
+    assert done.returncode == 2
+    assert "other users of this machine can read them" in done.stderr
+    assert "KONTEXT_TOKENS" in done.stderr and "--token-file" in done.stderr

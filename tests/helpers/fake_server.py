@@ -19,7 +19,8 @@ def main(argv: list[str]) -> int:
     """Serve on 127.0.0.1:PORT until a signal drains and stops the server."""
     port, step_seconds, grace = int(argv[0]), float(argv[1]), float(argv[2])
     configure_logging("info")
-    settings = Settings(warmup=False, shutdown_grace_seconds=grace)
+    settings = Settings(warmup=False,
+                        results_min_free_bytes=0, shutdown_grace_seconds=grace)
     app = create_app(settings, FakeEngine(step_seconds=step_seconds))
     return run_app(app, "127.0.0.1", port)
 

@@ -19,7 +19,8 @@ from server.settings import Settings
 
 def main() -> None:
     """Serve on a free loopback port with results in argv[1]; print the URL."""
-    settings = Settings(results_dir=Path(sys.argv[1]), warmup=False)
+    settings = Settings(results_dir=Path(sys.argv[1]), warmup=False,
+                        results_min_free_bytes=0)
     live = start_server(create_app(settings, FakeEngine(step_seconds=0.1)))
     print(live.url, flush=True)
     while True:

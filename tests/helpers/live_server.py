@@ -10,6 +10,8 @@ import httpx
 import uvicorn
 from fastapi import FastAPI
 
+from server.cli.runner import server_config
+
 
 @dataclass
 class LiveServer:
@@ -45,8 +47,8 @@ class LiveServer:
 
 def start_server(app: FastAPI, wait_ready: bool = True, **config) -> LiveServer:
     """Start `app` on 127.0.0.1 with a free port; wait until it is ready unless told not to."""
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None,
-                                           lifespan="on", **config))
+    # The same edge limits as `kontext serve` (server_config); `config` overrides them.
+    server = uvicorn.Server(server_config(app, "127.0.0.1", 0, lifespan="on", **config))
     thread = threading.Thread(target=server.run, daemon=True, name="live-server")
     thread.start()
     deadline = time.monotonic() + 30

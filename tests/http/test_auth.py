@@ -8,6 +8,7 @@ import httpx
 import pytest
 from helpers.http import post_job
 from helpers.images import image_bytes
+from helpers.raw_http import connect, read_answer
 from helpers.servers import make_settings
 
 from server.api.auth import TokenFileError, configured_tokens, is_loopback, open_bind_refusal
@@ -96,3 +97,29 @@ def test_kontext_serve_refuses_open_bind_before_loading(capsys):
     assert main(["serve", "--host", "0.0.0.0", "--demo"]) == 2
     err = capsys.readouterr().err
     assert "refusing to bind 0.0.0.0 with no tokens configured" in err
+
+
+def test_tokens_flag_a_comma_b_accepts_both_and_no_empty_bearer(serve):
+    from server.cli.main import build_parser
+    from server.cli.settings_flags import settings_from_args
+
+    parsed = settings_from_args(build_parser().parse_args(["serve", "--tokens", "a, b"]))
+    live = serve(tokens=parsed.tokens)
+    for token in ("a", "b"):
+        assert post_job(live.url, CONFIG, PNG, token=token).status_code == 200
+    for header in ("Bearer", "Bearer a,b", "Bearer  a, b"):
+        reply = httpx.post(f"{live.url}/v2/job", json={}, headers={"Authorization": header})
+        assert_401(reply)
+    for request in ("POST /v2/job", "GET /v2/job/async/x/job.json"):
+        with connect(live.url) as sock:  # `Bearer ` and nothing: httpx will not send it
+            sock.sendall(f"{request} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \r\n"
+                         "Content-Length: 0\r\n\r\n".encode())
+            answer = read_answer(sock)
+        assert answer.status == 401 and b"token is invalid" in answer.body
+
+
+def test_a_token_file_of_blanks_is_refused_before_loading(tmp_path):
+    blanks = tmp_path / "tokens"
+    blanks.write_text("\n \n# nobody\n")
+    with pytest.raises(ServeRefused, match=r"holds no token \(only blank lines or comments\)"):
+        check_serving_safety(make_settings(token_file=blanks))

@@ -10,7 +10,10 @@ import base64
 import json
 import logging
 import os
+import socket
+import struct
 import time
+import zlib
 
 import httpx
 import pytest
@@ -33,6 +36,10 @@ from helpers.http import (
     post_job,
 )
 from helpers.images import gradient_png
+from pydantic import ValidationError
+from starlette.responses import Response
+
+from server.settings import Settings
 
 BFL_KEY = "bfl-key-0c4f7a19e2"
 CLIENT_TOKEN = "client-token-8812"
@@ -47,7 +54,8 @@ def bfl(serve, fake, monkeypatch):
     def start(**settings):
         settings = {"upstream": "bfl", "bfl_url": fake.url("localhost"),
                     "bfl_key_env": "TEST_BFL_KEY", "upstream_ca_file": fake.ca_file,
-                    "upstream_hosts": ["localhost", "127.0.0.1"], "tokens": [CLIENT_TOKEN],
+                    "upstream_hosts": [f"localhost:{fake.port}", f"127.0.0.1:{fake.port}"],
+                    "tokens": [CLIENT_TOKEN],
                     "upstream_poll_interval": 0.02, "upstream_retry_budget": 0, **settings}
         return serve(**settings)
     return start
@@ -165,24 +173,25 @@ def test_poll_429_waits_and_goes_on(bfl, fake):
 
 
 @pytest.mark.parametrize(("sample", "words"), [
-    ("https://files.example.invalid/out.png", "outside the allowed hosts"),
-    ("http://127.0.0.1:{port}/sample/out.png", "not https"),
+    ("https://files.example.invalid/out.png", "outside the allowed origins"),
+    ("http://127.0.0.1:{port}/sample/out.png", "on http://127.0.0.1:{port}, outside"),
     ("not a url", "not a URL"),
 ], ids=["other-host", "plain-http", "garbage"])
 def test_result_url_must_be_https_on_allowed_hosts(bfl, fake, sample, words):
     fake.then("poll", status("Ready", result={"sample": sample.format(port=fake.port)}))
     answer = send(bfl(), accept="application/json")
     assert answer.status_code == 502
-    assert words in answer.json()["error"]
+    assert words.format(port=fake.port) in answer.json()["error"]
     assert fake.requests("sample") == []
 
 
 def test_default_hosts_refuse_a_result_off_bfl_ai(bfl, fake):
-    # Default upstream_hosts is bfl.ai (+ the base host): 127.0.0.1 is outside it.
+    # Default upstream_hosts is bfl.ai (+ the base URL's origin): 127.0.0.1 is outside it.
     live = bfl(upstream_hosts="bfl.ai")
     answer = send(live, accept="application/json")
     assert answer.status_code == 502
-    assert "127.0.0.1, outside the allowed hosts (bfl.ai, localhost)" in answer.json()["error"]
+    assert (f"https://127.0.0.1:{fake.port}, outside the allowed origins (https://bfl.ai:443, "
+            f"https://localhost:{fake.port})") in answer.json()["error"]
     assert fake.requests("sample") == []
 
 
@@ -190,14 +199,14 @@ def test_polling_url_elsewhere_is_refused_before_any_key_is_sent(bfl, fake):
     fake.then("submit", reply(200, {"id": "t", "polling_url": "https://poll.example.invalid/"}))
     answer = send(bfl(), accept="application/json")
     assert answer.status_code == 502
-    assert "polling_url on poll.example.invalid" in answer.json()["error"]
+    assert "polling_url on https://poll.example.invalid:443" in answer.json()["error"]
 
 
 def test_result_redirect_to_another_host_is_refused(bfl, fake):
     fake.then("sample", reply(302, "", {"Location": "https://cdn.example.invalid/x.png"}))
     answer = send(bfl(), accept="application/json")
     assert answer.status_code == 502
-    assert "result redirect on cdn.example.invalid" in answer.json()["error"]
+    assert "result redirect on https://cdn.example.invalid:443" in answer.json()["error"]
 
 
 def test_oversized_result_is_refused(bfl, fake):
@@ -263,3 +272,51 @@ def test_async_variant_forwards_too(bfl, fake):
     job = httpx.get(f"{job_url}/job.json", headers=headers).json()
     assert job["served_by"]["backend"] == "upstream-bfl"
     assert fake.requests("submit")[0].headers["x-key"] == BFL_KEY
+
+
+def png_bomb(side: int = 40_000) -> bytes:
+    """A PNG whose header claims side × side pixels (a decompression bomb), nothing more."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+    header = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b"")
+
+
+def test_a_polling_url_on_another_port_is_refused_and_receives_nothing(bfl, fake):
+    with socket.socket() as other:  # a listener on the allowed host, on another port
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        other.setblocking(False)
+        port = other.getsockname()[1]
+        polling = f"https://localhost:{port}/v1/get_result?id=t"
+        fake.then("submit", reply(200, {"id": "t", "polling_url": polling}))
+        answer = send(bfl(), accept="application/json")
+        assert answer.status_code == 502
+        assert f"polling_url on https://localhost:{port}, outside the allowed origins" in \
+            answer.json()["error"]
+        with pytest.raises(BlockingIOError):
+            other.accept()  # nobody ever connected: no key went there
+    assert fake.requests("poll") == []
+
+
+def test_an_upstream_decompression_bomb_is_502_naming_the_reason(bfl, fake):
+    fake.then("sample", lambda seen, fake: Response(png_bomb(), media_type="image/png"))
+    answer = send(bfl(), accept="application/json")
+    assert answer.status_code == 502, answer.text
+    error = answer.json()["error"]
+    assert "result sent an image that cannot be read: image: has too many pixels" in error
+    assert "too many pixels" in error
+
+
+@pytest.mark.parametrize("upstream", ["bfl", "hosted"])
+def test_plaintext_upstream_is_refused_unless_loopback_or_allowed(upstream):
+    url_field = f"{upstream}_url"
+    with pytest.raises(ValidationError, match="--upstream-allow-plaintext"):
+        Settings(upstream=upstream, **{url_field: "http://api.example.org"})
+    Settings(upstream=upstream, **{url_field: "http://127.0.0.1:9000"})  # loopback: tests
+    allowed = Settings(upstream=upstream, upstream_allow_plaintext=True,
+                       **{url_field: "http://api.example.org"})
+    assert getattr(allowed, url_field) == "http://api.example.org"
+    # The unused upstream's URL carries no credential: not refused.
+    Settings(upstream="none", **{url_field: "http://api.example.org"})
