@@ -45,8 +45,13 @@ class DevKontextConfig(WireModel):
     style_preset: StylePreset | None = Field(
         None, description="A style applied through a prompt template."
     )
-    width: int = Field(1024, ge=512, le=1040, multiple_of=32, description="Output width.")
-    height: int = Field(1024, ge=512, le=1040, multiple_of=32, description="Output height.")
+    # 512–1040 in multiples of 16: the hosted docs say "512–1040 in multiples of 32", which
+    # contradicts itself (1040 = 65 × 16); 16 is the model's own unit (one latent token per
+    # 16 × 16 pixels, Kontext's preferred resolutions), so we accept both readings.
+    width: int = Field(1024, ge=512, le=1040, multiple_of=16,
+                       description="Output width: 512–1040, a multiple of 16.")
+    height: int = Field(1024, ge=512, le=1040, multiple_of=16,
+                        description="Output height: 512–1040, a multiple of 16.")
     steps: int = Field(30, ge=1, le=50, description="Denoising steps.")
     guidance_scale: float = Field(2.5, ge=1, le=10, description="Distilled guidance scale.")
     seed: int = Field(

@@ -118,7 +118,7 @@ def test_validation_error_is_multipart_when_accept_allows(live):
     reply = post_job(live.url, {**CONFIG, "width": 1000}, PNG, "multipart/form-data; image/png")
     assert reply.headers["content-type"].startswith("multipart/form-data")
     assert set(multipart_parts(reply)) == {"job"}
-    job = expect_failed(reply, 400, "config.width: must be a multiple of 32, got 1000")
+    job = expect_failed(reply, 400, "config.width: must be a multiple of 16, got 1000")
     assert job["type"] == DEV
 
 

@@ -1,6 +1,7 @@
 """Validation of the dev-kontext config: defaults, boundaries, and messages naming field+rule."""
 
 import pytest
+from pydantic import ValidationError
 
 from server.errors import ValidationFailed
 from server.wire.models import MAX_RANDOM_SEED, MAX_SEED, DevKontextConfig, parse_model
@@ -37,20 +38,25 @@ def test_seed_zero_is_a_seed():
     assert parse(seed=0).seed == 0
 
 
-@pytest.mark.parametrize("value", [512, 544, 1024])
+@pytest.mark.parametrize("value", [512, 528, 544, 1024, 1040])
 def test_sizes_in_range_accepted(value):
+    # 512–1040 in multiples of 16: the superset of both readings of the hosted docs.
     assert parse(width=value, height=value).width == value
 
 
-def test_1040_is_in_range_but_not_a_multiple_of_32():
-    # The contract says 512–1040 *and* multiples of 32: 1024 is the largest such size.
-    rejects("config.width: must be a multiple of 32, got 1040", width=1040)
+@pytest.mark.parametrize(("value", "message"), [
+    (1041, "config.width: must be a multiple of 16, got 1041"),
+    (1056, "config.width: must be at most 1040, got 1056"),
+    (520, "config.width: must be a multiple of 16, got 520"),
+])
+def test_sizes_off_the_rule_are_refused_naming_it(value, message):
+    rejects(message, width=value)
 
 
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
-        ("width", 1000, "config.width: must be a multiple of 32, got 1000"),
+        ("width", 1000, "config.width: must be a multiple of 16, got 1000"),
         ("width", 480, "config.width: must be at least 512, got 480"),
         ("height", 1056, "config.height: must be at most 1040, got 1056"),
         ("steps", 0, "config.steps: must be at least 1, got 0"),
@@ -90,3 +96,18 @@ def test_integral_guidance_is_a_number():
 def test_prompt_boundaries_accepted():
     assert parse(prompt="abc").prompt == "abc"
     assert len(parse(prompt="y" * 4096).prompt) == 4096
+
+
+def test_the_engine_shape_plan_covers_every_accepted_size():
+    # pipelines/shapes.py warms up (and, compiled, proves no recompile) for OUTPUT_SIDES:
+    # it must list exactly the sides the wire model accepts.
+    from pipelines.shapes import OUTPUT_SIDES
+
+    accepted = []
+    for side in range(0, 2048):
+        try:
+            DevKontextConfig.model_validate({"prompt": "abc", "width": side})
+        except ValidationError:
+            continue
+        accepted.append(side)
+    assert tuple(accepted) == OUTPUT_SIDES
