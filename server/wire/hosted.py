@@ -5,20 +5,16 @@ They are validated here, locally, before any upstream call: a bad job never cost
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Literal
 
 from pydantic import Field, field_validator
-from pydantic_core import PydanticCustomError
 
-from server.wire.models import MAX_SEED, WireModel, random_seed
+from server.wire.models import MAX_SEED, JobConfig, random_seed
+from server.wire.ratio import check_ratio
 
 Model = Literal["pro", "max"]
 Task = Literal["txt2img", "img2img"]
-
-_RATIO = re.compile(r"^([0-9]{1,5}):([0-9]{1,5})$")
-ASPECT_RULE = "must be W:H with positive integers, between 21:9 and 9:21"
 
 
 def job_type_name(model: Model, task: Task) -> str:
@@ -40,26 +36,7 @@ def hosted_kind(name: str) -> HostedKind:
     return HostedKind(model, task)  # type: ignore[arg-type]
 
 
-def parse_ratio(text: str) -> tuple[int, int]:
-    """(W, H) of an aspect ratio that has passed validation."""
-    width, _, height = text.partition(":")
-    return int(width), int(height)
-
-
-def _check_ratio(value: object) -> object:
-    if not isinstance(value, str):
-        return value  # strict str typing reports the type error
-    match = _RATIO.match(value.strip())
-    if not match or int(match[1]) == 0 or int(match[2]) == 0:
-        raise PydanticCustomError("aspect_ratio", ASPECT_RULE)
-    width, height = int(match[1]), int(match[2])
-    # Integer cross-multiplication: 21:9 itself passes exactly, with no float rounding.
-    if width * 9 > height * 21 or height * 9 > width * 21:
-        raise PydanticCustomError("aspect_ratio", ASPECT_RULE)
-    return value.strip()
-
-
-class _HostedConfig(WireModel):
+class _HostedConfig(JobConfig):
     prompt: str = Field(min_length=3, max_length=4096, description="The prompt or edit "
                         "instruction.")
     prompt_upsampling: bool = Field(False, description="Let the model rewrite the prompt "
@@ -72,7 +49,7 @@ class _HostedConfig(WireModel):
     @field_validator("aspect_ratio", mode="before", check_fields=False)
     @classmethod
     def _ratio(cls, value: object) -> object:
-        return _check_ratio(value)
+        return check_ratio(value)
 
 
 class HostedTxt2ImgConfig(_HostedConfig):

@@ -5,13 +5,26 @@ from __future__ import annotations
 import secrets
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from server.errors import ValidationFailed
+from server.wire.ratio import check_ratio, size_for_ratio
 
 MAX_SEED = 2**63 - 1
 #: Random seeds stay below 2^53 so JavaScript clients read `config.seed` back exactly.
 MAX_RANDOM_SEED = 2**53 - 1
+#: Output sides of the dev-kontext type: 512–1040 in multiples of 16. The hosted docs say
+#: "512–1040 in multiples of 32", which contradicts itself (1040 = 65 × 16); 16 is the
+#: model's own unit (one latent token per 16 × 16 pixels), so we accept both readings.
+MIN_SIDE, MAX_SIDE, SIDE_UNIT = 512, 1040, 16
 
 StylePreset = Literal[
     "3d-model", "analog-film", "anime", "cinematic", "comic-book", "craft-clay",
@@ -38,20 +51,31 @@ class JobBody(WireModel):
     config: dict[str, Any] = Field(default_factory=dict, description="The job type's config.")
 
 
-class DevKontextConfig(WireModel):
+class JobConfig(WireModel):
+    """Base of every job type's config: the fields any official client may add to any job."""
+
+    include_messages: bool | None = Field(
+        None, description="Sent by the AI SDK's language-model path (`generateText`) on every "
+        "job: include the model's text messages in the answer. Image-only jobs have no "
+        "messages, so it changes nothing here; accepted and echoed as sent.")
+
+
+class DevKontextConfig(JobConfig):
     """Config of `inference.flux-fast.dev-kontext.img2img.v1` (runs on the local GPU)."""
 
     prompt: str = Field(min_length=3, max_length=4096, description="The edit instruction.")
     style_preset: StylePreset | None = Field(
         None, description="A style applied through a prompt template."
     )
-    # 512–1040 in multiples of 16: the hosted docs say "512–1040 in multiples of 32", which
-    # contradicts itself (1040 = 65 × 16); 16 is the model's own unit (one latent token per
-    # 16 × 16 pixels, Kontext's preferred resolutions), so we accept both readings.
-    width: int = Field(1024, ge=512, le=1040, multiple_of=16,
+    width: int = Field(1024, ge=MIN_SIDE, le=MAX_SIDE, multiple_of=SIDE_UNIT,
                        description="Output width: 512–1040, a multiple of 16.")
-    height: int = Field(1024, ge=512, le=1040, multiple_of=16,
+    height: int = Field(1024, ge=MIN_SIDE, le=MAX_SIDE, multiple_of=SIDE_UNIT,
                         description="Output height: 512–1040, a multiple of 16.")
+    aspect_ratio: str | None = Field(
+        None, description="Instead of width and height (our extension, for the AI SDK's "
+        "`generateText`, which can send only this): `W:H` between 21:9 and 9:21; the output "
+        "is the size nearest that ratio with about 1024² pixels within the width/height "
+        "rules (echoed in width and height).")
     steps: int = Field(30, ge=1, le=50, description="Denoising steps.")
     guidance_scale: float = Field(2.5, ge=1, le=10, description="Distilled guidance scale.")
     seed: int = Field(
@@ -59,6 +83,29 @@ class DevKontextConfig(WireModel):
         description="Random seed; absent means random, and the seed used is echoed.",
     )
     progressive: bool = Field(False, description="Write a progressive JPEG when output is JPEG.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _ratio_or_size(cls, data: object) -> object:
+        if isinstance(data, dict) and data.get("aspect_ratio") is not None \
+                and ("width" in data or "height" in data):
+            # A model-level error has no location: `field` in its context names the field.
+            raise PydanticCustomError("aspect_ratio_with_size",
+                                      "cannot be combined with width or height",
+                                      {"field": "aspect_ratio"})
+        return data
+
+    @field_validator("aspect_ratio", mode="before")
+    @classmethod
+    def _ratio(cls, value: object) -> object:
+        return check_ratio(value)
+
+    @model_validator(mode="after")
+    def _size_from_ratio(self) -> DevKontextConfig:
+        if self.aspect_ratio is not None:
+            self.width, self.height = size_for_ratio(self.aspect_ratio, MIN_SIDE, MAX_SIDE,
+                                                     SIDE_UNIT)
+        return self
 
     @field_validator("guidance_scale", mode="before")
     @classmethod
@@ -86,6 +133,7 @@ def _rule(error: dict[str, Any]) -> str:
     got = f", got {_describe(value)}"
     rules = {
         "missing": "is required",
+        "aspect_ratio_with_size": error["msg"],
         "extra_forbidden": "unknown field",
         "multiple_of": f"must be a multiple of {_num(ctx.get('multiple_of'))}{got}",
         "greater_than_equal": f"must be at least {_num(ctx.get('ge'))}{got}",
@@ -111,7 +159,8 @@ def _rule(error: dict[str, Any]) -> str:
 def validation_message(exc: ValidationError, prefix: str) -> tuple[str, str]:
     """(field, rule) of the first error, with `prefix` (e.g. "config") before the path."""
     first = exc.errors()[0]
-    path = ".".join(str(part) for part in (prefix, *first["loc"]) if part != "")
+    loc = first["loc"] or ((first.get("ctx") or {}).get("field", ""),)
+    path = ".".join(str(part) for part in (prefix, *loc) if part != "")
     return path, _rule(first)
 
 

@@ -37,6 +37,15 @@ def run_ai_sdk_image(base_url: str, model: str, prompt: str, seed: int | None = 
                                       "seed": seed, "token": token}, timeout)
 
 
+def run_ai_sdk_edit(base_url: str, model: str, prompt: str, image: Path, media_type: str,
+                    aspect_ratio: str | None = None, token: str = "test-token",
+                    timeout: float = 120) -> dict[str, Any]:
+    """Outcome of the AI SDK's generateText with an image file part (its only edit path)."""
+    return _node("ai_sdk_text.mjs", {"baseURL": base_url, "model": model, "prompt": prompt,
+                                     "image": str(image), "mediaType": media_type,
+                                     "aspectRatio": aspect_ratio, "token": token}, timeout)
+
+
 def run_js_job(base_url: str, job_type: str, config: dict[str, Any],
                inputs: list[Path] | None = None, accept: str | None = None,
                token: str = "test-token", output_path: Path | None = None,

@@ -4,6 +4,7 @@ import pytest
 from pydantic import ValidationError
 
 from server.errors import ValidationFailed
+from server.jobs.types import JOB_TYPES
 from server.wire.models import MAX_RANDOM_SEED, MAX_SEED, DevKontextConfig, parse_model
 
 
@@ -71,7 +72,7 @@ def test_sizes_off_the_rule_are_refused_naming_it(value, message):
         ("prompt", "ab", "config.prompt: must be at least 3 characters, got 2"),
         ("prompt", "x" * 4097, "config.prompt: must be at most 4096 characters, got 4097"),
         ("prompt", 42, "config.prompt: must be a string, got 42"),
-        ("aspect_ratio", "1:1", "config.aspect_ratio: unknown field"),
+        ("safety_tolerance", 2, "config.safety_tolerance: unknown field"),
     ],
 )
 def test_invalid_values_name_the_field_and_rule(field, value, message):
@@ -111,3 +112,27 @@ def test_the_engine_shape_plan_covers_every_accepted_size():
             continue
         accepted.append(side)
     assert tuple(accepted) == OUTPUT_SIDES
+
+
+@pytest.mark.parametrize("job_type", sorted(JOB_TYPES))
+def test_include_messages_is_accepted_on_every_job_type_and_echoed(job_type):
+    # The AI SDK's generateText adds it to every config; the hosted API accepts it.
+    model = JOB_TYPES[job_type].config_model
+    config = parse_model(model, {"prompt": "abc", "include_messages": True}, "config")
+    assert config.model_dump(exclude_none=True)["include_messages"] is True
+    assert "include_messages" not in parse_model(model, {"prompt": "abc"}, "config"
+                                                 ).model_dump(exclude_none=True)
+
+
+@pytest.mark.parametrize(("ratio", "size"), [("1:1", (1024, 1024)), ("16:9", (1040, 592)),
+                                             ("4:5", (832, 1040)), ("21:9", (1040, 512))])
+def test_aspect_ratio_picks_a_size_within_the_rules(ratio, size):
+    config = parse(aspect_ratio=ratio)
+    assert (config.width, config.height) == size
+
+
+def test_aspect_ratio_with_a_size_is_refused_naming_the_field():
+    rejects("config.aspect_ratio: cannot be combined with width or height",
+            aspect_ratio="1:1", width=512)
+    rejects("config.aspect_ratio: must be W:H with positive integers, between 21:9 and 9:21"
+            ", got '3:1'", aspect_ratio="3:1")
