@@ -155,8 +155,8 @@ def _cpu_plan(tier: Tier, memory_mode: MemoryMode, device: str) -> EnginePlan:
         raise InvalidInput(
             f"--memory-mode {memory_mode} limits GPU memory and needs a CUDA device; the "
             f"device is {device}. Use --memory-mode full on {device}.")
-    return EnginePlan(tier="exact", memory_mode="full", device=device, dtype="float32",
-                      notes=("no levers on CPU: the exact tier is stock diffusers",))
+    # No note: "no levers" is the plan, not a caveat (levers.py logs the plan at INFO).
+    return EnginePlan(tier="exact", memory_mode="full", device=device, dtype="float32")
 
 
 def _fp8_missing(tier: Tier, caps: Capabilities) -> str:

@@ -47,6 +47,12 @@ class LocalBackend:
         """The engine tier, for /metrics."""
         return self.worker.engine.info.tier
 
+    def where(self) -> dict[str, Any]:
+        """Where its jobs run (job JSON `served_by`): the engine's model and device. With
+        several engines, each job names the device of the worker that ran it."""
+        info = self.worker.engine.info
+        return {"backend": "local", "model": info.model, "device": info.device}
+
     def unavailable(self) -> ApiError | None:
         """NotReady while the engine loads, warms up, failed or stops."""
         return self.worker.unavailable()
@@ -65,7 +71,10 @@ class LocalBackend:
     async def run_edit(self, job: PreparedJob, request: EditRequest, handle: JobHandle,
                        progressive: bool = False, served_by: dict[str, Any] | None = None,
                        headers: dict[str, str] | None = None) -> Outcome:
-        """Run one engine request for `job` and encode its output (off the loop)."""
+        """Run one engine request for `job` and encode its output (off the loop).
+
+        `served_by` adds to (or overrides) where() in the job JSON, e.g. the fallback's.
+        """
         try:
             result = await self.worker.run(request, handle.control, handle.started)
         except EngineError as exc:
@@ -74,7 +83,8 @@ class LocalBackend:
                                        progressive, self.jpeg_quality)
         metrics = {"elapsed": round(result.elapsed, 3), "ips": round(result.ips, 3),
                    "tier": self.label}
-        return Outcome(data, job.output_format, metrics, served_by=served_by,
+        return Outcome(data, job.output_format, metrics,
+                       served_by={**self.where(), **(served_by or {})},
                        price={"product": job.job_type.name, "dollars": 0},
                        headers=dict(headers or {}))
 

@@ -34,8 +34,12 @@ class FakeEngine:
         self._gate.set()
         self.loaded = False
         self.closed = False
+        #: Cleared by a test that needs the engine to stay loading until it says so.
+        self.load_gate = threading.Event()
+        self.load_gate.set()
 
     def load(self) -> None:
+        self.load_gate.wait(timeout=60)
         time.sleep(self.load_seconds)
         self.loaded = True
 

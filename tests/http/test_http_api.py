@@ -78,6 +78,9 @@ def test_json_answer_is_the_job(live):
     assert isinstance(job["config"]["seed"], int)
     assert job["metrics"]["elapsed"] > 0 and job["metrics"]["ips"] > 0
     assert "price" not in job and "error" not in job
+    # Where it ran, as forwarded jobs say it too: here the local engine and its device.
+    assert job["served_by"] == {"backend": "local", "model": "fake", "device": "cpu"}
+    assert "x-kontext-served-by" not in reply.headers
 
 
 def test_price_query_adds_zero_dollars(live):
@@ -238,11 +241,14 @@ def test_disconnect_cancels_the_running_job(serve):
 
 
 def test_readyz_is_503_until_loaded_and_jobs_wait_for_it(serve):
-    live = serve(FakeEngine(load_seconds=1.0), wait_ready=False)
+    engine = FakeEngine()
+    engine.load_gate.clear()  # loading until the test says so (no race with a sleep)
+    live = serve(engine, wait_ready=False)
     early = httpx.get(f"{live.url}/readyz")
     assert early.status_code == 503 and early.json()["ready"] is False
     assert httpx.get(f"{live.url}/healthz").status_code == 200
     expect_failed(post_job(live.url, CONFIG, PNG), 503, "engine is loading")
+    engine.load_gate.set()
     live.wait_ready()
     body = httpx.get(f"{live.url}/readyz").json()
     assert body["ready"] is True and body["queue"]["capacity"] == 16
