@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Creates .venv and installs the project into it. `--test` adds the test tools, the
+# Creates .venv and installs the project into it, at the exact versions CI tests
+# (constraints.txt; refreshed with ./scripts/lock.sh). `--test` adds the test tools, the
 # official JS client (npm) and, when run as root without one, Debian's chromium.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,12 +9,17 @@ with_tests=false
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
 . .venv/bin/activate
-python -m pip install -q --upgrade pip
-# Keep an existing torch (e.g. a CUDA build). Otherwise 2.13.0: the suite and the demo
-# need no GPU, and pinning it avoids pulling an unexpected multi-GB build.
+# torch first, with pip: keep an existing torch (e.g. a CUDA build); otherwise 2.13.0 (the
+# suite and the demo need no GPU). pip, not uv, so that pip's configured wheel folders and
+# indexes are used (a local CPU wheel where there is one; uv reads no pip configuration).
 python -c "import torch" 2>/dev/null || python -m pip install -q "torch==2.13.0"
+# Everything else with uv, which resolves and downloads in parallel (benchmarks/RESULTS.md,
+# "Fresh install to a ready demo server"); torch is already there, so uv keeps it.
+python -m pip install -q "uv==0.13.9"
+extras=""
+$with_tests && extras="[test]"
+.venv/bin/uv pip install -q --python .venv/bin/python -c constraints.txt -e ".$extras"
 if $with_tests; then
-  python -m pip install -q -e ".[test]"
   (cd tests/js && npm install --no-save --no-audit --no-fund --loglevel=error)
   if ! command -v chromium >/dev/null 2>&1; then
     if [ "$(id -u)" = 0 ]; then
@@ -22,6 +28,4 @@ if $with_tests; then
       echo "install Debian's chromium (sudo apt-get install chromium) for the playground test" >&2
     fi
   fi
-else
-  python -m pip install -q -e .
 fi
