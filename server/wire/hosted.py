@@ -8,10 +8,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from server.wire.models import MAX_SEED, JobConfig, random_seed
-from server.wire.ratio import check_ratio
+from server.wire.ratio import check_ratio, ratio_of_size, refuse_ratio_with_size
+
+#: The largest width or height taken as a shape (the AI SDK's own bound for `size`).
+MAX_SIZE_SIDE = 1920
+#: Our extensions, consumed here (width/height become aspect_ratio): never forwarded.
+NOT_FORWARDED = frozenset({"width", "height"})
 
 Model = Literal["pro", "max"]
 Task = Literal["txt2img", "img2img"]
@@ -58,6 +63,24 @@ class HostedTxt2ImgConfig(_HostedConfig):
     aspect_ratio: str = Field("1:1", description="Output shape `W:H`, between 21:9 and 9:21.")
     safety_tolerance: int = Field(4, ge=0, le=6, description="Moderation tolerance, 0 (strict)"
                                   " to 6 (permissive).")
+    # What the AI SDK's generateImage sends for its `size` option: a shape, not a size.
+    width: int | None = Field(None, ge=1, le=MAX_SIZE_SIDE, description="With height, "
+                              "instead of aspect_ratio (our extension, for the AI SDK's "
+                              "`size`): the output's shape is width:height, echoed in "
+                              "aspect_ratio; the hosted model picks the size.")
+    height: int | None = Field(None, ge=1, le=MAX_SIZE_SIDE, description="See width.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _ratio_or_size(cls, data: object) -> object:
+        return refuse_ratio_with_size(data)
+
+    @model_validator(mode="after")
+    def _ratio_from_size(self) -> HostedTxt2ImgConfig:
+        ratio = ratio_of_size(self.width, self.height)
+        if ratio is not None:
+            self.aspect_ratio = ratio
+        return self
 
 
 class HostedImg2ImgConfig(_HostedConfig):

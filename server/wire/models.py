@@ -13,10 +13,9 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_core import PydanticCustomError
 
 from server.errors import ValidationFailed
-from server.wire.ratio import check_ratio, size_for_ratio
+from server.wire.ratio import check_ratio, refuse_ratio_with_size, size_for_ratio
 
 MAX_SEED = 2**63 - 1
 #: Random seeds stay below 2^53 so JavaScript clients read `config.seed` back exactly.
@@ -87,13 +86,7 @@ class DevKontextConfig(JobConfig):
     @model_validator(mode="before")
     @classmethod
     def _ratio_or_size(cls, data: object) -> object:
-        if isinstance(data, dict) and data.get("aspect_ratio") is not None \
-                and ("width" in data or "height" in data):
-            # A model-level error has no location: `field` in its context names the field.
-            raise PydanticCustomError("aspect_ratio_with_size",
-                                      "cannot be combined with width or height",
-                                      {"field": "aspect_ratio"})
-        return data
+        return refuse_ratio_with_size(data)
 
     @field_validator("aspect_ratio", mode="before")
     @classmethod
@@ -130,10 +123,11 @@ def _num(value: object) -> object:
 def _rule(error: dict[str, Any]) -> str:
     """Our wording for one pydantic error: the rule, then what was sent."""
     kind, ctx, value = error["type"], error.get("ctx") or {}, error.get("input")
+    if "field" in ctx:  # a model-level rule naming its field: its message stands alone
+        return error["msg"]
     got = f", got {_describe(value)}"
     rules = {
         "missing": "is required",
-        "aspect_ratio_with_size": error["msg"],
         "extra_forbidden": "unknown field",
         "multiple_of": f"must be a multiple of {_num(ctx.get('multiple_of'))}{got}",
         "greater_than_equal": f"must be at least {_num(ctx.get('ge'))}{got}",

@@ -26,6 +26,35 @@ def check_ratio(value: object) -> object:
     return value.strip()
 
 
+def refuse_ratio_with_size(data: object) -> object:
+    """A pydantic model before-validator: aspect_ratio and width/height exclude each other."""
+    if isinstance(data, dict) and data.get("aspect_ratio") is not None \
+            and ("width" in data or "height" in data):
+        # A model-level error has no location: `field` in its context names the field.
+        raise PydanticCustomError("aspect_ratio_with_size",
+                                  "cannot be combined with width or height",
+                                  {"field": "aspect_ratio"})
+    return data
+
+
+def ratio_of_size(width: int | None, height: int | None) -> str | None:
+    """The reduced `W:H` of a width × height given instead of aspect_ratio (None: neither
+    given); a pydantic error naming the field when one is missing or the shape is too long."""
+    if width is None and height is None:
+        return None
+    if width is None or height is None:
+        raise PydanticCustomError("size_pair", "width and height go together",
+                                  {"field": "width" if width is None else "height"})
+    divisor = math.gcd(width, height)
+    ratio = f"{width // divisor}:{height // divisor}"
+    try:
+        check_ratio(ratio)
+    except PydanticCustomError:
+        raise PydanticCustomError("size_ratio", "width:height must be between 21:9 and 9:21, "
+                                  "got {ratio}", {"field": "width", "ratio": ratio}) from None
+    return ratio
+
+
 def parse_ratio(text: str) -> tuple[int, int]:
     """(W, H) of an aspect ratio that has passed validation."""
     width, _, height = text.partition(":")

@@ -50,6 +50,23 @@ def test_generate_image_round_trips(serve):
     assert engine.requests[-1].seed == 5 and engine.requests[-1].image is None
 
 
+def test_generate_image_size_is_the_shape_of_a_pro_job(serve, fake, monkeypatch):
+    # generateImage sends its `size` as width/height: on [pro] it is the shape (aspect_ratio).
+    engine = FakeEngine()
+    local = serve(engine, fallback="local")
+    assert run_ai_sdk_image(local.v2, PRO_TXT, "a lighthouse", size="1024x768")["ok"]
+    assert (engine.requests[-1].width, engine.requests[-1].height) == (1184, 880)  # ~4:3
+    fake.reset()
+    monkeypatch.setenv("TEST_AI_SDK_UPSTREAM", UPSTREAM_TOKEN)
+    forwarded = serve(upstream="hosted", hosted_url=f"{fake.url()}/v2",
+                      hosted_token_env="TEST_AI_SDK_UPSTREAM", upstream_ca_file=fake.ca_file,
+                      upstream_retry_budget=0)
+    assert run_ai_sdk_image(forwarded.v2, PRO_TXT, "a lighthouse", size="1024x768")["ok"]
+    (seen,) = fake.requests("hosted")
+    config = json.loads(seen.form["job"])["config"]
+    assert config["aspect_ratio"] == "4:3" and "width" not in config and "height" not in config
+
+
 def test_validation_error_reaches_the_sdk_with_our_message(serve):
     live = serve(FakeEngine(), fallback="local")
     result = run_ai_sdk_image(live.v2, PRO_TXT, "ab")

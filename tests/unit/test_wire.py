@@ -136,3 +136,23 @@ def test_aspect_ratio_with_a_size_is_refused_naming_the_field():
             aspect_ratio="1:1", width=512)
     rejects("config.aspect_ratio: must be W:H with positive integers, between 21:9 and 9:21"
             ", got '3:1'", aspect_ratio="3:1")
+
+
+def test_a_pro_txt2img_size_is_its_shape_and_names_its_rule():
+    from server.wire.hosted import HostedTxt2ImgConfig
+
+    def txt(**config):
+        return parse_model(HostedTxt2ImgConfig, {"prompt": "abc", **config}, "config")
+
+    assert txt(width=1024, height=768).aspect_ratio == "4:3"
+    assert txt().aspect_ratio == "1:1"
+    for config, message in [
+        ({"width": 1024}, "config.height: width and height go together"),
+        ({"width": 1920, "height": 256},
+         "config.width: width:height must be between 21:9 and 9:21, got 15:2"),
+        ({"width": 512, "height": 512, "aspect_ratio": "1:1"},
+         "config.aspect_ratio: cannot be combined with width or height"),
+    ]:
+        with pytest.raises(ValidationFailed) as caught:
+            txt(**config)
+        assert str(caught.value) == message
