@@ -1,8 +1,10 @@
 """How long the README's demo command takes to reach a ready server on a fresh machine.
 
-For each git ref: a fresh clone into a temporary folder (so a fresh `.venv`), then the two
-halves of `./scripts/demo.sh` timed apart: `./scripts/install.sh` (creating the environment)
-and `.venv/bin/kontext serve --demo` until `/readyz` answers 200. Refs run in the order
+For each git ref: a fresh clone into a temporary folder (so a fresh `.venv`, and empty pip
+and uv caches there, as on a fresh machine), then the two halves of `./scripts/demo.sh`
+timed apart: `./scripts/install.sh` (creating the environment) and `.venv/bin/kontext
+serve --demo` until `/readyz` answers 200 (the tiny checkpoint is written to the clone's
+own cache folder too, as on a fresh machine). Refs run in the order
 given, alternating when repeated, so a before/after pair shares the machine's conditions.
 Standard library only: it runs before any environment exists.
 
@@ -12,6 +14,7 @@ Standard library only: it runs before any environment exists.
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import shutil
 import socket
@@ -42,13 +45,19 @@ def _ready(url: str) -> bool:
         return False
 
 
+def _fresh_env(root: Path) -> dict[str, str]:
+    """The environment with empty package caches and an empty home cache under `root`."""
+    return {**os.environ, "PIP_CACHE_DIR": str(root / "pip-cache"),
+            "UV_CACHE_DIR": str(root / "uv-cache"), "XDG_CACHE_HOME": str(root / "cache")}
+
+
 def _serve_until_ready(clone: Path) -> float:
     """Seconds from starting `kontext serve --demo` to /readyz 200; the server is stopped."""
     port = _free_port()
     started = time.monotonic()
     server = subprocess.Popen([str(clone / ".venv/bin/kontext"), "serve", "--demo",
                                "--port", str(port)], cwd=clone, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+                              stderr=subprocess.DEVNULL, env=_fresh_env(clone.parent))
     try:
         while not _ready(f"http://127.0.0.1:{port}/readyz"):
             if server.poll() is not None:
@@ -73,7 +82,7 @@ def measure(ref: str) -> tuple[float, float, str]:
         subprocess.run(["git", "-C", str(clone), "checkout", "-q", commit], check=True)
         started = time.monotonic()
         subprocess.run(["./scripts/install.sh"], cwd=clone, check=True,
-                       stdout=subprocess.DEVNULL)
+                       stdout=subprocess.DEVNULL, env=_fresh_env(Path(tmp)))
         installed = time.monotonic() - started
         return installed, _serve_until_ready(clone), commit[:10]
 
@@ -107,15 +116,9 @@ def main() -> None:
         lines += ["", f"Median of {args.runs} run(s) per ref, alternating. Command: "
                   f"`python3 benchmarks/install_time.py {' '.join(f'--ref {r}' for r in args.ref)}"
                   f" --runs {args.runs} --write`. Machine: {platform.machine()}, "
-                  f"{_cores()} cores shared with other work, Python {platform.python_version()}"
+                  f"{os.cpu_count()} cores shared with other work, Python {platform.python_version()}"
                   f", uv before the run: {uv}."]
         write_section("Fresh install to a ready demo server", lines)
-
-
-def _cores() -> int:
-    import os
-
-    return os.cpu_count() or 0
 
 
 if __name__ == "__main__":

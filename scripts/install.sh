@@ -9,16 +9,24 @@ with_tests=false
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
 . .venv/bin/activate
-# torch first, with pip: keep an existing torch (e.g. a CUDA build); otherwise 2.13.0 (the
-# suite and the demo need no GPU). pip, not uv, so that pip's configured wheel folders and
-# indexes are used (a local CPU wheel where there is one; uv reads no pip configuration).
-python -c "import torch" 2>/dev/null || python -m pip install -q "torch==2.13.0"
-# Everything else with uv, which resolves and downloads in parallel (benchmarks/RESULTS.md,
-# "Fresh install to a ready demo server"); torch is already there, so uv keeps it.
+# uv resolves, downloads and unpacks in parallel, much faster than pip on a fresh machine
+# (benchmarks/RESULTS.md, "Fresh install to a ready demo server"). pip installs uv itself.
 python -m pip install -q "uv==0.13.9"
+# uv reads no pip configuration: hand it the wheel folders pip is configured with (where a
+# machine keeps a local CPU torch wheel), so that uv installs the files pip would.
+links=()
+for dir in $(python -m pip config list 2>/dev/null | sed -n "s/^[^ ]*find-links='\(.*\)'$/\1/p" \
+             | tr ' ' '\n' | sort -u); do
+  links+=(--find-links "$dir")
+done
+# Keep an existing torch (e.g. a CUDA build); otherwise 2.13.0 (the suite and the demo need
+# no GPU). torch is not in constraints.txt, so a torch already there is never replaced.
+torch=()
+python -c "import torch" 2>/dev/null || torch=("torch==2.13.0")
 extras=""
 $with_tests && extras="[test]"
-.venv/bin/uv pip install -q --python .venv/bin/python -c constraints.txt -e ".$extras"
+.venv/bin/uv pip install -q --python .venv/bin/python "${links[@]}" -c constraints.txt \
+  -e ".$extras" "${torch[@]}"
 if $with_tests; then
   (cd tests/js && npm install --no-save --no-audit --no-fund --loglevel=error)
   if ! command -v chromium >/dev/null 2>&1; then
