@@ -113,11 +113,11 @@ def main() -> None:
         from benchmarks_results import write_section
 
         uv = shutil.which("uv") or "not on PATH"
+        refs = " ".join(f"--ref {ref}" for ref in args.ref)
         lines += ["", f"Median of {args.runs} run(s) per ref, alternating. Command: "
-                  f"`python3 benchmarks/install_time.py {' '.join(f'--ref {r}' for r in args.ref)}"
-                  f" --runs {args.runs} --write`. Machine: {platform.machine()}, "
-                  f"{os.cpu_count()} cores shared with other work, Python {platform.python_version()}"
-                  f", uv before the run: {uv}."]
+                  f"`python3 benchmarks/install_time.py {refs} --runs {args.runs} --write`. "
+                  f"Machine: {platform.machine()}, {os.cpu_count()} cores shared with other "
+                  f"work, Python {platform.python_version()}, uv before the run: {uv}."]
         write_section("Fresh install to a ready demo server", lines)
 
 

@@ -55,8 +55,8 @@ class JobConfig(WireModel):
 
     include_messages: bool | None = Field(
         None, description="Sent by the AI SDK's language-model path (`generateText`) on every "
-        "job: include the model's text messages in the answer. Image-only jobs have no "
-        "messages, so it changes nothing here; accepted and echoed as sent.")
+        "job, and accepted by the hosted API. Image-only jobs have no messages to include, so "
+        "it changes nothing here; accepted and echoed as sent.")
 
 
 class DevKontextConfig(JobConfig):
