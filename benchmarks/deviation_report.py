@@ -72,7 +72,7 @@ def run_stock(checkpoint: Path, device: str, size: tuple[int, int], steps: int):
     from diffusers import FluxKontextPipeline
 
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
-    pipe = FluxKontextPipeline.from_pretrained(str(checkpoint), torch_dtype=dtype).to(device)
+    pipe = FluxKontextPipeline.from_pretrained(str(checkpoint), dtype=dtype).to(device)
     pipe.set_progress_bar_config(disable=True)
     caught = {}
 

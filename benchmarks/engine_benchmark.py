@@ -79,7 +79,7 @@ class StockRunner:
         from diffusers import FluxKontextPipeline
 
         dtype = torch.bfloat16 if device == "cuda" else torch.float32
-        self.pipe = FluxKontextPipeline.from_pretrained(str(checkpoint), torch_dtype=dtype)
+        self.pipe = FluxKontextPipeline.from_pretrained(str(checkpoint), dtype=dtype)
         self.pipe.to(device)
         self.pipe.set_progress_bar_config(disable=True)
         self.transformer, self.levers, self.fp8 = self.pipe.transformer, "none", False

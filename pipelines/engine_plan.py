@@ -179,9 +179,9 @@ def _cpu_plan(tier: Tier, memory_mode: MemoryMode, device: str) -> EnginePlan:
         raise InvalidInput(
             f"--memory-mode {memory_mode} limits GPU memory and needs a CUDA device; the "
             f"device is {device}. Use --memory-mode full on {device}.")
+    # No note: "no levers" is the plan, not a caveat (levers.py logs the plan at INFO).
     return EnginePlan(tier="exact", memory_mode="full", device=device, dtype="float32",
-                      attention_backend="native",
-                      notes=("no levers on CPU: the exact tier is stock diffusers",))
+                      attention_backend="native")
 
 
 def _fp8_missing(tier: Tier, caps: Capabilities) -> str:

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 from pipelines.resolutions import PREFERRED_KONTEXT_RESOLUTIONS, nearest_preferred
 
-#: Output sides our API accepts (server/wire.py: 512–1040 in multiples of 32, so 512–1024).
-OUTPUT_SIDES = tuple(range(512, 1041, 32))
+#: Output sides our API accepts (server/wire/models.py: 512–1040 in multiples of 16).
+OUTPUT_SIDES = tuple(range(512, 1041, 16))
 #: 8× VAE downsampling then 2×2 patches: one token per 16×16 pixels.
 PIXELS_PER_TOKEN_SIDE = 16
 TEXT_TOKENS = 512

@@ -66,15 +66,15 @@ def load_pipeline(source: WeightsSource, torch_dtype):
         if source.kind == "single_file":
             transformer = FluxTransformer2DModel.from_single_file(
                 source.location, config=source.base, subfolder="transformer",
-                torch_dtype=torch_dtype, local_files_only=True,
+                dtype=torch_dtype, local_files_only=True,
             )
             pipe = FluxKontextPipeline.from_pretrained(
-                source.base, transformer=transformer, torch_dtype=torch_dtype,
+                source.base, transformer=transformer, dtype=torch_dtype,
                 local_files_only=True,
             )
         else:
             pipe = FluxKontextPipeline.from_pretrained(
-                source.location, torch_dtype=torch_dtype, local_files_only=True
+                source.location, dtype=torch_dtype, local_files_only=True
             )
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
         raise WeightsError(

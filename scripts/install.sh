@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Creates .venv and installs the project into it. `--test` adds the test tools, the
+# Creates .venv and installs the project into it, at the exact versions CI tests
+# (constraints.txt; refreshed with ./scripts/lock.sh). `--test` adds the test tools, the
 # official JS client (npm) and, when run as root, the Debian packages the tests use:
-# chromium (playground) and libimage-exiftool-perl (exiftool reads the disclosure marks).
+# chromium (playground), libimage-exiftool-perl (exiftool reads the disclosure marks) and
+# nginx-light (the reverse-proxy test).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 with_tests=false
@@ -9,12 +11,25 @@ with_tests=false
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
 . .venv/bin/activate
-python -m pip install -q --upgrade pip
-# Keep an existing torch (e.g. a CUDA build). Otherwise 2.13.0: the suite and the demo
-# need no GPU, and pinning it avoids pulling an unexpected multi-GB build.
-python -c "import torch" 2>/dev/null || python -m pip install -q "torch==2.13.0"
+# uv resolves, downloads and unpacks in parallel, much faster than pip on a fresh machine
+# (benchmarks/RESULTS.md, "Fresh install to a ready demo server"). pip installs uv itself.
+python -m pip install -q "uv==0.13.9"
+# uv reads no pip configuration: hand it the wheel folders pip is configured with (where a
+# machine keeps a local CPU torch wheel), so that uv installs the files pip would.
+links=()
+for dir in $(python -m pip config list 2>/dev/null | sed -n "s/^[^ ]*find-links='\(.*\)'$/\1/p" \
+             | tr ' ' '\n' | sort -u); do
+  links+=(--find-links "$dir")
+done
+# Keep an existing torch (e.g. a CUDA build); otherwise 2.13.0 (the suite and the demo need
+# no GPU). torch is not in constraints.txt, so a torch already there is never replaced.
+torch=()
+python -c "import torch" 2>/dev/null || torch=("torch==2.13.0")
+extras=""
+$with_tests && extras="[test]"
+.venv/bin/uv pip install -q --python .venv/bin/python "${links[@]}" -c constraints.txt \
+  -e ".$extras" "${torch[@]}"
 if $with_tests; then
-  python -m pip install -q -e ".[test]"
   (cd tests/js && npm install --no-save --no-audit --no-fund --loglevel=error)
   missing=()
   command -v chromium >/dev/null 2>&1 || missing+=(chromium)
@@ -38,6 +53,4 @@ if $with_tests; then
         "reverse-proxy test" >&2
     fi
   fi
-else
-  python -m pip install -q -e .
 fi

@@ -51,7 +51,8 @@ class Metrics:
             "Mean denoising step time of each completed local job.",
             buckets=STEP_BUCKETS, registry=r)
         self.errors = Counter("kontext_http_errors",
-                              "Failed requests by HTTP status and reason.",
+                              "Failed requests by HTTP status and reason (a /readyz 503 "
+                              "is not one: see kontext_readiness_probes).",
                               ["status", "reason"], registry=r)
         self.content_flags = Counter(
             "kontext_content_flags",
@@ -62,6 +63,10 @@ class Metrics:
             "kontext_content_check_seconds",
             "Time of one content-filter check, by checkpoint.", ["checkpoint"],
             buckets=STEP_BUCKETS, registry=r)
+        self.readiness = Counter("kontext_readiness_probes",
+                                 "Answers of /readyz by readiness; ready=\"false\" (503) is "
+                                 "expected while the engine loads, warms up or drains.",
+                                 ["ready"], registry=r)
         self.upstream = Counter("kontext_upstream_outcomes",
                                 "Answers from upstream APIs, by backend and outcome.",
                                 ["backend", "outcome"], registry=r)
@@ -98,6 +103,13 @@ class Metrics:
         for category in categories:
             self.content_flags.labels(checkpoint=checkpoint, category=category,
                                       policy=policy).inc()
+
+    def count_readiness(self, ready: bool) -> None:
+        """Count one /readyz answer; a not-ready one is not counted as a failed request."""
+        self.readiness.labels(ready=str(ready).lower()).inc()
+        request = current_request.get()
+        if request is not None and not ready:
+            request.expected = True
 
     def count_error(self, status: int, reason: str) -> None:
         """Count one failed request."""
@@ -144,6 +156,8 @@ class RequestMetrics:
     metrics: Metrics
     #: The ApiError reason of a failed answer, noted where errors are rendered.
     error_reason: str | None = None
+    #: The 4xx/5xx status is an expected state, not a failure (/readyz while starting).
+    expected: bool = False
 
 
 current_request: contextvars.ContextVar[RequestMetrics | None] = contextvars.ContextVar(

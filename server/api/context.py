@@ -27,7 +27,8 @@ def request_id_from(headers: Headers) -> str:
 
 
 class RequestContextMiddleware:
-    """Sets the request id and metrics scope for the request's code; counts failed answers."""
+    """Sets the request id and metrics scope for the request's code; counts failed answers
+    (those a route marked as expected, such as /readyz while starting, are not failures)."""
 
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
@@ -53,7 +54,7 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            if status >= 400:
+            if status >= 400 and not state.expected:
                 self.metrics.count_error(status, state.error_reason or "http")
             current_request.reset(metrics_token)
             request_id_var.reset(id_token)

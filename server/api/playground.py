@@ -16,8 +16,9 @@ from server.jobs.backend import Backend
 from server.jobs.refusing import RefusingBackend
 from server.jobs.service import JobService
 from server.jobs.types import DEV_KONTEXT, JOB_TYPES, JobType
-from server.wire.hosted import ASPECT_RULE, hosted_kind
+from server.wire.hosted import hosted_kind
 from server.wire.loras import LoraSpec
+from server.wire.ratio import ASPECT_RULE
 
 STATIC = Path(__file__).parent / "static"
 

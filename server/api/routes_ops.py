@@ -28,6 +28,7 @@ async def readyz(request: Request) -> JSONResponse:
     worker = path.worker
     info = worker.engine.info
     ready = worker.ready and path.service.accepting
+    request.app.state.metrics.count_readiness(ready)
     body = {
         "ready": ready, "state": worker.state, "error": worker.error,
         "model": info.model, "device": info.device, "dtype": info.dtype,

@@ -1,4 +1,4 @@
-"""The `kontext` command: serve, the weights tools, and batch edits."""
+"""The `kontext` command: serve, the weights tools, batch edits and one edit."""
 
 from __future__ import annotations
 
@@ -36,6 +36,12 @@ def build_parser() -> argparse.ArgumentParser:
     batch = commands.add_parser("batch", **BATCH_PARSER)
     add_batch_arguments(batch)
     add_settings(batch, batch_fields())
+    # kontext edit: one edit, on a server or in-process (--local takes the engine settings).
+    from server.cli.edit.args import EDIT_PARSER, add_edit_arguments
+
+    edit = commands.add_parser("edit", **EDIT_PARSER)
+    add_edit_arguments(edit)
+    add_settings(edit, batch_fields())
     return parser
 
 
@@ -48,6 +54,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from server.cli.batch.main import main_batch
 
         return main_batch(args)
+    if args.command == "edit":
+        from server.cli.edit.main import main_edit
+
+        return main_edit(args)
     try:
         settings = settings_from_args(args, serve_fields())
     except ValidationError as exc:

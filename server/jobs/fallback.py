@@ -13,8 +13,9 @@ from pipelines.types import EditRequest
 from server.errors import ApiError
 from server.jobs.backend import SERVED_BY_HEADER, JobHandle, Outcome, PreparedJob
 from server.jobs.local import LocalBackend
-from server.wire.hosted import HostedImg2ImgConfig, HostedTxt2ImgConfig, parse_ratio
+from server.wire.hosted import HostedImg2ImgConfig, HostedTxt2ImgConfig
 from server.wire.models import DevKontextConfig
+from server.wire.ratio import parse_ratio
 
 SERVED_BY = "local-dev-fallback"
 

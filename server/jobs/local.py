@@ -63,6 +63,12 @@ class LocalBackend:
         """The engine tier, for /metrics."""
         return self.worker.engine.info.tier
 
+    def where(self) -> dict[str, Any]:
+        """Where its jobs run (job JSON `served_by`): the engine's model and device. With
+        several engines, each job names the device of the worker that ran it."""
+        info = self.worker.engine.info
+        return {"backend": "local", "model": info.model, "device": info.device}
+
     def unavailable(self) -> ApiError | None:
         """NotReady while the engine loads, warms up, failed or stops."""
         return self.worker.unavailable()
@@ -85,7 +91,10 @@ class LocalBackend:
                        progressive: bool = False, served_by: dict[str, Any] | None = None,
                        headers: dict[str, str] | None = None) -> Outcome:
         """Run one engine request for `job`, pass its output through the content filter
-        and encode it with the disclosure marks (off the loop)."""
+        and encode it with the disclosure marks (off the loop).
+
+        `served_by` adds to (or overrides) where() in the job JSON, e.g. the fallback's.
+        """
         try:
             result = await self.worker.run(request, handle.control, handle.started)
         except EngineError as exc:
@@ -100,7 +109,8 @@ class LocalBackend:
                    "tier": self.label, **input_metrics(result)}
         if request.loras and result.loras is not None:
             metrics["loras"] = lora_metrics(result.loras)
-        return Outcome(data, job.output_format, metrics, served_by=served_by,
+        return Outcome(data, job.output_format, metrics,
+                       served_by={**self.where(), **(served_by or {})},
                        price={"product": job.job_type.name, "dollars": 0},
                        headers=dict(headers or {}))
 

@@ -27,6 +27,7 @@ from server.upstream.http import (
     with_retries,
 )
 from server.wire.answers import Answer, read_answer
+from server.wire.hosted import NOT_FORWARDED
 
 log = logging.getLogger(__name__)
 SERVED_BY = "upstream-hosted"
@@ -47,7 +48,8 @@ class HostedForwarder:
         self._client: httpx.AsyncClient | None = None
 
     def _request(self, client: httpx.AsyncClient, job: PreparedJob) -> httpx.Request:
-        body = json.dumps({"type": job.job_type.name, "config": job.config_json})
+        config = {k: v for k, v in job.config_json.items() if k not in NOT_FORWARDED}
+        body = json.dumps({"type": job.job_type.name, "config": config})
         files: list[tuple[str, tuple[str, bytes, str]]] = [
             ("input", (file_name(image.format, "input"), image.data, MEDIA_TYPES[image.format]))
             for image in job.inputs[:1]]

@@ -5,20 +5,23 @@ They are validated here, locally, before any upstream call: a bad job never cost
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from server.wire.models import MAX_SEED, WireModel, random_seed
+from server.wire.models import MAX_SEED, JobConfig, random_seed
+from server.wire.ratio import check_ratio, ratio_of_size, refuse_ratio_with_size
+
+#: The largest width or height taken as a shape (the AI SDK's own bound for `size`).
+MAX_SIZE_SIDE = 1920
+#: Our extensions, consumed here (width/height become aspect_ratio): never forwarded.
+NOT_FORWARDED = frozenset({"width", "height"})
 
 Model = Literal["pro", "max"]
 Task = Literal["txt2img", "img2img"]
 
-_RATIO = re.compile(r"^([0-9]{1,5}):([0-9]{1,5})$")
-ASPECT_RULE = "must be W:H with positive integers, between 21:9 and 9:21"
 #: The hosted [pro]/[max] models are Black Forest Labs' closed weights: neither BFL's API nor
 #: the hosted /v2 types built on it take LoRAs (docs/loras.md, "[pro] and [max]").
 NO_LORAS_RULE = ("[pro]/[max] take no LoRAs: they run on Black Forest Labs' hosted models, "
@@ -45,26 +48,7 @@ def hosted_kind(name: str) -> HostedKind:
     return HostedKind(model, task)  # type: ignore[arg-type]
 
 
-def parse_ratio(text: str) -> tuple[int, int]:
-    """(W, H) of an aspect ratio that has passed validation."""
-    width, _, height = text.partition(":")
-    return int(width), int(height)
-
-
-def _check_ratio(value: object) -> object:
-    if not isinstance(value, str):
-        return value  # strict str typing reports the type error
-    match = _RATIO.match(value.strip())
-    if not match or int(match[1]) == 0 or int(match[2]) == 0:
-        raise PydanticCustomError("aspect_ratio", ASPECT_RULE)
-    width, height = int(match[1]), int(match[2])
-    # Integer cross-multiplication: 21:9 itself passes exactly, with no float rounding.
-    if width * 9 > height * 21 or height * 9 > width * 21:
-        raise PydanticCustomError("aspect_ratio", ASPECT_RULE)
-    return value.strip()
-
-
-class _HostedConfig(WireModel):
+class _HostedConfig(JobConfig):
     prompt: str = Field(min_length=3, max_length=4096, description="The prompt or edit "
                         "instruction.")
     prompt_upsampling: bool = Field(False, description="Let the model rewrite the prompt "
@@ -90,7 +74,7 @@ class _HostedConfig(WireModel):
     @field_validator("aspect_ratio", mode="before", check_fields=False)
     @classmethod
     def _ratio(cls, value: object) -> object:
-        return _check_ratio(value)
+        return check_ratio(value)
 
 
 class HostedTxt2ImgConfig(_HostedConfig):
@@ -99,6 +83,24 @@ class HostedTxt2ImgConfig(_HostedConfig):
     aspect_ratio: str = Field("1:1", description="Output shape `W:H`, between 21:9 and 9:21.")
     safety_tolerance: int = Field(4, ge=0, le=6, description="Moderation tolerance, 0 (strict)"
                                   " to 6 (permissive).")
+    # What the AI SDK's generateImage sends for its `size` option: a shape, not a size.
+    width: int | None = Field(None, ge=1, le=MAX_SIZE_SIDE, description="With height, "
+                              "instead of aspect_ratio (our extension, for the AI SDK's "
+                              "`size`): the output's shape is width:height, echoed in "
+                              "aspect_ratio; the hosted model picks the size.")
+    height: int | None = Field(None, ge=1, le=MAX_SIZE_SIDE, description="See width.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _ratio_or_size(cls, data: object) -> object:
+        return refuse_ratio_with_size(data)
+
+    @model_validator(mode="after")
+    def _ratio_from_size(self) -> HostedTxt2ImgConfig:
+        ratio = ratio_of_size(self.width, self.height)
+        if ratio is not None:
+            self.aspect_ratio = ratio
+        return self
 
 
 class HostedImg2ImgConfig(_HostedConfig):

@@ -5,7 +5,14 @@ from __future__ import annotations
 import secrets
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from pipelines.references import DEFAULT_REFERENCE_METHOD, MAX_INPUT_IMAGES, ReferenceMethod
 from server.errors import ValidationFailed
@@ -16,10 +23,15 @@ from server.wire.loras import (
     check_unique,
     json_number,
 )
+from server.wire.ratio import check_ratio, refuse_ratio_with_size, size_for_ratio
 
 MAX_SEED = 2**63 - 1
 #: Random seeds stay below 2^53 so JavaScript clients read `config.seed` back exactly.
 MAX_RANDOM_SEED = 2**53 - 1
+#: Output sides of the dev-kontext type: 512–1040 in multiples of 16. The hosted docs say
+#: "512–1040 in multiples of 32", which contradicts itself (1040 = 65 × 16); 16 is the
+#: model's own unit (one latent token per 16 × 16 pixels), so we accept both readings.
+MIN_SIDE, MAX_SIDE, SIDE_UNIT = 512, 1040, 16
 
 StylePreset = Literal[
     "3d-model", "analog-film", "anime", "cinematic", "comic-book", "craft-clay",
@@ -46,15 +58,31 @@ class JobBody(WireModel):
     config: dict[str, Any] = Field(default_factory=dict, description="The job type's config.")
 
 
-class DevKontextConfig(WireModel):
+class JobConfig(WireModel):
+    """Base of every job type's config: the fields any official client may add to any job."""
+
+    include_messages: bool | None = Field(
+        None, description="Sent by the AI SDK's language-model path (`generateText`) on every "
+        "job, and accepted by the hosted API. Image-only jobs have no messages to include, so "
+        "it changes nothing here; accepted and echoed as sent.")
+
+
+class DevKontextConfig(JobConfig):
     """Config of `inference.flux-fast.dev-kontext.img2img.v1` (runs on the local GPU)."""
 
     prompt: str = Field(min_length=3, max_length=4096, description="The edit instruction.")
     style_preset: StylePreset | None = Field(
         None, description="A style applied through a prompt template."
     )
-    width: int = Field(1024, ge=512, le=1040, multiple_of=32, description="Output width.")
-    height: int = Field(1024, ge=512, le=1040, multiple_of=32, description="Output height.")
+    width: int = Field(1024, ge=MIN_SIDE, le=MAX_SIDE, multiple_of=SIDE_UNIT,
+                       description="Output width: 512–1040, a multiple of 16.")
+    height: int = Field(1024, ge=MIN_SIDE, le=MAX_SIDE, multiple_of=SIDE_UNIT,
+                        description="Output height: 512–1040, a multiple of 16.")
+    aspect_ratio: str | None = Field(
+        None, description="Instead of width and height (our extension, for the AI SDK's "
+        "`generateText`, which can send only this): `W:H` between 21:9 and 9:21; the output "
+        "is the size nearest that ratio with about 1024² pixels within the width/height "
+        "rules (echoed in width and height).")
     steps: int = Field(30, ge=1, le=50, description="Denoising steps.")
     guidance_scale: float = Field(2.5, ge=1, le=10, description="Distilled guidance scale.")
     seed: int = Field(
@@ -74,6 +102,23 @@ class DevKontextConfig(WireModel):
                                          description=LORAS_DESCRIPTION)
 
     _unique_loras = field_validator("loras")(check_unique)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _ratio_or_size(cls, data: object) -> object:
+        return refuse_ratio_with_size(data)
+
+    @field_validator("aspect_ratio", mode="before")
+    @classmethod
+    def _ratio(cls, value: object) -> object:
+        return check_ratio(value)
+
+    @model_validator(mode="after")
+    def _size_from_ratio(self) -> DevKontextConfig:
+        if self.aspect_ratio is not None:
+            self.width, self.height = size_for_ratio(self.aspect_ratio, MIN_SIDE, MAX_SIDE,
+                                                     SIDE_UNIT)
+        return self
 
     @field_validator("guidance_scale", mode="before")
     @classmethod
@@ -95,6 +140,8 @@ def _num(value: object) -> object:
 def _rule(error: dict[str, Any]) -> str:
     """Our wording for one pydantic error: the rule, then what was sent."""
     kind, ctx, value = error["type"], error.get("ctx") or {}, error.get("input")
+    if "field" in ctx:  # a model-level rule naming its field: its message stands alone
+        return error["msg"]
     got = f", got {_describe(value)}"
     rules = {
         "missing": "is required",
@@ -141,7 +188,8 @@ def field_path(prefix: str, loc: tuple[int | str, ...]) -> str:
 def validation_message(exc: ValidationError, prefix: str) -> tuple[str, str]:
     """(field, rule) of the first error, with `prefix` (e.g. "config") before the path."""
     first = exc.errors()[0]
-    return field_path(prefix, first["loc"]), _rule(first)
+    loc = first["loc"] or ((first.get("ctx") or {}).get("field", ""),)
+    return field_path(prefix, loc), _rule(first)
 
 
 def parse_model(model: type[WireModel], data: object, prefix: str) -> Any:

@@ -109,7 +109,7 @@ def test_manifest_with_bad_rows(tmp_path: Path, tiny_dir: Path,
     assert lines[4]["error"] == ("image: could not be decoded (truncated or corrupt data: "
                                  "image file is truncated)")
     assert lines[5]["error"] == "image: is 100x100; each side must be at least 256 px"
-    assert lines[6]["error"] == "config.width: must be a multiple of 32, got 1000"
+    assert lines[6]["error"] == "config.width: must be a multiple of 16, got 1000"
     with Image.open(out / "a.png") as image:
         assert image.size == (512, 576) and image.format == "PNG"
     with Image.open(out / "hat.jpg") as image:

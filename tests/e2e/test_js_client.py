@@ -49,7 +49,7 @@ def test_validation_error_becomes_a_user_error(serve, png):
     result = run_js_job(live.v2, DEV, {"prompt": "add a hat", "width": 1000}, [png])
     assert not result["ok"]
     assert result["errorClass"] == "ProdiaUserError"
-    assert result["message"].startswith("config.width: must be a multiple of 32, got 1000 (id: ")
+    assert result["message"].startswith("config.width: must be a multiple of 16, got 1000 (id: ")
 
 
 def test_wrong_token_is_a_bad_response_naming_it(serve, png):

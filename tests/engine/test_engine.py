@@ -24,7 +24,7 @@ def stock(tiny_dir):
     import torch
     from diffusers import FluxKontextPipeline
 
-    pipe = FluxKontextPipeline.from_pretrained(str(tiny_dir), torch_dtype=torch.float32)
+    pipe = FluxKontextPipeline.from_pretrained(str(tiny_dir), dtype=torch.float32)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 

@@ -217,13 +217,13 @@ def test_step_cache_with_regional_compile_does_not_recompile_in_steady_state(tin
 def test_shape_set_covers_every_api_size_and_reference_bucket():
     from pipelines.shapes import OUTPUT_SIDES, all_cases, image_token_counts, warmup_plan
 
-    # multiples of 32 from 512 up to 1040: the largest is 1024
-    assert OUTPUT_SIDES[0] == 512 and OUTPUT_SIDES[-1] == 1024 and len(OUTPUT_SIDES) == 17
+    # multiples of 16 from 512 up to 1040 (the API's rule, server/wire/models.py)
+    assert OUTPUT_SIDES[0] == 512 and OUTPUT_SIDES[-1] == 1040 and len(OUTPUT_SIDES) == 34
     cases = all_cases()
-    assert len(cases) == 17 * 17 * (17 + 1)  # sizes × (17 reference buckets + no reference)
+    assert len(cases) == 34 * 34 * (17 + 1)  # sizes × (17 reference buckets + no reference)
     counts = image_token_counts(cases)
     assert counts[0] == 32 * 32  # 512² output, no reference
-    assert counts[-1] == 64 * 64 + (800 // 16) * (1328 // 16)  # 1024² + the largest bucket
+    assert counts[-1] == 65 * 65 + (800 // 16) * (1328 // 16)  # 1040² + the largest bucket
     dynamic = warmup_plan(dynamic=True)
     assert [c.image_tokens for c in dynamic.cases] == [counts[0], counts[-1]]
     assert len(warmup_plan(dynamic=False).cases) == len(counts) > 100

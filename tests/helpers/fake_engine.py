@@ -42,9 +42,12 @@ class FakeEngine:
         self.load_gate.set()
         self.loaded = False
         self.closed = False
+        #: Cleared by a test that needs the engine to stay loading until it says so.
+        self.load_gate = threading.Event()
+        self.load_gate.set()
 
     def load(self) -> None:
-        self.load_gate.wait()
+        self.load_gate.wait(timeout=60)
         self.loaded = True
 
     def hold(self) -> None:

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
 import trustme
 from PIL import Image
 from starlette.applications import Starlette
@@ -243,3 +244,11 @@ def default_sample(seen: Seen, fake: FakeUpstream) -> Response:
     """The result image, in the format its file name says."""
     fmt = seen.path.rsplit(".", 1)[-1]
     return Response(image_file(fmt), media_type=MEDIA[fmt])
+
+
+@pytest.fixture(scope="module")
+def fake(tmp_path_factory: pytest.TempPathFactory):
+    """A fake upstream (hosted /v2/job and BFL protocols) over HTTPS on loopback."""
+    server = FakeUpstream(tmp_path_factory.mktemp("fake-upstream")).start()
+    yield server
+    server.stop()

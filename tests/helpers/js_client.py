@@ -31,10 +31,20 @@ def _node(script: str, args: dict[str, Any], timeout: float) -> dict[str, Any]:
 
 
 def run_ai_sdk_image(base_url: str, model: str, prompt: str, seed: int | None = None,
-                     token: str = "test-token", timeout: float = 120) -> dict[str, Any]:
+                     token: str = "test-token", timeout: float = 120,
+                     size: str | None = None) -> dict[str, Any]:
     """Outcome of the AI SDK's generateImage with @ai-sdk/prodia pointed at `base_url`."""
     return _node("ai_sdk_image.mjs", {"baseURL": base_url, "model": model, "prompt": prompt,
-                                      "seed": seed, "token": token}, timeout)
+                                      "seed": seed, "token": token, "size": size}, timeout)
+
+
+def run_ai_sdk_edit(base_url: str, model: str, prompt: str, image: Path, media_type: str,
+                    aspect_ratio: str | None = None, token: str = "test-token",
+                    timeout: float = 120) -> dict[str, Any]:
+    """Outcome of the AI SDK's generateText with an image file part (its only edit path)."""
+    return _node("ai_sdk_text.mjs", {"baseURL": base_url, "model": model, "prompt": prompt,
+                                     "image": str(image), "mediaType": media_type,
+                                     "aspectRatio": aspect_ratio, "token": token}, timeout)
 
 
 def run_js_job(base_url: str, job_type: str, config: dict[str, Any],

@@ -160,7 +160,7 @@ def test_validation_and_auth_answered_at_once(serve, tmp_path):
     live = serve(results_dir=tmp_path, tokens=["s3cret"])
     bad = submit(live.url, {**CONFIG, "width": 1000}, PNG, token="s3cret")
     assert bad.status_code == 400
-    assert bad.json()["error"] == "config.width: must be a multiple of 32, got 1000"
+    assert bad.json()["error"] == "config.width: must be a multiple of 16, got 1000"
     assert bad.json()["state"]["current"] == "failed"
     broken = submit(live.url, CONFIG, PNG[:200], token="s3cret")
     assert broken.status_code == 400

@@ -61,7 +61,7 @@ def test_server_mode_429_retry_validation_errors_and_resume(
     assert all(report[n]["job_id"] and report[n]["metrics"]["elapsed"] > 0 for n in range(1, 6))
     assert report[6]["error"].startswith("HTTP 400: input: is ") and "limit" in report[6]["error"]
     assert report[6]["attempts"] == 1
-    assert report[7]["error"] == "config.height: must be a multiple of 32, got 500"
+    assert report[7]["error"] == "config.height: must be a multiple of 16, got 500"
     for name in ("in0.png", "second.webp", "in2.png", "in3.png", "in4.png"):
         with Image.open(out / name) as image:
             assert image.size == (512, 576)

@@ -78,6 +78,9 @@ def test_json_answer_is_the_job(live):
     assert isinstance(job["config"]["seed"], int)
     assert job["metrics"]["elapsed"] > 0 and job["metrics"]["ips"] > 0
     assert "price" not in job and "error" not in job
+    # Where it ran, as forwarded jobs say it too: here the local engine and its device.
+    assert job["served_by"] == {"backend": "local", "model": "fake", "device": "cpu"}
+    assert "x-kontext-served-by" not in reply.headers
 
 
 def test_price_query_adds_zero_dollars(live):
@@ -118,7 +121,7 @@ def test_validation_error_is_multipart_when_accept_allows(live):
     reply = post_job(live.url, {**CONFIG, "width": 1000}, PNG, "multipart/form-data; image/png")
     assert reply.headers["content-type"].startswith("multipart/form-data")
     assert set(multipart_parts(reply)) == {"job"}
-    job = expect_failed(reply, 400, "config.width: must be a multiple of 32, got 1000")
+    job = expect_failed(reply, 400, "config.width: must be a multiple of 16, got 1000")
     assert job["type"] == DEV
 
 
@@ -240,7 +243,7 @@ def test_disconnect_cancels_the_running_job(serve):
 
 def test_readyz_is_503_until_loaded_and_jobs_wait_for_it(serve):
     engine = FakeEngine()
-    engine.load_gate.clear()  # loading until the test says so
+    engine.load_gate.clear()  # loading until the test says so (no race with a sleep)
     live = serve(engine, wait_ready=False)
     early = httpx.get(f"{live.url}/readyz")
     assert early.status_code == 503 and early.json()["ready"] is False

@@ -10,6 +10,7 @@ import logging
 from collections.abc import Iterator
 
 import httpx
+from helpers.async_api import wait_until
 from helpers.fake_engine import FakeEngine
 from helpers.http import DEV, job_of, post_job
 from helpers.images import gradient_png, image_bytes
@@ -63,6 +64,20 @@ def test_metrics_after_jobs_failures_and_refusals(serve):
     assert value(found, "kontext_jobs_in_flight") == 0
     # A CPU engine exports no GPU memory gauge.
     assert not any(name.startswith("kontext_gpu") for name, _ in found)
+
+
+def test_readiness_503_while_starting_is_not_counted_as_an_error(serve):
+    engine = FakeEngine()
+    engine.load_gate.clear()
+    live = serve(engine, wait_ready=False)
+    assert httpx.get(f"{live.url}/readyz").status_code == 503
+    assert httpx.get(f"{live.url}/readyz").status_code == 503
+    engine.load_gate.set()
+    wait_until(lambda: httpx.get(f"{live.url}/readyz").status_code == 200)
+    found = samples(live)
+    assert not any(name == "kontext_http_errors_total" for name, _ in found)
+    assert value(found, "kontext_readiness_probes_total", ready="false") >= 2
+    assert value(found, "kontext_readiness_probes_total", ready="true") == 1
 
 
 @contextlib.contextmanager

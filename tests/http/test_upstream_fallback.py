@@ -41,8 +41,9 @@ def test_fallback_txt2img_runs_on_dev_without_an_image(serve, job_type):
     parts = multipart_parts(answer)
     job = json.loads(parts["job"][1])
     assert job["served_by"] == {
-        "backend": "local-dev-fallback", "model": "FLUX.1-Kontext-dev", "width": 1392,
-        "height": 752, "steps": 3, "not_applied": ["prompt_upsampling", "safety_tolerance"]}
+        "backend": "local-dev-fallback", "model": "FLUX.1-Kontext-dev", "device": "cpu",
+        "width": 1392, "height": 752, "steps": 3,
+        "not_applied": ["prompt_upsampling", "safety_tolerance"]}
     assert job["config"]["safety_tolerance"] == 4
     assert image_of(parts["output"][1]).size == (1392, 752)
     (request,) = engine.requests

@@ -70,7 +70,7 @@ def test_bad_jsonl_rows_are_reported_not_raised(workdir: Path) -> None:
     assert isinstance(rows[0], Row)
     errors = [row.error for row in rows[1:]]
     assert all(isinstance(row, BadRow) for row in rows[1:])
-    assert errors[0] == "config.width: must be a multiple of 32, got 1000"
+    assert errors[0] == "config.width: must be a multiple of 16, got 1000"
     assert errors[1].startswith("image: no such file:") and "missing.png" in errors[1]
     assert errors[2] == "image: is required"
     assert errors[3] == "config.stpes: unknown field"

@@ -36,8 +36,8 @@ near_configs = st.dictionaries(config_keys, json_values, max_size=8)
 valid_configs = st.fixed_dictionaries(
     {"prompt": st.text(min_size=3, max_size=200).filter(lambda t: 3 <= len(t) <= 4096)},
     optional={
-        "width": st.sampled_from(range(512, 1041, 32)),
-        "height": st.sampled_from(range(512, 1041, 32)),
+        "width": st.sampled_from(range(512, 1041, 16)),
+        "height": st.sampled_from(range(512, 1041, 16)),
         "steps": st.integers(1, 50),
         "guidance_scale": st.floats(1, 10),
         "seed": st.integers(0, MAX_SEED),

@@ -1,8 +1,10 @@
 """Validation of the dev-kontext config: defaults, boundaries, and messages naming field+rule."""
 
 import pytest
+from pydantic import ValidationError
 
 from server.errors import ValidationFailed
+from server.jobs.types import JOB_TYPES
 from server.wire.models import MAX_RANDOM_SEED, MAX_SEED, DevKontextConfig, parse_model
 
 
@@ -37,20 +39,25 @@ def test_seed_zero_is_a_seed():
     assert parse(seed=0).seed == 0
 
 
-@pytest.mark.parametrize("value", [512, 544, 1024])
+@pytest.mark.parametrize("value", [512, 528, 544, 1024, 1040])
 def test_sizes_in_range_accepted(value):
+    # 512–1040 in multiples of 16: the superset of both readings of the hosted docs.
     assert parse(width=value, height=value).width == value
 
 
-def test_1040_is_in_range_but_not_a_multiple_of_32():
-    # The contract says 512–1040 *and* multiples of 32: 1024 is the largest such size.
-    rejects("config.width: must be a multiple of 32, got 1040", width=1040)
+@pytest.mark.parametrize(("value", "message"), [
+    (1041, "config.width: must be a multiple of 16, got 1041"),
+    (1056, "config.width: must be at most 1040, got 1056"),
+    (520, "config.width: must be a multiple of 16, got 520"),
+])
+def test_sizes_off_the_rule_are_refused_naming_it(value, message):
+    rejects(message, width=value)
 
 
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
-        ("width", 1000, "config.width: must be a multiple of 32, got 1000"),
+        ("width", 1000, "config.width: must be a multiple of 16, got 1000"),
         ("width", 480, "config.width: must be at least 512, got 480"),
         ("height", 1056, "config.height: must be at most 1040, got 1056"),
         ("steps", 0, "config.steps: must be at least 1, got 0"),
@@ -65,7 +72,7 @@ def test_1040_is_in_range_but_not_a_multiple_of_32():
         ("prompt", "ab", "config.prompt: must be at least 3 characters, got 2"),
         ("prompt", "x" * 4097, "config.prompt: must be at most 4096 characters, got 4097"),
         ("prompt", 42, "config.prompt: must be a string, got 42"),
-        ("aspect_ratio", "1:1", "config.aspect_ratio: unknown field"),
+        ("safety_tolerance", 2, "config.safety_tolerance: unknown field"),
     ],
 )
 def test_invalid_values_name_the_field_and_rule(field, value, message):
@@ -90,3 +97,62 @@ def test_integral_guidance_is_a_number():
 def test_prompt_boundaries_accepted():
     assert parse(prompt="abc").prompt == "abc"
     assert len(parse(prompt="y" * 4096).prompt) == 4096
+
+
+def test_the_engine_shape_plan_covers_every_accepted_size():
+    # pipelines/shapes.py warms up (and, compiled, proves no recompile) for OUTPUT_SIDES:
+    # it must list exactly the sides the wire model accepts.
+    from pipelines.shapes import OUTPUT_SIDES
+
+    accepted = []
+    for side in range(0, 2048):
+        try:
+            DevKontextConfig.model_validate({"prompt": "abc", "width": side})
+        except ValidationError:
+            continue
+        accepted.append(side)
+    assert tuple(accepted) == OUTPUT_SIDES
+
+
+@pytest.mark.parametrize("job_type", sorted(JOB_TYPES))
+def test_include_messages_is_accepted_on_every_job_type_and_echoed(job_type):
+    # The AI SDK's generateText adds it to every config; the hosted API accepts it.
+    model = JOB_TYPES[job_type].config_model
+    config = parse_model(model, {"prompt": "abc", "include_messages": True}, "config")
+    assert config.model_dump(exclude_none=True)["include_messages"] is True
+    assert "include_messages" not in parse_model(model, {"prompt": "abc"}, "config"
+                                                 ).model_dump(exclude_none=True)
+
+
+@pytest.mark.parametrize(("ratio", "size"), [("1:1", (1024, 1024)), ("16:9", (1040, 592)),
+                                             ("4:5", (832, 1040)), ("21:9", (1040, 512))])
+def test_aspect_ratio_picks_a_size_within_the_rules(ratio, size):
+    config = parse(aspect_ratio=ratio)
+    assert (config.width, config.height) == size
+
+
+def test_aspect_ratio_with_a_size_is_refused_naming_the_field():
+    rejects("config.aspect_ratio: cannot be combined with width or height",
+            aspect_ratio="1:1", width=512)
+    rejects("config.aspect_ratio: must be W:H with positive integers, between 21:9 and 9:21"
+            ", got '3:1'", aspect_ratio="3:1")
+
+
+def test_a_pro_txt2img_size_is_its_shape_and_names_its_rule():
+    from server.wire.hosted import HostedTxt2ImgConfig
+
+    def txt(**config):
+        return parse_model(HostedTxt2ImgConfig, {"prompt": "abc", **config}, "config")
+
+    assert txt(width=1024, height=768).aspect_ratio == "4:3"
+    assert txt().aspect_ratio == "1:1"
+    for config, message in [
+        ({"width": 1024}, "config.height: width and height go together"),
+        ({"width": 1920, "height": 256},
+         "config.width: width:height must be between 21:9 and 9:21, got 15:2"),
+        ({"width": 512, "height": 512, "aspect_ratio": "1:1"},
+         "config.aspect_ratio: cannot be combined with width or height"),
+    ]:
+        with pytest.raises(ValidationFailed) as caught:
+            txt(**config)
+        assert str(caught.value) == message

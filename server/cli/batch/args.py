@@ -53,7 +53,7 @@ def _add_config_defaults(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--prompt", help="the edit instruction (required with --images)")
     group.add_argument("--style-preset", dest="style_preset",
                        choices=StylePreset.__args__, help="a style preset")
-    group.add_argument("--width", type=int, help="output width (512-1040, multiple of 32; "
+    group.add_argument("--width", type=int, help="output width (512-1040, multiple of 16; "
                        "default 1024)")
     group.add_argument("--height", type=int, help="output height (default 1024)")
     group.add_argument("--steps", type=int, help="denoising steps (1-50; default 30)")

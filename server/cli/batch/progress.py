@@ -22,7 +22,7 @@ class Progress:
         self.total, self.initial, self.done = total, initial, initial
         self.started = time.monotonic()
         self.bar: tqdm | None = None
-        if _is_terminal(self.stream):
+        if is_terminal(self.stream):
             self.bar = tqdm(total=total, initial=initial, unit="img", file=self.stream,
                             dynamic_ncols=True, smoothing=0.1)
 
@@ -49,7 +49,8 @@ class Progress:
             self.bar.close()
 
 
-def _is_terminal(stream: TextIO) -> bool:
+def is_terminal(stream: TextIO) -> bool:
+    """Whether `stream` is a terminal (a progress bar), not a pipe or file (plain lines)."""
     try:
         return stream.isatty()
     except (AttributeError, ValueError):

@@ -2,7 +2,8 @@
 
 The jobs path (engine worker, local backend, job service) is built exactly as the server
 builds it (server/wiring.py), and each row is submitted as the Submission a client's
-request becomes, so a row means the same edit here as through the server.
+request becomes, so a row means the same edit here as through the server. `kontext edit
+--local` runs its one edit through the same runner (`run_one`).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from pipelines.errors import EngineFailure
@@ -18,7 +20,7 @@ from server.cli.batch.manifest import Row
 from server.cli.batch.report import Finish
 from server.cli.batch.stop import StopRequest
 from server.errors import ApiError, ClientGone
-from server.jobs.job import Job
+from server.jobs.job import Job, Listener
 from server.jobs.record import new_job_id
 from server.jobs.submission import Submission
 from server.jobs.types import DEV_KONTEXT
@@ -47,6 +49,26 @@ class LocalRunner:
             raise EngineFailure(f"the engine did not load: {self.path.worker.error}")
         log.info("engine loaded in %.1fs: %s", time.monotonic() - started, engine.info)
 
+    def run_one(self, submission: Submission, stop: StopRequest,
+                listener: Listener | None = None) -> Job:
+        """Run one job to its end; `listener(job)` after each change; the first Ctrl-C of
+        `stop` cancels it (the job then fails with ClientGone)."""
+
+        async def one() -> Job:
+            stopped = asyncio.Event()
+            stop.on_stop(lambda: self.loop.call_soon_threadsafe(stopped.set))
+            return await self._run_job(submission, stopped.wait, listener)
+
+        return self.loop.run_until_complete(one())
+
+    async def _run_job(self, submission: Submission, abandoned: Callable[[], Awaitable[Any]],
+                       listener: Listener | None = None) -> Job:
+        """Submit (waiting in line) and wait for the end; refusals raise ApiError."""
+        job = await self.path.service.submit(submission, new_job_id(), wait=True)
+        if listener is not None:
+            job.listen(listener)
+        return await self.path.service.finish(job, abandoned)
+
     def run(self, rows: list[Row], finish: Finish, stop: StopRequest) -> None:
         """Run each row until done or stopped; a stopped edit is abandoned (nothing written)."""
         self.loop.run_until_complete(self._run_all(rows, finish, stop))
@@ -67,8 +89,7 @@ class LocalRunner:
                 return
             started = time.monotonic()
             try:
-                job = await self._submit(row)
-                await self.path.service.finish(job, stopped.wait)
+                job = await self._run_job(await self._submission(row), stopped.wait)
             except OSError as exc:
                 _fail(finish, row, f"{type(exc).__name__}: {exc}", started)
                 continue
@@ -82,11 +103,10 @@ class LocalRunner:
                 continue
             self._write(row, job, finish, started)
 
-    async def _submit(self, row: Row) -> Job:
+    @staticmethod
+    async def _submission(row: Row) -> Submission:
         data = await asyncio.to_thread(lambda: tuple(path.read_bytes() for path in row.images))
-        submission = Submission(DEV_KONTEXT, row.config.model_dump(exclude_none=True), data,
-                                row.fmt)
-        return await self.path.service.submit(submission, new_job_id(), wait=True)
+        return Submission(DEV_KONTEXT, row.config.model_dump(exclude_none=True), data, row.fmt)
 
     def _write(self, row: Row, job: Job, finish: Finish, started: float) -> None:
         assert job.outcome is not None

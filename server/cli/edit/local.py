@@ -1,0 +1,42 @@
+"""`kontext edit --local`: one edit through the job service in this process, driven by the
+same runner as `kontext batch --local` (server/cli/batch/runner_local.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from server.cli.batch.runner_local import LocalRunner
+from server.cli.batch.stop import StopRequest
+from server.cli.edit.progress import StepProgress
+from server.cli.edit.result import Edited, EditFailed
+from server.errors import ApiError, ClientGone
+from server.jobs.job import Job
+from server.jobs.progress import progress_json
+from server.jobs.submission import Submission
+from server.jobs.types import DEV_KONTEXT
+from server.media.formats import ImageFormat
+from server.settings import Settings
+
+
+def edit_local(settings: Settings, config: dict[str, Any], image: bytes, fmt: ImageFormat,
+               progress: StepProgress) -> Edited:
+    """Load the engine, run the edit; EditFailed with the server's message on failure,
+    KeyboardInterrupt when Ctrl-C cancelled it."""
+    runner = LocalRunner(settings)  # EngineError here: bad --weights, or the load failed
+
+    def show(job: Job) -> None:
+        running = job.record.state == "processing"
+        progress.show(progress_json(job.progress, 0 if running else None, runner.path.worker))
+
+    try:
+        with StopRequest("stopping: cancelling the edit") as stop:
+            job = runner.run_one(Submission(DEV_KONTEXT, config, (image,), fmt), stop, show)
+    except ApiError as exc:  # refused before it ran (e.g. the input image)
+        raise EditFailed(exc.message) from exc
+    finally:
+        runner.close()
+    if isinstance(job.error, ClientGone):
+        raise KeyboardInterrupt
+    if job.error is not None or job.outcome is None:
+        raise EditFailed(job.error.message if job.error else "the job failed")
+    return Edited(job.outcome.output, job.record.to_json())

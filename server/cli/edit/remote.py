@@ -1,0 +1,78 @@
+"""`kontext edit --server`: one job through the server's async API, its progress followed
+through the job's server-sent events; Ctrl-C cancels the job on the server."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+from httpx_sse import connect_sse
+
+from server.cli.batch.remote_client import job_url
+from server.cli.edit.progress import StepProgress
+from server.cli.edit.result import Edited, EditFailed
+from server.jobs.types import DEV_KONTEXT
+from server.media.formats import MEDIA_TYPES, ImageFormat
+
+
+def _refusal(response: httpx.Response) -> EditFailed:
+    """The server's error of a non-2xx answer (a failed job JSON, or plain text)."""
+    try:
+        error = response.json().get("error")
+    except (ValueError, AttributeError):
+        error = None
+    return EditFailed(f"HTTP {response.status_code}: "
+                      f"{error or response.text.strip()[:300] or '(empty body)'}")
+
+
+def _submit(client: httpx.Client, url: str, config: dict[str, Any], image: bytes,
+            filename: str, fmt: ImageFormat) -> dict[str, Any]:
+    body = json.dumps({"type": DEV_KONTEXT, "config": config}).encode()
+    files = [("job", ("job.json", body, "application/json")),
+             ("input", (filename, image, "application/octet-stream"))]
+    # The output file is named after the format Accept chooses (output.png, ...).
+    response = client.post(url, files=files, headers={"Accept": MEDIA_TYPES[fmt]})
+    if response.status_code != 201:
+        raise _refusal(response)
+    return response.json()
+
+
+def _follow(client: httpx.Client, url: str, progress: StepProgress) -> dict[str, Any]:
+    """The final job JSON, showing each `progress` event on the way."""
+    with connect_sse(client, "GET", url) as events:
+        if events.response.status_code != 200:
+            events.response.read()
+            raise _refusal(events.response)
+        for event in events.iter_sse():
+            job = event.json()
+            if event.event == "progress":
+                progress.show(job.get("state", {}).get("progress") or {})
+            elif event.event in ("processed", "failed"):
+                return job
+    raise EditFailed(f"the server closed {url} before the job finished")
+
+
+def edit_remote(server: str, token: str | None, config: dict[str, Any], image: bytes,
+                filename: str, fmt: ImageFormat, progress: StepProgress,
+                timeout: float) -> Edited:
+    """Submit, follow, fetch the output; EditFailed with the server's words on failure."""
+    url = job_url(server) + "/async"
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        with httpx.Client(headers=headers, timeout=timeout) as client:
+            job_id = _submit(client, url, config, image, filename, fmt)["id"]
+            try:
+                final = _follow(client, f"{url}/{job_id}/events", progress)
+            except KeyboardInterrupt:
+                client.delete(f"{url}/{job_id}", timeout=10)  # cancel it there too
+                raise
+            if final["state"]["current"] != "completed":
+                raise EditFailed(final.get("error") or "the job failed")
+            names = client.get(f"{url}/{job_id}/output").json()
+            output = client.get(f"{url}/{job_id}/output/{names[0]}")
+            if output.status_code != 200:
+                raise _refusal(output)
+            return Edited(output.content, final)
+    except httpx.HTTPError as exc:
+        raise EditFailed(f"{type(exc).__name__} talking to {url}: {exc}") from exc

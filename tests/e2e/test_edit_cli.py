@@ -1,0 +1,91 @@
+"""`kontext edit`: one edit from the shell, against a real server (as a real process, with
+the token from KONTEXT_TOKEN) and in-process on the tiny checkpoint (--local --demo)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from helpers.http import image_of, post_job
+from helpers.images import gradient_png
+from helpers.live_server import start_server
+from helpers.servers import make_settings
+
+from server.api.app import create_app
+from server.cli.main import main
+
+ROOT = Path(__file__).resolve().parents[2]
+TOKEN = "edit-cli-token-7f3a"
+
+
+@pytest.fixture(scope="module")
+def live(tiny_engine):
+    server = start_server(create_app(make_settings(tokens=[TOKEN]), tiny_engine))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def photo(tmp_path: Path) -> Path:
+    path = tmp_path / "photo.png"
+    path.write_bytes(gradient_png(480, 360))
+    return path
+
+
+def kontext_edit(*args: str, token: str | None = TOKEN, cwd: Path = ROOT
+                 ) -> subprocess.CompletedProcess:
+    """`kontext edit ...` as a real process (not a terminal: plain progress lines)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KONTEXT_")}
+    if token is not None:
+        env["KONTEXT_TOKEN"] = token
+    env["PYTHONPATH"] = str(ROOT)
+    return subprocess.run([sys.executable, "-m", "server.cli.main", "edit", *args], cwd=cwd,
+                          env=env, capture_output=True, text=True, timeout=300, check=False)
+
+
+def test_edit_through_a_server_is_the_servers_edit(live, photo, tmp_path):
+    out = tmp_path / "edited.png"
+    done = kontext_edit(str(photo), "make the sky stormy", "--server", live.url, "-o",
+                        str(out), "--seed", "5", "--width", "528", "--height", "512",
+                        "--steps", "2")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["seed: 5", f"wrote: {out}"]
+    # Progress came from the job's events: every step, in order.
+    assert re.findall(r"^step (\d)/2", done.stderr, re.M)[-2:] == ["1", "2"], done.stderr
+    # The same config through POST /v2/job gives the same bytes: one edit, one meaning.
+    config = {"prompt": "make the sky stormy", "seed": 5, "width": 528, "height": 512,
+              "steps": 2}
+    direct = post_job(live.url, config, photo.read_bytes(), "image/png", token=TOKEN)
+    assert out.read_bytes() == direct.content
+    assert image_of(out.read_bytes()).size == (528, 512)
+
+
+def test_config_errors_are_checked_first_in_the_servers_words(live, photo):
+    done = kontext_edit(str(photo), "make it red", "--server", live.url, "--width", "1000")
+    assert done.returncode == 2
+    server_says = post_job(live.url, {"prompt": "make it red", "width": 1000},
+                           photo.read_bytes(), "application/json", token=TOKEN).json()["error"]
+    assert done.stderr.strip() == f"kontext edit: {server_says}"
+
+
+def test_a_wrong_token_is_the_servers_refusal(live, photo):
+    done = kontext_edit(str(photo), "make it red", "--server", live.url, token="wrong")
+    assert done.returncode == 1
+    assert "HTTP 401" in done.stderr and "token is invalid" in done.stderr
+
+
+def test_local_edit_on_the_tiny_checkpoint(tiny_dir, photo, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code = main(["edit", str(photo), "add a bowler hat", "--local", "--demo", "--demo-dir",
+                 str(tiny_dir), "--width", "528", "--height", "512", "--steps", "1",
+                 "--seed", "9", "-o", "hat.jpg", "--log-level", "warning"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert captured.out.splitlines() == ["seed: 9", "wrote: hat.jpg"]
+    assert "step 1/1" in captured.err
+    edited = image_of((tmp_path / "hat.jpg").read_bytes())
+    assert edited.format == "JPEG" and edited.size == (528, 512)
