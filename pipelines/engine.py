@@ -27,8 +27,8 @@ def pick_device(requested: str) -> str:
 
     if requested == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise InvalidInput("--device cuda was asked for but no CUDA device is available")
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        raise InvalidInput(f"--device {requested} was asked for but no CUDA device is available")
     return requested
 
 
@@ -182,7 +182,7 @@ class KontextEngine:
         import torch
 
         gc.collect()
-        if self.device == "cuda":
+        if self.device.startswith("cuda"):
             torch.cuda.empty_cache()
 
     def close(self) -> None:

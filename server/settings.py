@@ -66,6 +66,24 @@ class Settings(BaseSettings):
     queue_size: int = Field(
         16, ge=1, description="Jobs that may wait for the GPU; past this, 429 with Retry-After."
     )
+
+    # --- Every GPU of a machine (issue 11) ---
+    devices: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Run one engine per device, all fed from one queue: `all` (every GPU), "
+        "GPU indices `0,1,3`, or `cpu,cpu` (two CPU engines). Empty: one engine on --device.",
+    )
+    device_workers: Literal["process", "thread"] = Field(
+        "process",
+        description="With --devices: run each device's engine in a process of its own "
+        "(a crash or CUDA fault takes down that device only, which is restarted) or in a "
+        "thread of the server's process.",
+    )
+    ready_devices: int | None = Field(
+        None, ge=1,
+        description="With --devices: how many devices must be ready for /readyz to say "
+        "ready and for jobs to be taken. Default: all of them.",
+    )
     tokens: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Bearer tokens accepted (comma-separated in the environment). Empty: no "
@@ -226,6 +244,22 @@ class Settings(BaseSettings):
         if isinstance(tokens, list) and not all(tokens):
             raise ValueError("a token is empty or only spaces; remove it or give a real one")
         return tokens
+
+    @field_validator("devices", mode="before")
+    @classmethod
+    def _split_devices(cls, value: object) -> object:
+        devices = split_commas(value)
+        if isinstance(devices, list):
+            from pipelines.devices import parse_device  # plain string work, no torch
+            from pipelines.errors import InvalidInput
+
+            for item in devices:
+                try:
+                    if item.lower() != "all":
+                        parse_device(item)
+                except InvalidInput as exc:
+                    raise ValueError(str(exc)) from exc
+        return devices
 
     @field_validator("upstream_hosts", mode="before")
     @classmethod

@@ -5,29 +5,12 @@ from __future__ import annotations
 import logging
 import sys
 
+from server.engine_build import build_engine, build_local_engines
 from server.settings import Settings
 
+__all__ = ["build_engine", "serve"]
+
 log = logging.getLogger("kontext")
-
-
-def build_engine(settings: Settings):
-    """The engine for these settings; raises WeightsError with a pointer to the docs."""
-    from pipelines.engine import KontextEngine
-    from pipelines.tiny_checkpoint import is_tiny_checkpoint, write_tiny_checkpoint
-    from pipelines.weights import resolve_weights
-
-    if settings.demo:
-        if not is_tiny_checkpoint(settings.demo_dir):
-            log.info("writing the tiny demo checkpoint to %s", settings.demo_dir)
-            write_tiny_checkpoint(settings.demo_dir)
-        source = resolve_weights(str(settings.demo_dir))
-        device = "cpu" if settings.device == "auto" else settings.device
-        return KontextEngine(source, device=device, demo=True,
-                             warmup_steps=settings.warmup_steps, tier=settings.tier,
-                             memory_mode=settings.memory_mode)
-    source = resolve_weights(settings.weights, settings.base_weights)
-    return KontextEngine(source, device=settings.device, warmup_steps=settings.warmup_steps,
-                         tier=settings.tier, memory_mode=settings.memory_mode)
 
 
 def log_secrets(settings: Settings, tokens: tuple[str, ...]) -> list[str]:
@@ -73,12 +56,12 @@ def serve(settings: Settings) -> int:
     if not tokens:
         log.warning("no tokens configured: every request is served without authentication")
     try:
-        engine = build_engine(settings)
+        engines, labels = build_local_engines(settings)
     except EngineError as exc:
         print(f"kontext serve: {exc}", file=sys.stderr)
         return 2
     if settings.demo:
         log.warning("DEMO MODE: tiny random weights on %s; every image is noise, not an edit",
-                    engine.info.device)
-    app = create_app(settings, engine)
+                    ", ".join(labels))
+    app = create_app(settings, engines, labels=labels)
     return run_app(app, settings.host, settings.port)

@@ -10,7 +10,7 @@ from pipelines.types import EditRequest
 from server.errors import ApiError, JobTimeout, from_engine_error
 from server.jobs.admission import Lane
 from server.jobs.backend import JobHandle, Outcome, PreparedJob
-from server.jobs.engine_worker import EngineWorker
+from server.jobs.engines import Engines
 from server.media.encode import encode_image
 from server.wire.models import DevKontextConfig
 from server.wire.presets import apply_style
@@ -34,22 +34,26 @@ class LocalBackend:
 
     runs_on = "local"
 
-    def __init__(self, worker: EngineWorker, lane: Lane, time_limit: float | None,
+    def __init__(self, engines: Engines, lane: Lane, time_limit: float | None,
                  jpeg_quality: int = 92) -> None:
-        self.worker = worker
+        self.engines = engines
         self.lane: Lane | None = lane
         self.time_limit = time_limit
         self.jpeg_quality = jpeg_quality
-        self.notice = DEMO_NOTICE if worker.engine.info.demo else None
+
+    @property
+    def notice(self) -> str | None:
+        """The demo notice while the engines run the demo checkpoint."""
+        return DEMO_NOTICE if self.engines.info.demo else None
 
     @property
     def label(self) -> str:
         """The engine tier, for /metrics."""
-        return self.worker.engine.info.tier
+        return self.engines.info.tier
 
     def unavailable(self) -> ApiError | None:
-        """NotReady while the engine loads, warms up, failed or stops."""
-        return self.worker.unavailable()
+        """NotReady while the engines load, warm up, failed or stop."""
+        return self.engines.unavailable()
 
     def timed_out(self) -> ApiError:
         """504 for a job that ran past job_timeout_seconds."""
@@ -67,13 +71,14 @@ class LocalBackend:
                        headers: dict[str, str] | None = None) -> Outcome:
         """Run one engine request for `job` and encode its output (off the loop)."""
         try:
-            result = await self.worker.run(request, handle.control, handle.started)
+            ran = await self.engines.run(request, handle.control, handle.started)
         except EngineError as exc:
             raise from_engine_error(exc) from exc
+        result = ran.result
         data = await asyncio.to_thread(encode_image, result.image, job.output_format,
                                        progressive, self.jpeg_quality)
         metrics = {"elapsed": round(result.elapsed, 3), "ips": round(result.ips, 3),
-                   "tier": self.label}
+                   "tier": self.label, "device": ran.device}
         return Outcome(data, job.output_format, metrics, served_by=served_by,
                        price={"product": job.job_type.name, "dollars": 0},
                        headers=dict(headers or {}))

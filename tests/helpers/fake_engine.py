@@ -3,7 +3,8 @@
 Its image is a deterministic function of (seed, prompt, size) and of the input image,
 and each step sleeps `step_seconds`, so queueing, cancellation and failures can be timed.
 `hold()` keeps every job that starts from taking its steps until `release()`, so tests can
-fill a queue and look at it without racing the engine.
+fill a queue and look at it without racing the engine; `hold_load()` / `release_load()` do
+the same for loading, and `fail_load` makes loading fail.
 """
 
 from __future__ import annotations
@@ -34,10 +35,24 @@ class FakeEngine:
         self._gate.set()
         self.loaded = False
         self.closed = False
+        self.fail_load: Exception | None = None
+        self._load_gate = threading.Event()
+        self._load_gate.set()
 
     def load(self) -> None:
         time.sleep(self.load_seconds)
+        self._load_gate.wait(timeout=60)
+        if self.fail_load is not None:
+            raise self.fail_load
         self.loaded = True
+
+    def hold_load(self) -> None:
+        """load() waits until release_load()."""
+        self._load_gate.clear()
+
+    def release_load(self) -> None:
+        """Let a held load() finish."""
+        self._load_gate.set()
 
     def hold(self) -> None:
         """Jobs that start wait (cancellable) before their first step until release()."""
