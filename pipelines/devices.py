@@ -65,3 +65,11 @@ def device_labels(devices: list[str]) -> list[str]:
         else:
             labels.append(device)
     return labels
+
+
+def limit_cpu_threads(threads: int) -> None:
+    """Let this process's CPU engine use `threads` cores (engines sharing a machine's
+    cores each take their part instead of all of them)."""
+    import torch
+
+    torch.set_num_threads(max(1, threads))

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+from pipelines.devices import limit_cpu_threads
 from pipelines.errors import DeviceLost, EngineError, EngineFailure
 from pipelines.types import EditRequest, EditResult, Engine, EngineInfo, RunControl
 
@@ -139,9 +140,7 @@ def child_main(conn, factory: EngineFactory, device: str, cancel, threads: int |
     logging.basicConfig(level=logging.INFO,
                         format=f"%(asctime)s %(levelname)s [engine {device}] %(message)s")
     if threads:
-        import torch
-
-        torch.set_num_threads(threads)
+        limit_cpu_threads(threads)
     engine = None
     control = RunControl(cancel=cancel, on_step=lambda step, steps:
                          conn.send(("step", step, steps)))

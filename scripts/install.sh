@@ -13,7 +13,8 @@ python -m pip install -q --upgrade pip
 # need no GPU, and pinning it avoids pulling an unexpected multi-GB build.
 python -c "import torch" 2>/dev/null || python -m pip install -q "torch==2.13.0"
 if $with_tests; then
-  python -m pip install -q -e ".[test]"
+  # [ray]: the Ray Serve tests run in CI too (tests/ray_serve)
+  python -m pip install -q -e ".[test,ray]"
   (cd tests/js && npm install --no-save --no-audit --no-fund --loglevel=error)
   if ! command -v chromium >/dev/null 2>&1; then
     if [ "$(id -u)" = 0 ]; then

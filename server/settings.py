@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, FilePath, SecretStr, field_validator
+from pydantic import Field, FilePath, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 MB = 1024 * 1024
@@ -156,6 +156,36 @@ class Settings(BaseSettings):
         False, description="Debugging aid: log job prompts (never logged otherwise)."
     )
 
+    # --- Many machines on Ray Serve (issue 11; pip install 'kontext-server[ray]') ---
+    ray_address: str | None = Field(
+        None,
+        description="Serve on Ray Serve instead of in this process: `auto` (the Ray cluster "
+        "this machine belongs to) or a cluster address. The engine runs in replicas of one "
+        "GPU each, autoscaled between --ray-min-replicas and --ray-max-replicas.",
+    )
+    ray_min_replicas: int = Field(1, ge=1, description="Fewest engine replicas on Ray Serve.")
+    ray_max_replicas: int = Field(
+        1, ge=1, description="Most engine replicas on Ray Serve (one GPU each); the queue's "
+        "bound counts this many running jobs."
+    )
+    ray_target_ongoing_requests: float = Field(
+        1.0, gt=0,
+        description="Autoscaling target: jobs per engine replica, running and queued (1: "
+        "add a replica as soon as jobs wait).",
+    )
+    ray_gpus_per_replica: float = Field(
+        1.0, ge=0, description="GPUs each engine replica reserves (0 for CPU engines)."
+    )
+    ray_cpus_per_replica: float = Field(
+        1.0, gt=0, description="CPUs each engine replica reserves (fractions allowed)."
+    )
+    ray_ingress_replicas: int = Field(
+        1, ge=1, description="Replicas of the HTTP ingress on Ray Serve (CPU only)."
+    )
+    ray_ingress_cpus: float = Field(
+        0.5, gt=0, description="CPUs each ingress replica reserves (fractions allowed)."
+    )
+
     # --- Forwarding [pro]/[max] jobs upstream, and the local fallback (issue 3) ---
     upstream: Literal["none", "hosted", "bfl"] = Field(
         "none",
@@ -266,6 +296,13 @@ class Settings(BaseSettings):
     def _split_hosts(cls, value: object) -> object:
         hosts = split_commas(value)
         return [h.lower() for h in hosts if h] if isinstance(hosts, list) else hosts
+
+    @model_validator(mode="after")
+    def _replica_bounds(self) -> Settings:
+        if self.ray_min_replicas > self.ray_max_replicas:
+            raise ValueError(f"ray_min_replicas ({self.ray_min_replicas}) is above "
+                             f"ray_max_replicas ({self.ray_max_replicas})")
+        return self
 
     def upstream_credential(self) -> SecretStr | None:
         """The selected upstream's token or key, from the variable its *_env field names."""

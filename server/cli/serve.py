@@ -55,6 +55,10 @@ def serve(settings: Settings) -> int:
     configure_logging(settings.log_level, settings.log_format, log_secrets(settings, tokens))
     if not tokens:
         log.warning("no tokens configured: every request is served without authentication")
+    if settings.ray_address:
+        from server.ray.app import serve_on_ray  # needs kontext-server[ray]
+
+        return serve_on_ray(settings)
     try:
         engines, labels = build_local_engines(settings)
     except EngineError as exc:
