@@ -63,13 +63,17 @@ def build_local_engines(settings: Settings, factory=None) -> tuple[list[Engine],
     factory = factory or functools.partial(build_engine, settings)
     if settings.demo:
         ensure_demo_checkpoint(settings)  # once, before the children race to write it
-    if settings.device_workers == "thread":
-        return [factory(device) for device in devices], labels
-    from pipelines.process_engine import ProcessEngine
-
     cpu_engines = devices.count("cpu")
     # CPU engines share the cores: each takes its part rather than all of them.
     threads = max(1, (os.cpu_count() or 1) // cpu_engines) if cpu_engines else None
+    if settings.device_workers == "thread":
+        if threads:
+            from pipelines.devices import limit_cpu_threads
+
+            limit_cpu_threads(threads)  # process-wide: each engine thread runs ops on that many
+        return [factory(device) for device in devices], labels
+    from pipelines.process_engine import ProcessEngine
+
     return [ProcessEngine(factory, device, planned_info(settings, device),
                           threads if device == "cpu" else None)
             for device in devices], labels
