@@ -10,6 +10,7 @@ or is restarted, and the others are not touched.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -33,7 +34,11 @@ class EnginePool:
             raise ValueError("an engine pool needs at least one engine")
         labels = labels or device_labels([engine.info.device for engine in engines])
         self.queue: asyncio.Queue[WorkItem] = asyncio.Queue()
-        self.workers = [EngineWorker(engine, self.queue, label, warmup, metrics)
+        # diffusers/transformers loading uses process-wide state (meta-device init): two
+        # pipelines loading at once in one process fail ("Cannot copy out of meta tensor").
+        # Engines in this process load one at a time; engines in child processes at once.
+        lock = None if all(hasattr(e, "pid") for e in engines) else threading.Lock()
+        self.workers = [EngineWorker(engine, self.queue, label, warmup, metrics, lock)
                         for engine, label in zip(engines, labels, strict=True)]
         self.capacity = len(self.workers)
         #: Devices that must be ready for the pool to take jobs (default: all of them).

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -56,8 +57,11 @@ class EngineWorker:
     """Runs one engine's edits, one at a time, on a dedicated thread."""
 
     def __init__(self, engine: Engine, queue: asyncio.Queue[WorkItem], label: str = "engine",
-                 warmup: bool = True, metrics: Metrics | None = None) -> None:
+                 warmup: bool = True, metrics: Metrics | None = None,
+                 load_lock: threading.Lock | None = None) -> None:
         self.engine = engine
+        #: Held while loading, when engines share this process (see EnginePool).
+        self.load_lock = load_lock
         self.queue = queue
         self.label = label
         self.warmup = warmup
@@ -119,7 +123,7 @@ class EngineWorker:
         loop = asyncio.get_running_loop()
         try:
             self.state = first_state
-            await loop.run_in_executor(self._executor, self.engine.load)
+            await loop.run_in_executor(self._executor, self._load)
             if self.warmup:
                 self.state = "warming_up"
                 await loop.run_in_executor(self._executor, self.engine.warmup)
@@ -130,6 +134,13 @@ class EngineWorker:
         self.state, self.error = "ready", None
         log.info("engine ready on %s: %s", self.label, self.engine.info)
         return True
+
+    def _load(self) -> None:
+        if self.load_lock is None:
+            self.engine.load()
+            return
+        with self.load_lock:
+            self.engine.load()
 
     async def _consume(self) -> None:
         while True:

@@ -1,4 +1,5 @@
-"""`--devices cpu,cpu`: two tiny engines, each in a process of its own, behind one server.
+"""`--devices cpu,cpu`: two tiny engines, each in a process of its own (or in threads),
+behind one server.
 
 Two jobs run at the same time (their recorded start and finish times overlap); a job that
 kills its device's process fails alone (503 device_lost) while a job on the other device
@@ -75,3 +76,25 @@ def test_a_crashed_device_fails_its_job_only_and_comes_back(live):
     metrics = httpx.get(f"{live.url}/metrics").text
     assert f'kontext_device_jobs_total{{device="{restarted[0]}",outcome="device_lost"}} 1.0' \
         in metrics
+
+
+def test_thread_workers_load_one_at_a_time_and_run_at_once(tiny_dir, tmp_path):
+    import torch
+
+    threads = torch.get_num_threads()  # thread workers set it for the whole process
+    settings = make_settings(demo=True, demo_dir=tiny_dir, devices=["cpu", "cpu"],
+                             device_workers="thread", results_dir=tmp_path)
+    engines, labels = build_local_engines(settings)
+    # Loading two pipelines at once in one process races on diffusers' process-wide state
+    # ("Cannot copy out of meta tensor"): the pool loads them one after the other.
+    server = start_server(create_app(settings, engines, labels=labels), wait_ready=False)
+    try:
+        server.wait_ready(timeout=240)
+        replies = run_jobs(server, ["make it blue", "red"])
+        first, second = (job_of(reply) for reply in replies)
+        assert {first["metrics"]["device"], second["metrics"]["device"]} == {"cpu:0", "cpu:1"}
+        assert first["started_at"] < second["updated_at"]
+        assert second["started_at"] < first["updated_at"]
+    finally:
+        server.stop()
+        torch.set_num_threads(threads)
