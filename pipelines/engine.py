@@ -297,7 +297,7 @@ class KontextEngine:
         import torch
 
         gc.collect()
-        if self.device == "cuda":
+        if self.device.startswith("cuda"):
             torch.cuda.empty_cache()
 
     def close(self) -> None:

@@ -150,12 +150,13 @@ def plan_engine(tier: Tier, memory_mode: MemoryMode, device: str,
     if memory_mode not in MEMORY_MODES:
         raise InvalidInput(f"unknown memory mode {memory_mode!r}; choose one of "
                            f"{', '.join(MEMORY_MODES)}")
-    if device != "cuda":
+    if not device.startswith("cuda"):
         return _cpu_plan(tier, memory_mode, device)
-    return _checked_cuda_plan(tier, memory_mode, caps)
+    return _checked_cuda_plan(tier, memory_mode, caps, device)
 
 
-def _checked_cuda_plan(tier: Tier, memory_mode: MemoryMode, caps: Capabilities) -> EnginePlan:
+def _checked_cuda_plan(tier: Tier, memory_mode: MemoryMode, caps: Capabilities,
+                       device: str = "cuda") -> EnginePlan:
     if not caps.cuda:
         raise InvalidInput("device cuda was asked for but no CUDA device is available")
     if tier != "exact" and not caps.fp8:
@@ -166,7 +167,7 @@ def _checked_cuda_plan(tier: Tier, memory_mode: MemoryMode, caps: Capabilities) 
             "transformer's weights from CPU memory, which this server only does for the "
             "exact tier's weights (torchao float8 weights are kept on the GPU). Use --tier "
             "exact --memory-mode 16gb, or --memory-mode 24gb.")
-    return _cuda_plan(tier, memory_mode, caps)
+    return _cuda_plan(tier, memory_mode, caps, device)
 
 
 def _cpu_plan(tier: Tier, memory_mode: MemoryMode, device: str) -> EnginePlan:
@@ -194,7 +195,8 @@ def _fp8_missing(tier: Tier, caps: Capabilities) -> str:
             f"{cc[0]}.{cc[1]}. Use --tier exact.")
 
 
-def _cuda_plan(tier: Tier, memory_mode: MemoryMode, caps: Capabilities) -> EnginePlan:
+def _cuda_plan(tier: Tier, memory_mode: MemoryMode, caps: Capabilities,
+               device: str = "cuda") -> EnginePlan:
     notes: list[str] = []
     fp8 = tier != "exact"
     # 24gb keeps the transformer resident at one byte per weight: torchao fp8 for the fp8
@@ -217,7 +219,7 @@ def _cuda_plan(tier: Tier, memory_mode: MemoryMode, caps: Capabilities) -> Engin
     else:
         notes.append("torch.compile is off: weight-casting/offload hooks run in every block")
     return EnginePlan(
-        tier=tier, memory_mode=memory_mode, device="cuda", dtype="bfloat16",
+        tier=tier, memory_mode=memory_mode, device=device, dtype="bfloat16",
         attention_backend="auto", attention_candidates=attention_candidates(caps),
         # Fusing replaces q/k/v with one linear; torchao then quantises the fused weight.
         fuse_qkv=transformer_offload == "none" and not storage,

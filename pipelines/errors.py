@@ -23,3 +23,10 @@ class OutOfMemory(EngineFailure):
 
 class WeightsError(EngineError):
     """Weights are missing, incomplete or unreadable; the message says what and where."""
+
+
+class DeviceLost(EngineFailure):
+    """The process running the engine died (or its device faulted) while running a job.
+
+    Only that job fails; the engine is restarted before it takes another one.
+    """

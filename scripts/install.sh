@@ -26,7 +26,8 @@ done
 torch=()
 python -c "import torch" 2>/dev/null || torch=("torch==2.13.0")
 extras=""
-$with_tests && extras="[test]"
+# [ray]: the Ray Serve tests (tests/ray_serve) run in CI too.
+$with_tests && extras="[test,ray]"
 .venv/bin/uv pip install -q --python .venv/bin/python "${links[@]}" -c constraints.txt \
   -e ".$extras" "${torch[@]}"
 if $with_tests; then

@@ -5,7 +5,14 @@ Engine errors (pipelines.errors) carry no status; `from_engine_error` maps them 
 
 from __future__ import annotations
 
-from pipelines.errors import Cancelled, EngineError, EngineFailure, InvalidInput, OutOfMemory
+from pipelines.errors import (
+    Cancelled,
+    DeviceLost,
+    EngineError,
+    EngineFailure,
+    InvalidInput,
+    OutOfMemory,
+)
 
 
 class ApiError(Exception):
@@ -144,6 +151,12 @@ class NotReady(ApiError):
     status, reason = 503, "not_ready"
 
 
+class EngineLost(ApiError):
+    """The engine process running the job died; it is restarted, other devices go on."""
+
+    status, reason = 503, "device_lost"
+
+
 class UpstreamFailed(ApiError):
     """A forwarded job failed upstream (bad answer, 5xx, connection failure)."""
 
@@ -226,6 +239,8 @@ def from_engine_error(exc: EngineError) -> ApiError:
         return ClientGone(str(exc))
     if isinstance(exc, InvalidInput):
         return ValidationFailed(str(exc))
+    if isinstance(exc, DeviceLost):
+        return EngineLost(f"{exc}; the job was not finished, submit it again")
     if isinstance(exc, OutOfMemory):
         return JobFailed(f"the job ran out of device memory and was stopped: {exc}")
     if isinstance(exc, EngineFailure):

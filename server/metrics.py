@@ -48,8 +48,11 @@ class Metrics:
             ["job_type", "tier", "outcome"], buckets=JOB_BUCKETS, registry=r)
         self.step_seconds = Histogram(
             "kontext_denoise_step_seconds",
-            "Mean denoising step time of each completed local job.",
-            buckets=STEP_BUCKETS, registry=r)
+            "Mean denoising step time of each completed local job, by device.",
+            ["device"], buckets=STEP_BUCKETS, registry=r)
+        self.device_jobs = Counter(
+            "kontext_device_jobs", "Jobs run on each device, by outcome (`completed` or "
+            "the failure reason).", ["device", "outcome"], registry=r)
         self.errors = Counter("kontext_http_errors",
                               "Failed requests by HTTP status and reason (a /readyz 503 "
                               "is not one: see kontext_readiness_probes).",
@@ -79,14 +82,24 @@ class Metrics:
         """Read the queue depth from `depth()` at every scrape."""
         self.queue_depth.set_function(depth)
 
-    def watch_gpu_memory(self, device: str) -> None:
-        """On a CUDA engine, export the bytes of GPU memory torch has allocated."""
-        if not device.startswith("cuda"):
-            return
-        gauge = Gauge("kontext_gpu_memory_allocated_bytes",
-                      "GPU memory allocated by torch on the engine's device.",
-                      registry=self.registry)
-        gauge.set_function(_cuda_memory_allocated)
+    def watch_devices(self, workers: list) -> None:
+        """Per device (each worker's `label`): 1 while it runs a job, 0 when idle; and on
+        CUDA engines in this process, the bytes of GPU memory torch has allocated."""
+        busy = Gauge("kontext_device_busy", "1 while the device runs a job.", ["device"],
+                     registry=self.registry)
+        memory: Gauge | None = None
+        for worker in workers:
+            busy.labels(device=worker.label).set_function(lambda w=worker: float(w.busy))
+            device = worker.engine.info.device
+            # Engines in child processes hold their memory there: no gauge from here.
+            if not device.startswith("cuda") or hasattr(worker.engine, "pid"):
+                continue
+            if memory is None:
+                memory = Gauge("kontext_gpu_memory_allocated_bytes",
+                               "GPU memory allocated by torch on the engine's device.",
+                               ["device"], registry=self.registry)
+            memory.labels(device=worker.label).set_function(
+                lambda d=device: _cuda_memory_allocated(d))
 
     def watch_loras(self, catalog: Callable[[], LoraCatalog | None]) -> None:
         """Export the LoRA adapter cache's counters, read from `catalog()` at every scrape."""
@@ -120,10 +133,10 @@ class Metrics:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
 
-def _cuda_memory_allocated() -> float:
+def _cuda_memory_allocated(device: str) -> float:
     import torch  # lazily: only CUDA engines register this gauge, and torch is loaded there
 
-    return float(torch.cuda.memory_allocated())
+    return float(torch.cuda.memory_allocated(device))
 
 
 class _LoraCacheCollector:

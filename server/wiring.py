@@ -1,5 +1,5 @@
-"""The composition root: the engine worker, the lanes, the backends and the job service
-that one set of settings describes. The server and `kontext batch --local` both build
+"""The composition root: the engines, the lanes, the backends and the job service that one
+set of settings describes. The server and `kontext batch --local` both build
 their jobs path here, so a job means the same thing through either."""
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from pipelines.errors import WeightsError
 from pipelines.types import Engine
 from server.jobs.admission import Lane
 from server.jobs.backend import Backend
-from server.jobs.engine_worker import EngineWorker
+from server.jobs.engine_pool import EnginePool
+from server.jobs.engines import Engines
 from server.jobs.fallback import FallbackBackend
 from server.jobs.local import LocalBackend
 from server.jobs.refusing import RefusingBackend
@@ -109,43 +110,51 @@ class JobsPath:
     """Everything between the routes and the engine."""
 
     service: JobService
-    worker: EngineWorker
+    engines: Engines
     engine_lane: Lane
     queue_size: int
     safeguards: Safeguards
 
     @property
     def waiting(self) -> int:
-        """Jobs waiting for the engine (admitted or in line), not counting the running one."""
+        """Jobs waiting for the engines (admitted or in line), not counting running ones."""
         lane = self.engine_lane
-        return lane.inside + lane.waiting - int(self.worker.busy)
+        return max(0, lane.inside + lane.waiting - self.engines.busy_count)
 
     def queue_status(self) -> dict[str, int | bool]:
-        """The engine queue's figures, for /readyz."""
+        """The engine queue's figures, for /readyz (`running`: a count with N devices)."""
+        busy = self.engines.busy_count
         return {"waiting": self.waiting, "capacity": self.queue_size,
-                "running": self.worker.busy}
+                "running": busy if self.engines.capacity > 1 else bool(busy)}
 
 
-def engine_lane(settings: Settings, worker: EngineWorker) -> Lane:
-    """The line in front of the engine: `queue_size` waiting plus the one running."""
-    return Lane("engine", settings.queue_size + 1, worker.seconds_left,
+def engine_lane(settings: Settings, engines: Engines) -> Lane:
+    """The line in front of the engines: `queue_size` waiting plus one running per device."""
+    return Lane("engine", settings.queue_size + engines.capacity, engines.seconds_until_free,
                 f"the queue is full ({settings.queue_size} jobs waiting); retry later")
 
 
-def build_jobs_path(settings: Settings, engine: Engine, metrics: Metrics) -> JobsPath:
-    """The worker, lanes, backends and service for `engine` under `settings`; raises
+def local_engines(settings: Settings, engine: Engine | list[Engine], metrics: Metrics,
+                  labels: list[str] | None = None) -> EnginePool:
+    """The pool of local engines: one engine (a single device) or one per device."""
+    engines = engine if isinstance(engine, list) else [engine]
+    return EnginePool(engines, labels, warmup=settings.warmup, metrics=metrics,
+                      ready_devices=settings.ready_devices)
+
+
+def build_jobs_path(settings: Settings, engines: Engines, metrics: Metrics) -> JobsPath:
+    """The lanes, backends and service in front of `engines` under `settings`; raises
     SafeguardsError when the content filter or C2PA signing cannot be set up."""
-    safeguards = build_safeguards(settings, engine.info.demo, metrics)
+    safeguards = build_safeguards(settings, engines.info.demo, metrics)
     _announce(safeguards)
-    worker = EngineWorker(engine, warmup=settings.warmup, metrics=metrics)
-    lane = engine_lane(settings, worker)
-    local = LocalBackend(worker, lane, settings.job_timeout_seconds, settings.jpeg_quality,
+    lane = engine_lane(settings, engines)
+    local = LocalBackend(engines, lane, settings.job_timeout_seconds, settings.jpeg_quality,
                          safeguards.marks)
     backends: dict[str, Backend] = {
         "local": local, "upstream": upstream_backend(settings, local, metrics, safeguards.marks)}
     service = JobService(backends, metrics, ImageLimits(max_bytes=settings.max_input_bytes),
                          log_prompts=settings.log_prompts, screen=safeguards.screen)
-    return JobsPath(service, worker, lane, settings.queue_size, safeguards)
+    return JobsPath(service, engines, lane, settings.queue_size, safeguards)
 
 
 def _no_upstream(settings: Settings) -> str:

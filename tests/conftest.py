@@ -3,7 +3,8 @@ engine and gpu tiers must collect without fastapi; the unit tier without torch).
 
 Tiers are folders: unit/ (pure logic), http/ (a real server with a fake engine), engine/
 (the real pipeline on the tiny checkpoint), e2e/ (real server, tiny engine, official clients,
-browser, CLI), gpu/ (CUDA only). Each test gets its folder's marker: `pytest -m unit`.
+browser, CLI), ray_serve/ (Ray Serve on a local Ray instance, CPU), gpu/ (CUDA only).
+Each test gets its folder's marker: `pytest -m unit`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import pytest
 TESTS = Path(__file__).parent
 sys.path.insert(0, str(TESTS))
 
-TIERS = ("unit", "http", "engine", "e2e", "gpu")
+TIERS = ("unit", "http", "engine", "e2e", "ray_serve", "gpu")
 
 
 @pytest.fixture(scope="session")

@@ -22,9 +22,10 @@ from server.api.shutdown import ShutdownController
 from server.api.uploads import UploadBudget
 from server.asyncjobs.jobs import AsyncJobs
 from server.errors import Unauthorized
+from server.jobs.engines import Engines
 from server.metrics import Metrics
 from server.settings import Settings
-from server.wiring import build_jobs_path
+from server.wiring import build_jobs_path, local_engines
 
 
 async def unauthorized_response(request: Request, exc: Unauthorized) -> Response:
@@ -32,25 +33,33 @@ async def unauthorized_response(request: Request, exc: Unauthorized) -> Response
     return error_response(None, exc, {})
 
 
-def create_app(settings: Settings, engine: Engine) -> FastAPI:
-    """Build the application around an engine (real or fake); the lifespan drives it."""
+def create_app(settings: Settings, engine: Engine | list[Engine] | None = None, *,
+               engines: Engines | None = None, labels: list[str] | None = None,
+               shared_results: bool = False) -> FastAPI:
+    """Build the application around local engines (one, or one per device; real or fake,
+    `labels` naming their devices) or around `engines` that run elsewhere (Ray Serve).
+    The lifespan drives them. `shared_results`: other servers use results_dir too."""
     metrics = Metrics()
-    path = build_jobs_path(settings, engine, metrics)
+    if engines is None:
+        if engine is None:
+            raise ValueError("create_app needs an engine, a list of engines, or engines=")
+        engines = local_engines(settings, engine, metrics, labels)
+    path = build_jobs_path(settings, engines, metrics)
     shutdown = ShutdownController(path.service, settings.shutdown_grace_seconds)
-    async_jobs = AsyncJobs(path.service, settings, path.worker, path.engine_lane)
+    async_jobs = AsyncJobs(path.service, settings, engines, path.engine_lane,
+                           recover=not shared_results)
     metrics.watch_queue(lambda: path.waiting)
-    metrics.watch_gpu_memory(engine.info.device)
-    metrics.watch_loras(lambda: engine.loras)
+    metrics.watch_loras(lambda: engines.loras)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Load in the background so /healthz answers (and /readyz says 503) while loading.
-        starting = asyncio.create_task(path.worker.start())
+        starting = asyncio.create_task(engines.start())
         await async_jobs.start()
         yield
         await shutdown.wait()  # no new jobs; accepted ones finish within the grace period
         await starting
-        await path.worker.stop()
+        await engines.stop()
         await async_jobs.stop()
         await path.service.aclose()
 
@@ -60,7 +69,7 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
                          redoc_url=None, lifespan=lifespan)
     state = app.state
     state.settings, state.jobs, state.metrics, state.shutdown = settings, path, metrics, shutdown
-    state.service, state.worker, state.async_jobs = path.service, path.worker, async_jobs
+    state.service, state.engines, state.async_jobs = path.service, engines, async_jobs
     state.auth = TokenChecker(configured_tokens(settings), settings.open_probes)
     state.uploads = UploadBudget(settings.max_body_bytes_in_flight)
     app.include_router(routes_ops.router)

@@ -23,6 +23,6 @@ async def list_loras(request: Request) -> LoraListing:
     once. A server without a LoRA folder answers 200 with `enabled: false`, an empty list,
     and in `problem` how to give it one.
     """
-    catalog = request.app.state.worker.engine.loras
+    catalog = request.app.state.engines.loras
     # Off the loop: the rescan stats every file and reads the headers of new ones.
     return await asyncio.to_thread(lora_listing, catalog)

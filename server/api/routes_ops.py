@@ -12,27 +12,26 @@ router = APIRouter(tags=["operations"], dependencies=[Depends(require_probe_toke
 
 @router.get("/healthz")
 async def healthz(request: Request) -> JSONResponse:
-    """Liveness: 200 while the process can serve; 500 if the engine failed or hung."""
-    worker = request.app.state.worker
-    ok = worker.state != "failed" and not worker.stuck
-    return JSONResponse({"ok": ok, "state": worker.state, "error": worker.error},
-                        status_code=200 if ok else 500)
+    """Liveness: 200 while the process can serve; 500 if the engines failed or one hung."""
+    ok, body = request.app.state.jobs.engines.health()
+    return JSONResponse(body, status_code=200 if ok else 500)
 
 
 @router.get("/readyz")
 async def readyz(request: Request) -> JSONResponse:
-    """Readiness: 503 until the model is loaded and a warm-up edit has run. It also says
-    what the content filter and the disclosure marks do (`safety`, `disclosure`), with a
+    """Readiness: 503 until the model is loaded and a warm-up edit has run on every device
+    (or on `ready_devices` of them); `devices` lists each one's state. It also says what
+    the content filter and the disclosure marks do (`safety`, `disclosure`), with a
     `warning` when either is off where the licence asks for it."""
     path = request.app.state.jobs
-    worker = path.worker
-    info = worker.engine.info
-    ready = worker.ready and path.service.accepting
+    engines_ready, engines = path.engines.readiness()
+    info = path.engines.info
+    ready = engines_ready and path.service.accepting
     request.app.state.metrics.count_readiness(ready)
     body = {
-        "ready": ready, "state": worker.state, "error": worker.error,
+        "ready": ready, "state": engines.pop("state"), "error": engines.pop("error"),
         "model": info.model, "device": info.device, "dtype": info.dtype,
-        "tier": info.tier, "demo": info.demo, "queue": path.queue_status(),
+        "tier": info.tier, "demo": info.demo, "queue": path.queue_status(), **engines,
         **path.safeguards.status(),
     }
     return JSONResponse(body, status_code=200 if ready else 503)

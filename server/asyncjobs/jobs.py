@@ -23,7 +23,7 @@ from server.asyncjobs.store import JobStore, StoredJob
 from server.errors import ApiError, NotFound, NotReady, StorageFull
 from server.jobs.admission import Lane, Reservation, reserve_in
 from server.jobs.backend import Outcome
-from server.jobs.engine_worker import EngineWorker
+from server.jobs.engines import Engines
 from server.jobs.job import Job
 from server.jobs.progress import progress_json
 from server.jobs.service import JobService
@@ -50,16 +50,19 @@ class JobCancelled(ApiError):
 class AsyncJobs:
     """The async jobs of one server: submit, look up, cancel, stream; start and stop."""
 
-    def __init__(self, service: JobService, settings: Settings, worker: EngineWorker,
-                 engine_lane: Lane) -> None:
+    def __init__(self, service: JobService, settings: Settings, engines: Engines,
+                 engine_lane: Lane, recover: bool = True) -> None:
         self.service = service
-        self.worker = worker
+        self.engines = engines
+        #: Whether to fail, at start, the jobs a previous process left unfinished (not when
+        #: several servers share results_dir: the others' jobs are still running).
+        self.recover = recover
         self.engine_lane = engine_lane
         self.store = JobStore(settings.results_dir)
         self.retention = timedelta(seconds=settings.results_retention_seconds)
         self.cleanup_seconds = settings.results_cleanup_seconds
         size = settings.async_queue_size
-        self.unfinished = Lane("async", size, lambda: worker.seconds_left(),
+        self.unfinished = Lane("async", size, engines.seconds_until_free,
                                f"the async queue is full ({size} unfinished jobs); retry later")
         self.quota = ResultsQuota(self.store, settings.results_max_bytes,
                                   settings.results_min_free_bytes, self.retention,
@@ -71,7 +74,8 @@ class AsyncJobs:
     async def start(self) -> None:
         """Fail the jobs a previous process left unfinished; start the expiry cleanup."""
         try:
-            left = await asyncio.to_thread(self.store.fail_unfinished, RESTARTED)  # measures
+            left = await asyncio.to_thread(self.store.fail_unfinished, RESTARTED) \
+                if self.recover else 0
         except OSError:
             # The synchronous API still works; async jobs will fail to save, loudly.
             log.exception("cannot read the async results folder %s", self.store.root)
@@ -168,7 +172,7 @@ class AsyncJobs:
             on_engine = found.backend.lane is self.engine_lane
             position = self.position(found) if on_engine else None
             body["state"]["progress"] = progress_json(found.progress, position,
-                                                      self.worker if on_engine else None)
+                                                      self.engines if on_engine else None)
         return body
 
     def position(self, job: Job) -> int | None:

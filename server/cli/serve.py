@@ -5,44 +5,12 @@ from __future__ import annotations
 import logging
 import sys
 
+from server.engine_build import build_engine, build_local_engines
 from server.settings import Settings
 
+__all__ = ["build_engine", "serve"]
+
 log = logging.getLogger("kontext")
-
-
-def build_engine(settings: Settings):
-    """The engine for these settings; raises WeightsError with a pointer to the docs."""
-    from pipelines.engine import KontextEngine
-    from pipelines.tiny_checkpoint import is_tiny_checkpoint, write_tiny_checkpoint
-    from pipelines.weights import resolve_weights
-
-    if settings.demo:
-        if not is_tiny_checkpoint(settings.demo_dir):
-            log.info("writing the tiny demo checkpoint to %s", settings.demo_dir)
-            write_tiny_checkpoint(settings.demo_dir)
-        source = resolve_weights(str(settings.demo_dir))
-        device = "cpu" if settings.device == "auto" else settings.device
-        return KontextEngine(source, device=device, demo=True,
-                             warmup_steps=settings.warmup_steps, tier=settings.tier,
-                             memory_mode=settings.memory_mode,
-                             reference_token_budget=settings.reference_token_budget,
-                             **lora_options(settings))
-    source = resolve_weights(settings.weights, settings.base_weights)
-    return KontextEngine(source, device=settings.device, warmup_steps=settings.warmup_steps,
-                         tier=settings.tier, memory_mode=settings.memory_mode,
-                         reference_token_budget=settings.reference_token_budget,
-                         **lora_options(settings))
-
-
-def lora_options(settings: Settings) -> dict[str, object]:
-    """The engine's LoRA arguments (docs/loras.md): none without a LoRA folder."""
-    if settings.lora_dir is None:
-        return {}
-    if not settings.lora_dir.expanduser().is_dir():  # a typo, or a folder mounted later
-        log.warning("the LoRA folder %s does not exist (yet): no LoRAs are listed until it "
-                    "does", settings.lora_dir)
-    return {"lora_dir": settings.lora_dir, "lora_cache_bytes": settings.lora_cache_bytes,
-            "lora_max_rank": settings.lora_max_rank}
 
 
 def log_secrets(settings: Settings, tokens: tuple[str, ...]) -> list[str]:
@@ -107,16 +75,20 @@ def serve(settings: Settings, tokens_from_flag: bool = False) -> int:
     configure_logging(settings.log_level, settings.log_format, log_secrets(settings, tokens))
     for warning in startup_warnings(tokens, tokens_from_flag):
         log.warning(warning)
+    if settings.ray_address:
+        from server.ray.app import serve_on_ray  # needs kontext-server[ray]
+
+        return serve_on_ray(settings)
     try:
-        engine = build_engine(settings)
+        engines, labels = build_local_engines(settings)
     except EngineError as exc:
         print(f"kontext serve: {exc}", file=sys.stderr)
         return 2
     if settings.demo:
         log.warning("DEMO MODE: tiny random weights on %s; every image is noise, not an edit",
-                    engine.info.device)
+                    ", ".join(labels))
     try:
-        app = create_app(settings, engine)
+        app = create_app(settings, engines, labels=labels)
     except SafeguardsError as exc:
         print(f"kontext serve: {exc}", file=sys.stderr)
         return 2

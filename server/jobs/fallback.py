@@ -30,9 +30,13 @@ class FallbackBackend:
         self.local = local
         self.lane = local.lane  # the same engine, so the same line
         self.time_limit = local.time_limit
-        self.notice = local.notice
         self.steps = steps
         self.guidance = DevKontextConfig.model_fields["guidance_scale"].default
+
+    @property
+    def notice(self) -> str | None:
+        """The local engines' notice (demo mode)."""
+        return self.local.notice
 
     @property
     def label(self) -> str:

@@ -10,7 +10,7 @@ from pipelines.types import EditRequest, EditResult
 from server.errors import ApiError, JobTimeout, from_engine_error
 from server.jobs.admission import Lane
 from server.jobs.backend import JobHandle, Outcome, PreparedJob
-from server.jobs.engine_worker import EngineWorker
+from server.jobs.engines import Engines
 from server.jobs.loras import check_loras, lora_metrics
 from server.media.marks import OutputMarks
 from server.wire.loras import lora_choices
@@ -49,29 +49,33 @@ class LocalBackend:
     runs_on = "local"
     overlaps_input_check = True
 
-    def __init__(self, worker: EngineWorker, lane: Lane, time_limit: float | None,
+    def __init__(self, engines: Engines, lane: Lane, time_limit: float | None,
                  jpeg_quality: int = 92, marks: OutputMarks | None = None) -> None:
-        self.worker = worker
+        self.engines = engines
         self.lane: Lane | None = lane
         self.time_limit = time_limit
         self.jpeg_quality = jpeg_quality
         self.marks = marks or OutputMarks()
-        self.notice = DEMO_NOTICE if worker.engine.info.demo else None
+
+    @property
+    def notice(self) -> str | None:
+        """The demo notice while the engines run the demo checkpoint."""
+        return DEMO_NOTICE if self.engines.info.demo else None
 
     @property
     def label(self) -> str:
         """The engine tier, for /metrics."""
-        return self.worker.engine.info.tier
+        return self.engines.info.tier
 
     def where(self) -> dict[str, Any]:
-        """Where its jobs run (job JSON `served_by`): the engine's model and device. With
-        several engines, each job names the device of the worker that ran it."""
-        info = self.worker.engine.info
+        """Where its jobs run (job JSON `served_by`): the engine's model and device; with
+        several devices, run_edit names the one that ran the job."""
+        info = self.engines.info
         return {"backend": "local", "model": info.model, "device": info.device}
 
     def unavailable(self) -> ApiError | None:
-        """NotReady while the engine loads, warms up, failed or stops."""
-        return self.worker.unavailable()
+        """NotReady while the engines load, warm up, failed or stop."""
+        return self.engines.unavailable()
 
     def timed_out(self) -> ApiError:
         """504 for a job that ran past job_timeout_seconds."""
@@ -84,7 +88,7 @@ class LocalBackend:
         images = tuple(image.image for image in job.inputs)
         request = edit_request(config, images[0] if images else None, images[1:])
         if request.loras:  # before queueing: a bad name is answered at once
-            await asyncio.to_thread(check_loras, self.worker.engine.loras, request.loras)
+            await asyncio.to_thread(check_loras, self.engines.loras, request.loras)
         return await self.run_edit(job, request, handle, config.progressive)
 
     async def run_edit(self, job: PreparedJob, request: EditRequest, handle: JobHandle,
@@ -96,9 +100,10 @@ class LocalBackend:
         `served_by` adds to (or overrides) where() in the job JSON, e.g. the fallback's.
         """
         try:
-            result = await self.worker.run(request, handle.control, handle.started)
+            ran = await self.engines.run(request, handle.control, handle.started)
         except EngineError as exc:
             raise from_engine_error(exc) from exc
+        result = ran.result
         await job.screening.output(result.image)  # OutputRefused (403) under `block`
         disclosure = self.marks.disclosure(edited=bool(job.inputs), prompt=request.prompt)
         data = await asyncio.to_thread(
@@ -110,7 +115,7 @@ class LocalBackend:
         if request.loras and result.loras is not None:
             metrics["loras"] = lora_metrics(result.loras)
         return Outcome(data, job.output_format, metrics,
-                       served_by={**self.where(), **(served_by or {})},
+                       served_by={**self.where(), "device": ran.device, **(served_by or {})},
                        price={"product": job.job_type.name, "dollars": 0},
                        headers=dict(headers or {}))
 

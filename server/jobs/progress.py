@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from server.jobs.engine_worker import EngineWorker
+from server.jobs.engines import Engines
 
 
 @dataclass
@@ -36,22 +36,21 @@ class Progress:
         return mean_job_seconds * (steps - self.step) / steps
 
 
-def progress_json(progress: Progress, position: int | None, worker: EngineWorker | None
+def progress_json(progress: Progress, position: int | None, engines: Engines | None
                   ) -> dict[str, Any]:
     """`state.progress` of the job JSON: step, steps, queue_position, eta_seconds.
 
-    `position` counts the jobs ahead on the engine (0: running; None: not on the engine);
-    `worker` is the engine's (None for jobs that do not run on it: no ETA then).
+    `position` counts the jobs ahead on the engines, running ones included (0: this one
+    runs; None: not on the engines); `engines` is None for jobs that do not run on them (no
+    ETA then).
     """
     eta: float | None = None
-    if worker is None:
+    if engines is None:
         pass
     elif position == 0 or progress.step:
-        eta = progress.seconds_left(worker.mean_job_seconds)
+        eta = progress.seconds_left(engines.mean_job_seconds)
     elif position is not None:
-        # What is left of the running job, then a mean job for each one ahead and this one.
-        mean = worker.mean_job_seconds
-        running_left = worker.seconds_left() if worker.busy else mean
-        eta = running_left + position * mean
+        # Until a device is free for it (the jobs ahead share the devices), then its own run.
+        eta = engines.start_eta(position) + engines.mean_job_seconds
     return {"step": progress.step, "steps": progress.steps, "queue_position": position,
             "eta_seconds": None if eta is None else round(eta, 1)}

@@ -51,6 +51,8 @@ class JobRecord:
     id: str = field(default_factory=new_job_id)
     created_at: datetime = field(default_factory=now)
     updated_at: datetime | None = None
+    #: When it left the queue and started running (None while queued, or never run).
+    started_at: datetime | None = None
     state: State = "queued"
     config: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] | None = None
@@ -76,6 +78,8 @@ class JobRecord:
             raise IllegalTransition(f"job {self.id}: {self.state} → {state}")
         self.state = state
         self.updated_at = now()
+        if state == "processing":
+            self.started_at = self.updated_at
 
     def to_json(self) -> dict[str, Any]:
         """The job JSON of the wire contract."""
@@ -85,6 +89,7 @@ class JobRecord:
             "created_at": rfc3339(self.created_at),
             "updated_at": rfc3339(self.updated_at or self.created_at),
             "expires_at": rfc3339(self.expires_at),
+            **({"started_at": rfc3339(self.started_at)} if self.started_at else {}),
             "state": {"current": self.state},
             "config": self.config,
         }

@@ -5,7 +5,8 @@ input images, and each step sleeps `step_seconds`, so queueing, cancellation and
 can be timed. Given `loras` (helpers/fake_loras.py), it has a LoRA folder as the real engine
 does.
 `hold()` keeps every job that starts from taking its steps until `release()`, so tests can
-fill a queue and look at it without racing the engine.
+fill a queue and look at it without racing the engine; `hold_load()` / `release_load()` do
+the same for loading, and `fail_load` makes loading fail.
 """
 
 from __future__ import annotations
@@ -42,13 +43,21 @@ class FakeEngine:
         self.load_gate.set()
         self.loaded = False
         self.closed = False
-        #: Cleared by a test that needs the engine to stay loading until it says so.
-        self.load_gate = threading.Event()
-        self.load_gate.set()
+        self.fail_load: Exception | None = None
 
     def load(self) -> None:
         self.load_gate.wait(timeout=60)
+        if self.fail_load is not None:
+            raise self.fail_load
         self.loaded = True
+
+    def hold_load(self) -> None:
+        """load() waits until release_load()."""
+        self.load_gate.clear()
+
+    def release_load(self) -> None:
+        """Let a held load() finish."""
+        self.load_gate.set()
 
     def hold(self) -> None:
         """Jobs that start wait (cancellable) before their first step until release()."""

@@ -29,20 +29,25 @@ class LiveServer:
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         """Block until /readyz answers 200."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.05)
-        raise TimeoutError(f"server at {self.url} not ready after {timeout}s")
+        wait_ready(self.url, timeout)
 
     def stop(self) -> None:
         """Ask uvicorn to exit (runs the lifespan shutdown) and wait for the thread."""
         self.server.should_exit = True
         self.thread.join(timeout=30)
+
+
+def wait_ready(url: str, timeout: float = 60.0) -> None:
+    """Block until `url`/readyz answers 200."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=5).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+    raise TimeoutError(f"server at {url} not ready after {timeout}s")
 
 
 def start_server(app: FastAPI, wait_ready: bool = True, **config) -> LiveServer:

@@ -310,7 +310,7 @@ def test_right_token_is_served(live_with_token):
 
 
 def test_after_the_catalogue_the_server_still_serves_a_good_job(live):
-    engine: FakeEngine = live.app.state.worker.engine
+    engine: FakeEngine = live.app.state.engines.workers[0].engine
     ran_before = len(engine.requests)
     reply = job(Accept="image/png").send(live.url)
     assert reply.status_code == 200, reply.text

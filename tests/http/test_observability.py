@@ -55,7 +55,11 @@ def test_metrics_after_jobs_failures_and_refusals(serve):
     duration = "kontext_job_duration_seconds_count"
     assert value(found, duration, job_type=DEV, tier="exact", outcome="completed") == 2
     assert value(found, duration, job_type=DEV, tier="exact", outcome="job_failed") == 1
-    assert value(found, "kontext_denoise_step_seconds_count") == 2
+    assert value(found, "kontext_denoise_step_seconds_count", device="cpu") == 2
+    jobs = "kontext_device_jobs_total"
+    assert value(found, jobs, device="cpu", outcome="completed") == 2
+    assert value(found, jobs, device="cpu", outcome="failed") == 1
+    assert value(found, "kontext_device_busy", device="cpu") == 0
     errors = "kontext_http_errors_total"
     assert value(found, errors, status="500", reason="job_failed") == 1
     assert value(found, errors, status="400", reason="validation") == 1

@@ -10,13 +10,15 @@ from server.metrics import Metrics
 from server.settings import Settings
 from server.wire.hosted import MAX_TXT2IMG, PRO_IMG2IMG
 from server.wire.models import DevKontextConfig
-from server.wiring import build_jobs_path
+from server.wiring import build_jobs_path, local_engines
 
 HOSTED = [PRO_IMG2IMG, MAX_TXT2IMG]
 
 
 def entries(settings: Settings) -> dict[str, dict]:
-    service = build_jobs_path(settings, FakeEngine(), Metrics()).service
+    metrics = Metrics()
+    engines = local_engines(settings, FakeEngine(), metrics)
+    service = build_jobs_path(settings, engines, metrics).service
     config = playground_config(service, auth_required=False)
     assert config["version"] == 3
     return {entry["type"]: entry for entry in config["job_types"]}

@@ -26,7 +26,7 @@ from server.jobs.submission import Submission
 from server.jobs.types import DEV_KONTEXT
 from server.metrics import Metrics
 from server.settings import Settings
-from server.wiring import JobsPath, build_jobs_path
+from server.wiring import JobsPath, build_jobs_path, local_engines
 
 log = logging.getLogger(__name__)
 
@@ -35,18 +35,22 @@ class LocalRunner:
     """Owns an event loop and the jobs path for the whole batch."""
 
     def __init__(self, settings: Settings) -> None:
-        from server.cli.serve import build_engine
+        from server.engine_build import build_engine
 
         engine = build_engine(settings)  # WeightsError here: bad --weights, before any load
         # No warm-up: a batch's first row pays the first-call costs once, like a warm-up.
-        self.path: JobsPath = build_jobs_path(settings.model_copy(update={"warmup": False}),
-                                              engine, Metrics())
+        # One device: the rows run one after another.
+        settings = settings.model_copy(update={"warmup": False})
+        metrics = Metrics()
+        self.path: JobsPath = build_jobs_path(settings,
+                                              local_engines(settings, engine, metrics), metrics)
         self.loop = asyncio.new_event_loop()
         started = time.monotonic()
-        self.loop.run_until_complete(self.path.worker.start())
-        if not self.path.worker.ready:
+        self.loop.run_until_complete(self.path.engines.start())
+        refusal = self.path.engines.unavailable()
+        if refusal is not None:
             self.close()
-            raise EngineFailure(f"the engine did not load: {self.path.worker.error}")
+            raise EngineFailure(f"the engine did not load: {refusal.message}")
         log.info("engine loaded in %.1fs: %s", time.monotonic() - started, engine.info)
 
     def run_one(self, submission: Submission, stop: StopRequest,
@@ -74,9 +78,9 @@ class LocalRunner:
         self.loop.run_until_complete(self._run_all(rows, finish, stop))
 
     def close(self) -> None:
-        """Stop the worker (closing the engine), the service's backends and filter, and the
+        """Stop the engines (closing them), the service's backends and filter, and the
         loop."""
-        self.loop.run_until_complete(self.path.worker.stop())
+        self.loop.run_until_complete(self.path.engines.stop())
         self.loop.run_until_complete(self.path.service.aclose())
         self.loop.close()
 

@@ -26,7 +26,7 @@ def edit_local(settings: Settings, config: dict[str, Any], image: bytes, fmt: Im
 
     def show(job: Job) -> None:
         running = job.record.state == "processing"
-        progress.show(progress_json(job.progress, 0 if running else None, runner.path.worker))
+        progress.show(progress_json(job.progress, 0 if running else None, runner.path.engines))
 
     try:
         with StopRequest("stopping: cancelling the edit") as stop:

@@ -1,0 +1,104 @@
+"""The engine deployment: one replica per GPU, each the same engine the single-machine
+server runs (built by server/engine_build.py, driven by the same engine pool of one).
+
+A call to `run` streams what happens to the job, so the ingress can move the job to
+`processing`, report its steps (async progress) and learn its result:
+
+    ("started", replica)  →  ("step", step, steps) …  →  ("done", EditResult) | ("error", exc)
+
+Errors are sent as values (engine errors, which pickle), not raised, so the ingress sees
+the engine's own error and not Ray's wrapping of it. Cancelling the call (the client went
+away, the time limit, DELETE) cancels this generator, which stops the edit at its next
+step. Ray Serve is imported by the caller (server/ray/app.py); this class does not need it
+except to name its replica.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from functools import partial
+from typing import Any
+
+from pipelines.devices import limit_cpu_threads
+from pipelines.errors import EngineError, EngineFailure
+from pipelines.types import EditRequest, Engine, EngineInfo, RunControl
+from server.engine_build import build_engine
+from server.jobs.engine_pool import EnginePool
+from server.settings import Settings
+
+log = logging.getLogger(__name__)
+
+Event = tuple[Any, ...]
+
+
+def replica_name() -> str:
+    """`replica:<id>` of the replica this runs in (`replica:local` outside Ray Serve)."""
+    try:
+        from ray import serve
+
+        return f"replica:{serve.get_replica_context().replica_id.unique_id}"
+    except Exception:  # not in a replica (a unit of it driven directly)
+        return "replica:local"
+
+
+class EngineReplica:
+    """One engine on this replica's device; one job at a time (max_ongoing_requests=1)."""
+
+    async def __init__(self, settings: Settings,
+                       factory: Callable[[str | None], Engine] | None = None,
+                       cpu_threads: int | None = None) -> None:
+        # Ray Serve marks the replica running (routable) once this returns: load and warm
+        # up first. An exception here makes Ray Serve start another replica.
+        self.name = replica_name()
+        engine = (factory or partial(build_engine, settings))(None)
+        if engine.info.device == "cpu" and cpu_threads:
+            limit_cpu_threads(cpu_threads)
+        self.pool = EnginePool([engine], [self.name], warmup=settings.warmup)
+        await self.pool.start()
+        refusal = self.pool.unavailable()
+        if refusal is not None:
+            raise RuntimeError(f"{self.name}: {refusal.message}")
+
+    async def info(self) -> EngineInfo:
+        """What this replica runs."""
+        return self.pool.info
+
+    async def check_health(self) -> None:
+        """Ray Serve's health check: a hung or failed engine gets the replica replaced."""
+        ok, body = self.pool.health()
+        if not ok:
+            raise RuntimeError(f"{self.name} is unhealthy: {body['error'] or body['stuck']}")
+
+    async def run(self, request: EditRequest) -> AsyncIterator[Event]:
+        """Run one edit, streaming its events (see the module docstring)."""
+        loop = asyncio.get_running_loop()
+        events: asyncio.Queue[Event] = asyncio.Queue()
+        control = RunControl(on_step=lambda step, steps: loop.call_soon_threadsafe(
+            events.put_nowait, ("step", step, steps)))
+        task = asyncio.create_task(self.pool.run(
+            request, control, lambda: events.put_nowait(("started", self.name))))
+        try:
+            while not task.done() or not events.empty():
+                getting = asyncio.ensure_future(events.get())
+                await asyncio.wait({getting, task}, return_when=asyncio.FIRST_COMPLETED)
+                if getting.done():
+                    yield getting.result()
+                else:
+                    getting.cancel()
+            yield _final(task)
+        finally:
+            if not task.done():
+                task.cancel()  # the caller cancelled: stop the edit, wait for the engine
+                await asyncio.wait({task})
+
+
+def _final(task: asyncio.Task) -> Event:
+    exc = task.exception()
+    if exc is None:
+        return ("done", task.result().result)
+    if isinstance(exc, EngineError):
+        return ("error", type(exc)(str(exc)))
+    log.error("engine replica failed unexpectedly: %r", exc)
+    return ("error", EngineFailure(f"{type(exc).__name__}: {exc}"))

@@ -1,0 +1,78 @@
+"""Engine factories for engines that run in child processes (--device-workers process) or
+Ray Serve replicas: module-level, so they pickle by reference.
+
+`crashing_tiny_engine` is the real tiny engine, except that a job whose prompt contains
+CRASH kills its process on the spot (as a CUDA fault or the OOM killer would): the way to
+prove that only that job fails and that the device comes back.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from pipelines.types import EditRequest, EditResult, RunControl
+from server.engine_build import build_engine
+from server.settings import Settings
+
+CRASH = "crash this device"
+
+
+class CrashOnPrompt:
+    """Wraps an engine; exits its process mid-job when the prompt says CRASH."""
+
+    def __init__(self, engine) -> None:
+        self.engine = engine
+
+    def __getattr__(self, name: str):
+        return getattr(self.engine, name)
+
+    def run(self, request: EditRequest, control: RunControl) -> EditResult:
+        if CRASH in request.prompt:
+            report = control.on_step
+
+            def on_step(step: int, steps: int) -> None:
+                if report is not None:
+                    report(step, steps)
+                os._exit(9)  # after its first step: the job was really running
+
+            control = RunControl(cancel=control.cancel, on_step=on_step)
+        return self.engine.run(request, control)
+
+
+def crashing_tiny_engine(settings: Settings, device: str | None):
+    """The settings' (demo) engine on `device`, wrapped in CrashOnPrompt."""
+    return CrashOnPrompt(build_engine(settings, device))
+
+
+class GatedEngine:
+    """Wraps an engine; while `<gate>/hold` exists, a job waits after its first step, and
+    says so (and where) with a file `<gate>/held-<pid>-<seed>`: how tests hold jobs in
+    other processes (Ray replicas) and learn which process runs them."""
+
+    def __init__(self, engine, gate: Path) -> None:
+        self.engine = engine
+        self.gate = gate
+
+    def __getattr__(self, name: str):
+        return getattr(self.engine, name)
+
+    def run(self, request: EditRequest, control: RunControl) -> EditResult:
+        report = control.on_step
+        hold = self.gate / "hold"
+
+        def on_step(step: int, steps: int) -> None:
+            if report is not None:
+                report(step, steps)
+            if step == 1 and hold.exists():
+                (self.gate / f"held-{os.getpid()}-{request.seed}").write_text("")
+                while hold.exists() and not control.cancel.is_set():
+                    time.sleep(0.01)  # another process holds the gate: a file is all we share
+
+        return self.engine.run(request, RunControl(cancel=control.cancel, on_step=on_step))
+
+
+def gated_tiny_engine(settings: Settings, gate: str, device: str | None):
+    """The settings' (demo) engine on `device`, wrapped in GatedEngine."""
+    return GatedEngine(build_engine(settings, device), Path(gate))
