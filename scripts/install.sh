@@ -17,14 +17,24 @@ python -m pip install -q "uv==0.13.9"
 # uv reads no pip configuration: hand it the wheel folders pip is configured with (where a
 # machine keeps a local CPU torch wheel), so that uv installs the files pip would.
 links=()
+local_torch=false
 for dir in $(python -m pip config list 2>/dev/null | sed -n "s/^[^ ]*find-links='\(.*\)'$/\1/p" \
              | tr ' ' '\n' | sort -u); do
   links+=(--find-links "$dir")
+  compgen -G "$dir/torch-2.13.0*.whl" >/dev/null && local_torch=true
 done
 # Keep an existing torch (e.g. a CUDA build); otherwise 2.13.0 (the suite and the demo need
 # no GPU). torch is not in constraints.txt, so a torch already there is never replaced.
+# uv takes it from a local wheel folder; without one, pip does, so that pip's own index
+# configuration (a CPU-wheel index, say) decides which build comes, as it did before uv.
 torch=()
-python -c "import torch" 2>/dev/null || torch=("torch==2.13.0")
+if ! python -c "import torch" 2>/dev/null; then
+  if $local_torch; then
+    torch=("torch==2.13.0")
+  else
+    python -m pip install -q "torch==2.13.0"
+  fi
+fi
 extras=""
 # [ray]: the Ray Serve tests (tests/ray_serve) run in CI too.
 $with_tests && extras="[test,ray]"

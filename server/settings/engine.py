@@ -1,0 +1,81 @@
+"""Settings of the local engine: weights, device, warm-up, tier and memory mode, LoRAs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from pipelines.references import (
+    DEFAULT_REFERENCE_TOKEN_BUDGET,
+    MIN_REFERENCE_TOKEN_BUDGET,
+)
+from server.settings.common import BATCH, default_cache_dir
+
+
+class EngineSettings(BaseModel):
+    """The local engine: weights, device, warm-up, tier and memory mode, LoRAs."""
+
+    weights: str | None = Field(
+        None,
+        description="FLUX.1-Kontext-dev weights: a diffusers-layout folder, a Hugging Face repo "
+        "id already in the local cache, or BFL's flux1-kontext-dev.safetensors file.", **BATCH
+    )
+    base_weights: str | None = Field(
+        None,
+        description="With a single-file transformer: the folder or cached repo id holding the "
+        "other components (text encoders, VAE, tokenizers). Default: "
+        "black-forest-labs/FLUX.1-Kontext-dev from the local cache.", **BATCH
+    )
+    demo: bool = Field(
+        False,
+        description="Run on a tiny random checkpoint (CPU, no weights needed). Images are noise.",
+        **BATCH,
+    )
+    demo_dir: Path = Field(
+        default_factory=lambda: default_cache_dir() / "tiny-checkpoint",
+        description="Where --demo writes (once) and loads its tiny checkpoint.", **BATCH
+    )
+    device: Literal["auto", "cuda", "cpu"] = Field(
+        "auto", description="Device for the local engine; auto picks cuda when present.", **BATCH
+    )
+    warmup: bool = Field(True, description="Run one warm-up edit before reporting ready.")
+    warmup_steps: int = Field(2, ge=1, le=50, description="Denoising steps of the warm-up edit.")
+    reference_token_budget: int = Field(
+        DEFAULT_REFERENCE_TOKEN_BUDGET, ge=MIN_REFERENCE_TOKEN_BUDGET,
+        description="Most latent tokens all input images of one [dev] job may add together "
+        "(canvas and references; a 1024x1024 image is 4096): references are shrunk to fit. "
+        "Bounds the cost of multi-reference jobs (docs/multi-reference.md).", **BATCH
+    )
+    jpeg_quality: int = Field(92, ge=1, le=100, description="Quality of JPEG outputs.", **BATCH)
+    tier: Literal["exact", "fp8", "turbo"] = Field(
+        "exact",
+        description="Engine tier: `exact` (bf16, no lossy lever), `fp8` (torchao float8 "
+        "linears; CUDA with compute capability 8.9+ and torchao) or `turbo` (fp8 plus a "
+        "TaylorSeer step cache that computes the first 25% of steps in full).", **BATCH
+    )
+    memory_mode: Literal["full", "24gb", "16gb"] = Field(
+        "full",
+        description="GPU memory budget: `full` (everything on the GPU), `24gb` (transformer "
+        "weights at one byte each, T5 streamed from CPU memory) or `16gb` (transformer and T5 "
+        "streamed from CPU memory; exact tier only). CUDA only.", **BATCH
+    )
+    lora_dir: Path | None = Field(
+        None,
+        description="Folder of LoRA files: every *.safetensors under it (subfolders too) is "
+        "a LoRA named by its relative path without the extension, for `config.loras` of "
+        "dev-kontext jobs (GET /v2/loras lists them). Files added later are picked up without "
+        "a restart. Unset: jobs with LoRAs are refused.", **BATCH
+    )
+    lora_cache_bytes: int = Field(
+        4 * 1024**3, ge=0,
+        description="Host memory for loaded LoRAs, least recently used evicted first (a "
+        "rank-64 LoRA on every layer is ~0.7 GB in bf16).", **BATCH
+    )
+    lora_max_rank: int = Field(
+        64, ge=1, le=1024,
+        description="Rank of the LoRA slots: LoRAs up to this rank load. Each of the 3 slots "
+        "costs rank × 5.4 M parameters of GPU memory (~0.7 GB at rank 64 in bf16) and a "
+        "rank-sized LoRA's work per step, whatever the LoRA's own rank.", **BATCH
+    )

@@ -1,0 +1,87 @@
+"""Settings of serving HTTP: the bind, auth, the queue, body and JSON limits, logs, shutdown."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import NoDecode
+
+from pipelines.references import MAX_INPUT_IMAGES
+from server.settings.common import BATCH, MB, split_commas
+
+
+class ServingSettings(BaseModel):
+    """Serving HTTP: the bind, auth, the queue, body and JSON limits, logs, shutdown."""
+
+    host: str = Field("127.0.0.1", description="Address to bind.")
+    port: int = Field(8000, ge=0, le=65535, description="Port to bind (0 picks a free one).")
+    queue_size: int = Field(
+        16, ge=1, description="Jobs that may wait for the GPU; past this, 429 with Retry-After."
+    )
+    tokens: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Bearer tokens accepted (comma-separated in the environment). Empty: no "
+        "authentication.",
+    )
+    token_file: Path | None = Field(
+        None,
+        description="File of bearer tokens, one per line (`#` starts a comment); used together "
+        "with --tokens.",
+    )
+    allow_open: bool = Field(
+        False,
+        description="Allow binding a non-loopback address with no tokens configured (anyone "
+        "who can reach the port may run jobs).",
+    )
+    open_probes: bool = Field(
+        True, description="Serve /healthz, /readyz and /metrics without a token."
+    )
+    max_body_bytes: int = Field(
+        12 * MB, ge=1024, description="Largest request body accepted; larger is 413."
+    )
+    max_input_bytes: int = Field(
+        10 * MB, ge=1024, description="Largest input image file accepted; larger is 400.", **BATCH
+    )
+    max_input_parts: int = Field(
+        # The official JS client sends each image twice: four images are eight parts.
+        2 * MAX_INPUT_IMAGES, ge=1,
+        description="Most `input` parts accepted in one multipart request (exact duplicates "
+        "count; the official JS client sends each image twice).",
+    )
+    max_json_bytes: int = Field(
+        64 * 1024, ge=1024, description="Largest job JSON (body or `job` part); larger is 413."
+    )
+    max_json_depth: int = Field(
+        32, ge=2, le=256, description="Deepest nesting accepted in the job JSON; deeper is 400."
+    )
+    job_timeout_seconds: float = Field(
+        600.0, gt=0,
+        description="Seconds one local job may run on the engine (queue wait excluded); past "
+        "this it is cancelled and answered 504.",
+    )
+    shutdown_grace_seconds: float = Field(
+        60.0, ge=0,
+        description="On SIGTERM: seconds queued and running jobs get to finish before they "
+        "are cancelled (a second SIGTERM cancels at once).",
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="Log level.", **BATCH
+    )
+    log_format: Literal["text", "json"] = Field(
+        "text", description="Log lines as text, or as one JSON object per line."
+    )
+    log_prompts: bool = Field(
+        False, description="Debugging aid: log job prompts (never logged otherwise)."
+    )
+
+    @field_validator("tokens", mode="before")
+    @classmethod
+    def _split_tokens(cls, value: object) -> object:
+        # The flag (repeatable) and the environment both split on commas; spaces around a
+        # token are dropped; an empty token would let `Authorization: Bearer ` in.
+        tokens = split_commas(value)
+        if isinstance(tokens, list) and not all(tokens):
+            raise ValueError("a token is empty or only spaces; remove it or give a real one")
+        return tokens
