@@ -102,6 +102,10 @@ class Backend(Protocol):
     def unavailable(self) -> ApiError | None:
         """Why it takes no job now (e.g. its engine is still loading), or None."""
 
+    async def check(self, config: WireModel) -> None:
+        """Refuse (ApiError) a validated config it cannot run, before the job exists, so
+        that an async job is refused at once rather than accepted and then failed."""
+
     def timed_out(self) -> ApiError:
         """The error a job answers with when it ran past `time_limit`."""
 

@@ -14,7 +14,7 @@ from server.errors import ApiError
 from server.jobs.backend import SERVED_BY_HEADER, JobHandle, Outcome, PreparedJob
 from server.jobs.local import LocalBackend
 from server.wire.hosted import HostedImg2ImgConfig, HostedTxt2ImgConfig
-from server.wire.models import DevKontextConfig
+from server.wire.models import DevKontextConfig, WireModel
 from server.wire.ratio import parse_ratio
 
 SERVED_BY = "local-dev-fallback"
@@ -46,6 +46,9 @@ class FallbackBackend:
     def unavailable(self) -> ApiError | None:
         """NotReady while the engine is not ready."""
         return self.local.unavailable()
+
+    async def check(self, config: WireModel) -> None:
+        """Nothing beyond validation ([pro]/[max] configs name no LoRAs)."""
 
     def timed_out(self) -> ApiError:
         """The local engine's time-limit error."""

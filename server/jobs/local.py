@@ -14,7 +14,7 @@ from server.jobs.engines import Engines
 from server.jobs.loras import check_loras, lora_metrics
 from server.media.marks import OutputMarks
 from server.wire.loras import lora_choices
-from server.wire.models import DevKontextConfig
+from server.wire.models import DevKontextConfig, WireModel
 from server.wire.presets import model_prompt
 
 #: Said in every local job's JSON (`notice`) when the engine runs the demo checkpoint.
@@ -77,6 +77,12 @@ class LocalBackend:
         """NotReady while the engines load, warm up, failed or stop."""
         return self.engines.unavailable()
 
+    async def check(self, config: WireModel) -> None:
+        """The LoRAs it names exist in the folder and load (400 naming the entry)."""
+        loras = lora_choices(getattr(config, "loras", None))
+        if loras:  # off the loop: it stats the named files
+            await asyncio.to_thread(check_loras, self.engines.loras, loras)
+
     def timed_out(self) -> ApiError:
         """504 for a job that ran past job_timeout_seconds."""
         return JobTimeout(f"the job ran past the per-job time limit of {self.time_limit:g} s "
@@ -87,8 +93,6 @@ class LocalBackend:
         config: DevKontextConfig = job.config  # type: ignore[assignment]
         images = tuple(image.image for image in job.inputs)
         request = edit_request(config, images[0] if images else None, images[1:])
-        if request.loras:  # before queueing: a bad name is answered at once
-            await asyncio.to_thread(check_loras, self.engines.loras, request.loras)
         return await self.run_edit(job, request, handle, config.progressive)
 
     async def run_edit(self, job: PreparedJob, request: EditRequest, handle: JobHandle,

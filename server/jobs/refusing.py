@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from server.errors import ApiError, NotReady
 from server.jobs.backend import JobHandle, Outcome, PreparedJob
+from server.wire.models import WireModel
 
 
 class RefusingBackend:
@@ -23,6 +24,9 @@ class RefusingBackend:
     def unavailable(self) -> ApiError | None:
         """Never: the refusal comes after validation, from run()."""
         return None
+
+    async def check(self, config: WireModel) -> None:
+        """Nothing: the refusal comes from run()."""
 
     def timed_out(self) -> ApiError:
         """Unused: nothing runs."""

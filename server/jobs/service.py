@@ -110,6 +110,7 @@ class JobService:
         refusal = backend.unavailable()
         if refusal is not None:
             raise refusal
+        await backend.check(config)  # e.g. an unknown LoRA: 400 before the job exists
         screening = self._screening(job_id, config)
         await screening.prompt(model_prompt(config))  # a refused prompt never takes a place
         if admit and backend.lane is not None:

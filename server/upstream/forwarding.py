@@ -25,6 +25,7 @@ from server.media.marks import OutputMarks
 from server.metrics import Metrics
 from server.settings import Settings
 from server.wire.hosted import hosted_kind
+from server.wire.models import WireModel
 
 #: A guess of one forwarded job's seconds, until one has finished.
 FIRST_GUESS_SECONDS = 5.0
@@ -64,6 +65,9 @@ class ForwardingBackend:
     def unavailable(self) -> ApiError | None:
         """Always available: upstream's own answers say otherwise."""
         return None
+
+    async def check(self, config: WireModel) -> None:
+        """Nothing beyond validation: upstream's own answers say the rest."""
 
     def timed_out(self) -> ApiError:
         """504 for a forwarded job that ran past upstream_job_timeout."""

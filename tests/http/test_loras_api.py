@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from helpers.async_api import submit, wait_state
 from helpers.fake_engine import FakeEngine
 from helpers.fake_loras import FakeLoras, fake_entry
 from helpers.http import DEV, PRO_IMG, PRO_TXT, image_of, job_of, multipart_parts, post_job
@@ -200,3 +201,13 @@ def test_openapi_documents_the_field_and_the_route(live):
     # The object form, inlined (no dangling $defs reference).
     spec_of_object = loras["anyOf"][0]["items"]["oneOf"][1]
     assert spec_of_object["properties"]["scale"]["maximum"] == 2
+
+
+def test_an_async_job_naming_an_unknown_lora_is_refused_before_it_exists(live):
+    reply = submit(live.url, {**CONFIG, "loras": ["nope"]}, PNG)
+    assert reply.status_code == 400, reply.text
+    assert reply.json()["error"] == ("config.loras[0].name: unknown LoRA 'nope': this server's "
+                                     "LoRA folder has no such file (GET /v2/loras lists them)")
+    good = submit(live.url, {**CONFIG, "loras": ["blue"]}, PNG)
+    assert good.status_code == 201, good.text
+    wait_state(live.url, good.json()["id"], "processed")
