@@ -19,6 +19,7 @@ from helpers.device_engines import CRASH, crashing_tiny_engine
 from helpers.http import job_of, post_job
 from helpers.images import image_bytes
 from helpers.live_server import start_server
+from helpers.lora_files import make_lora, save_diffusers
 from helpers.servers import make_settings
 
 from server.api.app import create_app
@@ -31,8 +32,10 @@ JSON = "application/json"
 
 @pytest.fixture(scope="module")
 def live(tiny_dir, tmp_path_factory):
+    loras = tmp_path_factory.mktemp("loras")
+    save_diffusers(make_lora(tiny_dir, seed=1), loras / "red.safetensors")
     settings = make_settings(demo=True, demo_dir=tiny_dir, devices=["cpu", "cpu"],
-                             warmup=False,
+                             warmup=False, lora_dir=loras,
                              results_dir=tmp_path_factory.mktemp("results"))
     engines, labels = build_local_engines(settings, partial(crashing_tiny_engine, settings))
     server = start_server(create_app(settings, engines, labels=labels), wait_ready=False)
@@ -100,33 +103,21 @@ def test_thread_workers_load_one_at_a_time_and_run_at_once(tiny_dir, tmp_path):
         torch.set_num_threads(threads)
 
 
-def test_loras_on_devices_in_processes(tiny_dir, tmp_path):
-    """A LoRA folder with --devices: listed by the server, switched in each device's
-    process, the same image whichever device ran it, cache counters summed in /metrics."""
-    from helpers.lora_files import make_lora, save_diffusers
 
-    folder = tmp_path / "loras"
-    folder.mkdir()
-    save_diffusers(make_lora(tiny_dir, seed=1), folder / "red.safetensors")
-    settings = make_settings(demo=True, demo_dir=tiny_dir, devices=["cpu", "cpu"],
-                             warmup=False, lora_dir=folder, results_dir=tmp_path / "results")
-    engines, labels = build_local_engines(settings)
-    server = start_server(create_app(settings, engines, labels=labels), wait_ready=False)
-    try:
-        server.wait_ready(timeout=240)
-        listing = httpx.get(f"{server.url}/v2/loras").json()
-        assert [entry["name"] for entry in listing["loras"]] == ["red"]
-        config = {**CONFIG, "prompt": "make it red", "seed": 3, "loras": ["red"]}
-        with ThreadPoolExecutor(2) as pool:
-            replies = list(pool.map(lambda _: post_job(server.url, config, PNG, accept=JSON,
-                                                       timeout=240), range(2)))
-        jobs = [job_of(reply) for reply in replies]
-        assert [reply.status_code for reply in replies] == [200, 200], jobs
-        assert all(job["metrics"]["loras"]["applied"] == [{"name": "red", "scale": 1.0}]
-                   for job in jobs), jobs
-        # Each device that ran a job loaded the LoRA into its own cache once.
-        devices = {job["served_by"]["device"] for job in jobs}
-        metrics = httpx.get(f"{server.url}/metrics").text
-        assert f"kontext_lora_cache_misses_total {float(len(devices))}" in metrics, metrics
-    finally:
-        server.stop()
+def test_loras_on_devices_in_processes(live):
+    """A LoRA folder with --devices: listed by the server, switched in each device's
+    process, cache counters summed in /metrics."""
+    listing = httpx.get(f"{live.url}/v2/loras").json()
+    assert [entry["name"] for entry in listing["loras"]] == ["red"]
+    config = {**CONFIG, "prompt": "make it red", "seed": 3, "loras": ["red"]}
+    with ThreadPoolExecutor(2) as pool:
+        replies = list(pool.map(lambda _: post_job(live.url, config, PNG, accept=JSON,
+                                                   timeout=240), range(2)))
+    jobs = [job_of(reply) for reply in replies]
+    assert [reply.status_code for reply in replies] == [200, 200], jobs
+    assert all(job["metrics"]["loras"]["applied"] == [{"name": "red", "scale": 1.0}]
+               for job in jobs), jobs
+    # Each device that ran a job loaded the LoRA into its own cache once.
+    devices = {job["served_by"]["device"] for job in jobs}
+    metrics = httpx.get(f"{live.url}/metrics").text
+    assert f"kontext_lora_cache_misses_total {float(len(devices))}" in metrics, metrics
