@@ -35,6 +35,19 @@ def tiny_engine(tiny_dir: Path):
 
 
 @pytest.fixture
+def empty_hf_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point the Hugging Face cache at an empty folder (constants are read at import)."""
+    import huggingface_hub.constants
+
+    cache = tmp_path / "hf-cache"
+    cache.mkdir()
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    return cache
+
+
+@pytest.fixture
 def no_fp8_hardware_check(monkeypatch: pytest.MonkeyPatch) -> None:
     """Let torchao quantise to float8 on CPU: torch's CPU _scaled_mm computes float8 matmuls
     (row-wise scales too); only torchao's check for a float8 GPU stands in the way."""

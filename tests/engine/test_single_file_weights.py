@@ -11,7 +11,6 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import huggingface_hub.constants
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
@@ -141,15 +140,6 @@ def base_without_transformer_weights(tiny_dir: Path) -> Path:
     base = Path(shutil.copytree(tiny_dir, tiny_dir.parent / "base"))
     (base / TRANSFORMER_FILE).unlink()
     return base
-
-
-@pytest.fixture
-def empty_hf_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Point the Hugging Face cache at an empty folder (constants are read at import)."""
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
-    return tmp_path
 
 
 def test_bfl_layout_has_bfl_keys(bfl_file: Path) -> None:

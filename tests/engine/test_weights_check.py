@@ -7,7 +7,6 @@ import math
 import shutil
 from pathlib import Path
 
-import huggingface_hub.constants
 import pytest
 from safetensors import safe_open
 
@@ -27,17 +26,6 @@ def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_copy(tiny_dir: Path, tmp_path: Path) -> Path:
     """A private copy of the tiny checkpoint that a test may damage."""
     return Path(shutil.copytree(tiny_dir, tmp_path / "copy"))
-
-
-@pytest.fixture
-def empty_hf_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Point the Hugging Face cache at an empty folder (constants are read at import)."""
-    cache = tmp_path / "hf-cache"
-    cache.mkdir()
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
-    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
-    return cache
 
 
 def test_tiny_checkpoint_is_loadable_and_says_noise(tiny_dir: Path) -> None:

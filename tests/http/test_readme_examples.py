@@ -58,7 +58,7 @@ def by_path(commands: list[str], pattern: str) -> list[str]:
 @pytest.fixture
 def setting(serve, tmp_path):
     if shutil.which("curl") is None:
-        pytest.fail("curl is not installed (Debian: apt-get install curl)")
+        pytest.fail("curl is not installed (Debian: apt-get install curl)")  # install.sh --test
     photo = tmp_path / "photo.jpg"
     photo.write_bytes(image_bytes(800, 600, "JPEG"))
     (tmp_path / "sofa.jpg").write_bytes(image_bytes(800, 600, "JPEG"))
