@@ -32,10 +32,11 @@ sys.path.insert(0, str(ROOT / "tests"))
 from benchmarks_results import write_section  # noqa: E402
 from helpers.live_server import start_server  # noqa: E402
 
-from pipelines.engine import KontextEngine  # noqa: E402
-from pipelines.tiny_checkpoint import write_tiny_checkpoint  # noqa: E402
-from pipelines.types import RunControl  # noqa: E402
-from pipelines.weights import resolve_weights  # noqa: E402
+from pipelines.contract import RunControl  # noqa: E402
+from pipelines.engine.kontext import KontextEngine  # noqa: E402
+from pipelines.engine.options import EngineOptions  # noqa: E402
+from pipelines.weights.source import resolve_weights  # noqa: E402
+from pipelines.weights.tiny import write_tiny_checkpoint  # noqa: E402
 from server.api.app import create_app  # noqa: E402
 from server.jobs.local import edit_request  # noqa: E402
 from server.settings import Settings  # noqa: E402
@@ -59,7 +60,7 @@ def main() -> None:
     args = parser.parse_args()
 
     checkpoint = write_tiny_checkpoint(Path(tempfile.mkdtemp()) / "tiny")
-    engine = KontextEngine(resolve_weights(str(checkpoint)), device="cpu", demo=True)
+    engine = KontextEngine(resolve_weights(str(checkpoint)), EngineOptions(device="cpu", demo=True))
     live = start_server(create_app(Settings(warmup=True, warmup_steps=1), engine))
     source = io.BytesIO()
     Image.linear_gradient("L").resize((1024, 1024)).convert("RGB").save(source, "PNG")

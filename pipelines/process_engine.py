@@ -22,10 +22,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from pipelines.devices import limit_cpu_threads
-from pipelines.errors import DeviceLost, EngineError, EngineFailure
-from pipelines.loras.library import LoraLibrary
-from pipelines.types import (
+from pipelines.contract import (
     CacheStats,
     EditRequest,
     EditResult,
@@ -34,6 +31,9 @@ from pipelines.types import (
     LoraEntry,
     RunControl,
 )
+from pipelines.engine.devices import limit_cpu_threads
+from pipelines.errors import DeviceLost, EngineError, EngineFailure
+from pipelines.loras.library import LoraLibrary
 
 log = logging.getLogger(__name__)
 

@@ -8,8 +8,8 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from pipelines.contract import Engine
 from pipelines.errors import WeightsError
-from pipelines.types import Engine
 from server.jobs.admission import Lane
 from server.jobs.backend import Backend
 from server.jobs.engine_pool import EnginePool

@@ -12,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from fastapi_offline import FastAPIOffline
 
-from pipelines.types import Engine
+from pipelines.contract import Engine
 from server.api import routes_async, routes_jobs, routes_loras, routes_ops
 from server.api.auth import TokenChecker, configured_tokens
 from server.api.context import RequestContextMiddleware

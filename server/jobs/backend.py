@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from PIL import Image
 
-from pipelines.types import RunControl
+from pipelines.contract import RunControl
 from server.errors import ApiError
 from server.jobs.screening import Screening
 from server.jobs.types import JobType

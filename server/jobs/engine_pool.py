@@ -12,11 +12,11 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from pipelines.devices import device_labels
-from pipelines.types import (
+from pipelines.contract import (
     CacheStats,
     EditRequest,
     Engine,
@@ -30,6 +30,22 @@ from server.jobs.engine_worker import DEFAULT_JOB_SECONDS, EngineWorker, WorkIte
 from server.jobs.engines import Ran, start_eta
 from server.logs import job_id_var
 from server.metrics import Metrics
+
+
+def device_labels(devices: list[str]) -> list[str]:
+    """A distinct name per engine for logs, /readyz and /metrics: `cuda:1` as it is, and
+    repeated `cpu` engines numbered `cpu:0`, `cpu:1`."""
+    counts = Counter(devices)
+    seen: Counter[str] = Counter()
+    labels = []
+    for device in devices:
+        if counts[device] > 1:
+            labels.append(f"{device}:{seen[device]}")
+            seen[device] += 1
+        else:
+            labels.append(device)
+    return labels
+
 
 
 class PooledLoras:

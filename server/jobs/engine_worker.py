@@ -19,8 +19,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Literal
 
+from pipelines.contract import EditRequest, EditResult, Engine, RunControl
 from pipelines.errors import Cancelled, DeviceLost, OutOfMemory
-from pipelines.types import EditRequest, EditResult, Engine, RunControl
 from server.logs import job_id_var
 from server.metrics import Metrics
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from pipelines.types import EditRequest, EditResult, EngineInfo, LoraCatalog, RunControl
+from pipelines.contract import EditRequest, EditResult, EngineInfo, LoraCatalog, RunControl
 from server.errors import ApiError
 
 

@@ -8,8 +8,7 @@ as not applied when safety is off.
 
 from __future__ import annotations
 
-from pipelines.resolutions import nearest_preferred
-from pipelines.types import EditRequest
+from pipelines.contract import EditRequest, nearest_preferred
 from server.errors import ApiError
 from server.jobs.backend import SERVED_BY_HEADER, JobHandle, Outcome, PreparedJob
 from server.jobs.local import LocalBackend

@@ -10,7 +10,7 @@ import asyncio
 import dataclasses
 from collections.abc import Callable
 
-from pipelines.types import RunControl
+from pipelines.contract import RunControl
 from server.errors import ApiError
 from server.jobs.backend import Backend, Outcome, PreparedJob
 from server.jobs.progress import Progress

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from pipelines.contract import EditRequest, EditResult
 from pipelines.errors import EngineError
-from pipelines.types import EditRequest, EditResult
 from server.errors import ApiError, JobTimeout, from_engine_error
 from server.jobs.admission import Lane
 from server.jobs.backend import JobHandle, Outcome, PreparedJob

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pipelines.contract import LoraCatalog, LoraChoice, LoraSwitch
 from pipelines.errors import InvalidInput
-from pipelines.types import LoraCatalog, LoraChoice, LoraSwitch
 from server.errors import ValidationFailed
 from server.wire.loras import NO_LORA_FOLDER
 

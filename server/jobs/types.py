@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from pipelines.references import MAX_INPUT_IMAGES
+from pipelines.contract import MAX_INPUT_IMAGES
 from server.errors import UnknownJobType
 from server.wire.hosted import (
     MAX_IMG2IMG,

@@ -21,10 +21,9 @@ from collections.abc import AsyncIterator, Callable
 from functools import partial
 from typing import Any
 
-from pipelines.devices import limit_cpu_threads
+from pipelines.contract import EditRequest, Engine, EngineInfo, RunControl
 from pipelines.errors import EngineError, EngineFailure
-from pipelines.types import EditRequest, Engine, EngineInfo, RunControl
-from server.engine_build import build_engine
+from server.engine_build import build_engine, share_cpu
 from server.jobs.engine_pool import EnginePool
 from server.settings import Settings
 
@@ -54,7 +53,7 @@ class EngineReplica:
         self.name = replica_name()
         engine = (factory or partial(build_engine, settings))(None)
         if engine.info.device == "cpu" and cpu_threads:
-            limit_cpu_threads(cpu_threads)
+            share_cpu(cpu_threads)
         self.pool = EnginePool([engine], [self.name], warmup=settings.warmup)
         await self.pool.start()
         refusal = self.pool.unavailable()

@@ -22,8 +22,8 @@ from typing import Any
 from ray import exceptions as ray_exceptions
 from ray.serve.exceptions import BackPressureError
 
+from pipelines.contract import EditRequest, EngineInfo, RunControl
 from pipelines.errors import DeviceLost
-from pipelines.types import EditRequest, EngineInfo, RunControl
 from server.errors import NotReady, Overloaded
 from server.jobs.engine_worker import DEFAULT_JOB_SECONDS
 from server.jobs.engines import Ran, start_eta

@@ -24,8 +24,14 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from pipelines.loras.choices import MAX_LORAS_PER_JOB, SCALE_MAX, SCALE_MIN
-from pipelines.types import LoraCatalog, LoraChoice, LoraEntry
+from pipelines.contract import (
+    MAX_LORAS_PER_JOB,
+    SCALE_MAX,
+    SCALE_MIN,
+    LoraCatalog,
+    LoraChoice,
+    LoraEntry,
+)
 
 NAME_RULE = ("must be a LoRA name: its path in the LoRA folder without .safetensors "
              "(GET /v2/loras lists them)")

@@ -14,7 +14,7 @@ from pydantic import (
     model_validator,
 )
 
-from pipelines.references import DEFAULT_REFERENCE_METHOD, MAX_INPUT_IMAGES, ReferenceMethod
+from pipelines.contract import DEFAULT_REFERENCE_METHOD, MAX_INPUT_IMAGES, ReferenceMethod
 from server.errors import ValidationFailed
 from server.wire.loras import (
     LORAS_DESCRIPTION,

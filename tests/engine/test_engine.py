@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from pipelines.contract import EditRequest, RunControl
 from pipelines.errors import Cancelled
-from pipelines.types import EditRequest, RunControl
 
 
 def request(image=None, width=512, height=512, steps=2, seed=7, prompt="make it red"):

@@ -12,7 +12,7 @@ import os
 import time
 from pathlib import Path
 
-from pipelines.types import EditRequest, EditResult, RunControl
+from pipelines.contract import EditRequest, EditResult, RunControl
 from server.engine_build import build_engine
 from server.settings import Settings
 

@@ -18,9 +18,9 @@ import time
 from PIL import Image
 
 from helpers.fake_loras import FakeLoras
+from pipelines.contract import EditRequest, EditResult, EngineInfo, LoraSwitch, RunControl
 from pipelines.errors import Cancelled, EngineFailure, InvalidInput, OutOfMemory
-from pipelines.references import plan_inputs
-from pipelines.types import EditRequest, EditResult, EngineInfo, LoraSwitch, RunControl
+from pipelines.references.plan import plan_inputs
 
 
 class FakeEngine:

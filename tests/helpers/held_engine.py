@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 
-from pipelines.types import EditRequest, EditResult, RunControl
+from pipelines.contract import EditRequest, EditResult, RunControl
 
 
 class HeldEngine:

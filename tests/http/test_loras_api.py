@@ -14,7 +14,7 @@ from helpers.live_server import start_server
 from helpers.servers import make_settings
 from prometheus_client.parser import text_string_to_metric_families
 
-from pipelines.types import LoraChoice
+from pipelines.contract import LoraChoice
 from server.api.app import create_app
 
 PNG = image_bytes(320, 256)

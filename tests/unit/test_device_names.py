@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from pipelines.devices import device_labels, resolve_devices
 from pipelines.errors import InvalidInput
+from server.engine_build import resolve_devices
+from server.jobs.engine_pool import device_labels
 from server.jobs.engines import start_eta
 from server.settings import Settings
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from pipelines.references import (
+from pipelines.references.plan import (
     DEFAULT_REFERENCE_METHOD,
     DEFAULT_REFERENCE_TOKEN_BUDGET,
     MAX_INPUT_IMAGES,

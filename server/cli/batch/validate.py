@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from pipelines.references import MAX_INPUT_IMAGES
+from pipelines.contract import MAX_INPUT_IMAGES
 from server.cli.batch.manifest import BadRow, RawRow, Row
 from server.errors import ApiError
 from server.media.formats import FORMAT_OF_SUFFIX, ImageFormat, file_name

@@ -16,7 +16,7 @@ import torch
 from diffusers import FluxKontextPipeline
 from PIL import Image
 
-from pipelines.references import AppendedReferences, FedImage
+from pipelines.references.plan import AppendedReferences, FedImage
 
 
 class KontextMultiReferencePipeline(FluxKontextPipeline):

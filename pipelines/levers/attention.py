@@ -65,17 +65,6 @@ def set_backend(transformer, name: str) -> str:
     return name
 
 
-def backends_in_use(transformer) -> set[str]:
-    """The backend names set on the transformer's attention processors (None: the default)."""
-    names = set()
-    for module in transformer.modules():
-        processor = getattr(module, "processor", None)
-        if processor is not None and hasattr(processor, "_attention_backend"):
-            backend = processor._attention_backend
-            names.add(None if backend is None else str(getattr(backend, "value", backend)))
-    return names
-
-
 def time_backends(candidates: Sequence[str], heads: int, head_dim: int, dtype,
                   tokens: int = TYPICAL_TOKENS, repeats: int = 5,
                   device: str = "cuda") -> dict[str, float]:

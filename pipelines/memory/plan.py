@@ -5,7 +5,7 @@ Weights are counted per component and dtype after the plan's own weight levers, 
 meta by the same functions the engine uses (fused QKV with the unfused projections dropped,
 fp8 storage by diffusers' layerwise casting); torchao float8 linears are counted as one
 byte per weight plus one fp32 scale per row. Activations are traced on meta
-(pipelines/memory_trace.py) for a 1024² edit with a 1 MP reference: text encoders, the
+(pipelines/memory/trace.py) for a 1024² edit with a 1 MP reference: text encoders, the
 reference's VAE encode, one transformer forward (8,192 image + 512 text tokens), the decode.
 """
 
@@ -17,9 +17,9 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipelines.engine_plan import EnginePlan
 from pipelines.errors import InvalidInput
-from pipelines.memory_trace import peak_activation_bytes
+from pipelines.levers.plan import EnginePlan
+from pipelines.memory.trace import peak_activation_bytes
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +150,7 @@ def _transformer_bytes(transformer, plan: EnginePlan) -> tuple[int, int]:
     """(resident, streamed) bytes of the transformer under the plan's levers (on meta)."""
     import torch
 
-    from pipelines.quantize import fuse_qkv
+    from pipelines.levers.quantize import fuse_qkv
 
     if plan.fuse_qkv:
         fuse_qkv(transformer)

@@ -62,12 +62,3 @@ def quantize_fp8_linears(transformer, device: str) -> None:
                                                        set_inductor_config=False)
     quantize_(transformer, config, device=device)
 
-
-def float8_linears(transformer) -> tuple[int, int]:
-    """(float8 weights, all linear weights) in the transformer, for logs and tests."""
-    import torch
-
-    linears = [m for m in transformer.modules() if isinstance(m, torch.nn.Linear)]
-    fp8 = [m for m in linears if getattr(m.weight, "qdata", m.weight).dtype
-           in (torch.float8_e4m3fn, torch.float8_e5m2)]
-    return len(fp8), len(linears)

@@ -1,4 +1,11 @@
-"""Plain data passed between the server and the engine."""
+"""What the server sees of the engine, torch-free: the edit it asks for and the result it
+gets, how it controls a run, the engine's interface, the LoRA catalog, and the limits the
+wire checks before a job reaches an engine.
+
+Only this module and pipelines/errors.py are imported by the server outside its
+composition root (server/wiring.py, server/engine_build.py) and its CLI; a lint-imports
+contract in pyproject.toml keeps it so. Importing it imports neither torch nor diffusers.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +13,60 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
 
 from PIL import Image
 
-from pipelines.references import DEFAULT_REFERENCE_METHOD
+# --- Limits ---------------------------------------------------------------------------
 
-#: Called after every denoising step with (step_done, total_steps).
-StepCallback = Callable[[int, int], None]
+#: 8× VAE downsampling then 2×2 patches: one image token per 16×16 pixels.
+PIXELS_PER_TOKEN_SIDE = 16
 
+
+def tokens_for(width: int, height: int) -> int:
+    """Image tokens for a width × height image (multiples of 16)."""
+    return (width // PIXELS_PER_TOKEN_SIDE) * (height // PIXELS_PER_TOKEN_SIDE)
+
+
+#: The sizes Kontext was trained at, (width, height) of about 1 MP: a copy of diffusers'
+#: PREFERRED_KONTEXT_RESOLUTIONS, so that the server picks a size without importing
+#: diffusers (tests/engine/test_resolutions.py checks that it still matches).
+PREFERRED_KONTEXT_RESOLUTIONS: tuple[tuple[int, int], ...] = (
+    (672, 1568), (688, 1504), (720, 1456), (752, 1392), (800, 1328), (832, 1248),
+    (880, 1184), (944, 1104), (1024, 1024), (1104, 944), (1184, 880), (1248, 832),
+    (1328, 800), (1392, 752), (1456, 720), (1504, 688), (1568, 672),
+)
+
+
+def nearest_preferred(width: int, height: int) -> tuple[int, int]:
+    """The preferred resolution whose aspect ratio is nearest width:height (as
+    FluxKontextPipeline's `_auto_resize` picks it: the first of equals)."""
+    ratio = width / height
+    return min(PREFERRED_KONTEXT_RESOLUTIONS, key=lambda size: abs(size[0] / size[1] - ratio))
+
+
+#: How references reach the transformer (pipelines/references/plan.py).
+ReferenceMethod = Literal["index", "offset", "stitch"]
+REFERENCE_METHODS: tuple[ReferenceMethod, ...] = ("index", "offset", "stitch")
+#: The method the released FLUX.1 Kontext [dev] weights handle (docs/multi-reference.md).
+DEFAULT_REFERENCE_METHOD: ReferenceMethod = "offset"
+#: The canvas and at most three references.
+MAX_INPUT_IMAGES = 4
+MAX_REFERENCES = MAX_INPUT_IMAGES - 1
+#: Tokens all input images together may add: two 1024² images' worth (2 × 4096).
+DEFAULT_REFERENCE_TOKEN_BUDGET = 2 * tokens_for(1024, 1024)
+#: The smallest share a reference may get: a 256 × 256 image.
+MIN_REFERENCE_TOKENS = tokens_for(256, 256)
+#: Tokens of the largest preferred Kontext resolution (800 × 1328): the most a canvas costs
+#: (written out; a test checks it against the table).
+LARGEST_CANVAS_TOKENS = tokens_for(800, 1328)
+MIN_REFERENCE_TOKEN_BUDGET = LARGEST_CANVAS_TOKENS + MAX_REFERENCES * MIN_REFERENCE_TOKENS
+#: The hosted API accepts at most three LoRAs per FLUX job.
+MAX_LORAS_PER_JOB = 3
+#: Bounds of a LoRA's scale; 1.0 is the strength it was trained at, 0 switches it off.
+SCALE_MIN, SCALE_MAX = -2.0, 2.0
+
+# --- Data -----------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class LoraChoice:
@@ -103,7 +155,7 @@ class EditRequest:
     """One Kontext edit, already validated and with its style preset applied to the prompt.
 
     `image` is the canvas (input[0]); `references` are input[1:], at most three, fed by
-    `reference_method` (pipelines/references.py: "index", "offset" or "stitch").
+    `reference_method` (pipelines/references/plan.py: "index", "offset" or "stitch").
     """
 
     prompt: str
@@ -134,7 +186,7 @@ class EditResult:
     #: Set when the engine has a LoRA folder (also for jobs without LoRAs: switch time).
     loras: LoraSwitch | None = None
     #: Steady per-step denoising time of this job: the mean of its steps after the first,
-    #: timed with CUDA events on a GPU (pipelines/step_timer.py).
+    #: timed with CUDA events on a GPU (pipelines/engine/step_timer.py).
     step_seconds: float = 0.0
 
     @property
@@ -155,12 +207,50 @@ class EngineInfo:
     extra: dict[str, str] = field(default_factory=dict)
 
 
+# --- Run control ----------------------------------------------------------------------
+
+#: Called after every denoising step with (step_done, total_steps).
+StepCallback = Callable[[int, int], None]
+
+
 @dataclass
 class RunControl:
-    """Per-job controls the worker hands to the engine."""
+    """Per-job controls the worker hands to the engine: its cancel flag and its progress."""
 
     cancel: threading.Event = field(default_factory=threading.Event)
     on_step: StepCallback | None = None
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether the job was cancelled (the engine stops at its next step)."""
+        return self.cancel.is_set()
+
+    def step(self, done: int, total: int) -> None:
+        """Report a finished denoising step."""
+        if self.on_step is not None:
+            self.on_step(done, total)
+
+
+class MovingAverage:
+    """An exponential moving average: adapts to the job mix without remembering it all.
+
+    Every running estimate (an engine's steady step time, a device's or a replica's job
+    time, a forwarded job's time) is one of these, the newest value weighing `weight`.
+    """
+
+    def __init__(self, first: float | None = None, weight: float = 0.3) -> None:
+        #: None until the first value; `first` seeds it (a guess, or a calibration).
+        self.value = first
+        self.weight = weight
+
+    def add(self, value: float) -> float:
+        """Take in a new value; the new average."""
+        self.value = value if self.value is None else \
+            (1 - self.weight) * self.value + self.weight * value
+        return self.value
+
+
+# --- The engine ----------------------------------------------------------------------
 
 
 class Engine(Protocol):

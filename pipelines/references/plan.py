@@ -11,37 +11,34 @@ references reach the transformer is the *method*:
   * ``stitch``: canvas and references pasted into one strip image, which Kontext then sees
     as its single reference (the only method a one-image Kontext build can take).
 
-Plain arithmetic on sizes: importing this module imports no torch or diffusers, so the
-server may use its constants (planning a job reads diffusers' resolution table lazily).
+Plain arithmetic on sizes: importing this module imports no torch or diffusers. The limits
+(how many images, the token budgets) are in pipelines/contract.py, where the server reads them.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
 
 from PIL import Image
 
-from pipelines.engine_plan import EnginePlan
+from pipelines.contract import (
+    DEFAULT_REFERENCE_METHOD,
+    DEFAULT_REFERENCE_TOKEN_BUDGET,
+    LARGEST_CANVAS_TOKENS,
+    MAX_INPUT_IMAGES,
+    MAX_REFERENCES,
+    MIN_REFERENCE_TOKEN_BUDGET,
+    MIN_REFERENCE_TOKENS,
+    PIXELS_PER_TOKEN_SIDE,
+    REFERENCE_METHODS,
+    ReferenceMethod,
+    nearest_preferred,
+    tokens_for,
+)
 from pipelines.errors import InvalidInput
-from pipelines.shapes import PIXELS_PER_TOKEN_SIDE, reference_size, tokens_for
+from pipelines.levers.plan import EnginePlan
 
-ReferenceMethod = Literal["index", "offset", "stitch"]
-REFERENCE_METHODS: tuple[ReferenceMethod, ...] = ("index", "offset", "stitch")
-#: The method the released FLUX.1 Kontext [dev] weights handle (docs/multi-reference.md).
-DEFAULT_REFERENCE_METHOD: ReferenceMethod = "offset"
-#: The canvas and at most three references.
-MAX_INPUT_IMAGES = 4
-MAX_REFERENCES = MAX_INPUT_IMAGES - 1
-#: Tokens all input images together may add: two 1024² images' worth (2 × 4096).
-DEFAULT_REFERENCE_TOKEN_BUDGET = 2 * tokens_for(1024, 1024)
-#: The smallest share a reference may get: a 256 × 256 image.
-MIN_REFERENCE_TOKENS = tokens_for(256, 256)
-#: Tokens of the largest preferred Kontext resolution (800 × 1328): the most a canvas costs.
-#: Written out so the server can import this without diffusers; a test checks it.
-LARGEST_CANVAS_TOKENS = tokens_for(800, 1328)
-MIN_REFERENCE_TOKEN_BUDGET = LARGEST_CANVAS_TOKENS + MAX_REFERENCES * MIN_REFERENCE_TOKENS
 #: The widest stitched strip: 256 tokens, the last column bf16 rotary ids hold exactly.
 MAX_STRIP_WIDTH = 256 * PIXELS_PER_TOKEN_SIDE
 #: Kontext's first rotary coordinate: 0 for the image being generated, 1 for its reference.
@@ -165,7 +162,7 @@ def canvas_size(image: Image.Image) -> tuple[int, int]:
     Stock floors the size to multiples of 16 before taking the aspect ratio.
     """
     width, height = image.size
-    return reference_size(width - width % _SIDE, height - height % _SIDE)
+    return nearest_preferred(width - width % _SIDE, height - height % _SIDE)
 
 
 def fit_tokens(width: int, height: int, tokens: int) -> tuple[int, int]:

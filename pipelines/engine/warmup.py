@@ -1,4 +1,5 @@
-"""The tensor shapes our API can send through the transformer, and the warm-up that covers them.
+"""The tensor shapes our API can send through the transformer, and the warm-up edits that
+leave no compilation for steady state.
 
 Every compiled graph is keyed by shapes. The only shape that varies between jobs is the
 image-token count: output tokens (width/16 × height/16) plus the reference's tokens, where
@@ -8,14 +9,20 @@ Text tokens are always 512 (T5 pads to max_sequence_length) and the batch is alw
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
-from pipelines.resolutions import PREFERRED_KONTEXT_RESOLUTIONS, nearest_preferred
+from pipelines.contract import (
+    PREFERRED_KONTEXT_RESOLUTIONS,
+    tokens_for,
+)
+from pipelines.levers.plan import EnginePlan
+from pipelines.references.plan import longest_reference_count
+
+log = logging.getLogger(__name__)
 
 #: Output sides our API accepts (server/wire/models.py: 512–1040 in multiples of 16).
 OUTPUT_SIDES = tuple(range(512, 1041, 16))
-#: 8× VAE downsampling then 2×2 patches: one token per 16×16 pixels.
-PIXELS_PER_TOKEN_SIDE = 16
 TEXT_TOKENS = 512
 
 
@@ -45,36 +52,16 @@ class WarmupPlan:
     reason: str
 
 
-def tokens_for(width: int, height: int) -> int:
-    """Image tokens for a width × height image (multiples of 16)."""
-    return (width // PIXELS_PER_TOKEN_SIDE) * (height // PIXELS_PER_TOKEN_SIDE)
-
-
-def preferred_resolutions() -> list[tuple[int, int]]:
-    """diffusers' 17 preferred Kontext reference resolutions, as (width, height)."""
-    return list(PREFERRED_KONTEXT_RESOLUTIONS)
-
-
-def reference_size(width: int, height: int) -> tuple[int, int]:
-    """The size FluxKontextPipeline resizes a width × height reference to (_auto_resize)."""
-    return nearest_preferred(width, height)
-
-
 def all_cases(with_text_only: bool = True) -> list[ShapeCase]:
     """Every (output size, snapped reference size) our API allows, plus no-reference jobs."""
     cases = []
-    refs: list[tuple[int | None, int | None]] = list(preferred_resolutions())
+    refs: list[tuple[int | None, int | None]] = list(PREFERRED_KONTEXT_RESOLUTIONS)
     if with_text_only:
         refs.append((None, None))
     for width in OUTPUT_SIDES:
         for height in OUTPUT_SIDES:
             cases += [ShapeCase(width, height, rw, rh) for rw, rh in refs]
     return cases
-
-
-def image_token_counts(cases: list[ShapeCase] | None = None) -> list[int]:
-    """The distinct image-token counts: one static graph each without dynamic shapes."""
-    return sorted({case.image_tokens for case in (cases or all_cases())})
 
 
 def warmup_plan(dynamic: bool, cases: list[ShapeCase] | None = None) -> WarmupPlan:
@@ -98,3 +85,26 @@ def warmup_plan(dynamic: bool, cases: list[ShapeCase] | None = None) -> WarmupPl
         chosen = tuple(by_tokens[n] for n in counts)
         reason = f"static shapes: one graph per image-token count ({len(counts)})"
     return WarmupPlan(cases=chosen, reason=reason)
+
+
+def warmup_edits(plan: EnginePlan, cases: list[ShapeCase] | None,
+                 reference_token_budget: int) -> list[tuple[ShapeCase, int]]:
+    """(shape, number of references) of each warm-up edit before the calibration edit.
+
+    `cases` replaces the compile plan's shapes (tests and benchmarks warm up small ones);
+    without it a dynamically compiled engine also meets the longest sequence a job can
+    send (the largest output plus references filling the budget), compiled and at its
+    memory peak, before it is ready. Without compilation nothing is needed here.
+    """
+    if cases is not None:
+        return [(case, 0) for case in cases]
+    if plan.compile is None:
+        return []
+    chosen = warmup_plan(plan.compile.dynamic)
+    log.info("warm-up plan: %s", chosen.reason)
+    edits = [(case, 0) for case in chosen.cases]
+    if plan.compile.dynamic:
+        side = OUTPUT_SIDES[-1]
+        edits.append((ShapeCase(side, side, side, side),
+                      longest_reference_count(side, reference_token_budget)))
+    return edits

@@ -19,7 +19,7 @@ output-sized factors (~2 MB at 1024²).
 
 from __future__ import annotations
 
-from pipelines.engine_plan import StepCacheSpec
+from pipelines.levers.plan import StepCacheSpec
 
 #: The hook's name in the transformer's diffusers HookRegistry.
 HOOK_NAME = "kontext_step_cache"
@@ -113,8 +113,3 @@ def prepare_step_cache(transformer, steps: int) -> tuple[bool, ...]:
     hook.plan = hook.spec.schedule(steps)
     return hook.plan
 
-
-def computed_forwards(transformer) -> int | None:
-    """Transformer forwards the current (or last) job ran; None without a cache."""
-    hook = _hook(transformer)
-    return None if hook is None else hook.computed

@@ -11,10 +11,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from pipelines.attention import NATIVE, choose_backend, set_backend
-from pipelines.engine_plan import EnginePlan
-from pipelines.quantize import fuse_qkv, quantize_fp8_linears
-from pipelines.step_cache import enable_step_cache
+from pipelines.levers.attention import NATIVE, choose_backend, set_backend
+from pipelines.levers.plan import EnginePlan
+from pipelines.levers.quantize import fuse_qkv, quantize_fp8_linears
+from pipelines.levers.step_cache import enable_step_cache
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ def compile_transformer(transformer, plan: EnginePlan) -> None:
     """Regional compile of the 57 repeated blocks with dynamic shapes.
 
     Dynamic shapes: the image-token count varies with the output size and the reference's
-    aspect ratio; one dynamic graph per block serves them all (see pipelines/shapes.py).
+    aspect ratio; one dynamic graph per block serves them all (see pipelines/engine/warmup.py).
     """
     import torch
 

@@ -30,10 +30,10 @@ FA3_CAPABILITY = (9, 0)
 #: Steps a turbo job always computes in full, as a fraction of its steps.
 TURBO_EXACT_FRACTION = 0.25
 #: After the exact steps, one full forward every this many steps; the others are predicted.
-#: 3 gives 15 forwards for 30 steps (2× fewer than fp8); see pipelines/step_cache.py.
+#: 3 gives 15 forwards for 30 steps (2× fewer than fp8); see pipelines/levers/step_cache.py.
 TURBO_CACHE_INTERVAL = 3
 #: "auto": the engine times these diffusers backends at load and keeps the fastest
-#: (pipelines/attention.py); FlashAttention 3 joins them when diffusers can use it.
+#: (pipelines/levers/attention.py); FlashAttention 3 joins them when diffusers can use it.
 ATTENTION_CANDIDATES = ("_native_cudnn", "_native_flash", "_native_efficient")
 
 
@@ -111,15 +111,10 @@ class EnginePlan:
     step_cache: StepCacheSpec | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
 
-    @property
-    def lossless(self) -> bool:
-        """Whether the output is stock bf16 arithmetic (kernel choice aside)."""
-        return not (self.fp8_linears or self.fp8_weight_storage or self.step_cache)
-
     def levers(self) -> list[str]:
         """Short names of the levers applied, for logs, /readyz and the benchmark."""
         names = []
-        # native is set explicitly too (pipelines/attention.py) but is no lever.
+        # native is set explicitly too (pipelines/levers/attention.py) but is no lever.
         if self.attention_backend and self.attention_backend != "native":
             names.append(f"attention={self.attention_backend}")
         flags = [("fused_qkv", self.fuse_qkv), ("fp8_linears", self.fp8_linears),
@@ -247,7 +242,7 @@ def detect_capabilities() -> Capabilities:
 
     import torch
 
-    from pipelines.attention import backend_unavailable
+    from pipelines.levers.attention import backend_unavailable
 
     if not torch.cuda.is_available():
         return Capabilities()

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import time
 
+from pipelines.contract import RunControl
+
 
 class StepTimer:
     """Marks the start of the first transformer call and the end of every step."""
@@ -50,3 +52,27 @@ def steady_seconds(steps: list[float]) -> float:
         return 0.0
     steady = steps[1:] or steps
     return sum(steady) / len(steady)
+
+
+class StepWatch:
+    """One job's `callback_on_step_end`: it times each step, reports it, and sets the
+    pipeline's interrupt flag once the job is cancelled (diffusers then skips the steps
+    left). The denoising start is marked by a pre-hook on the transformer's first call."""
+
+    def __init__(self, transformer, control: RunControl, steps: int, cuda: bool) -> None:
+        self.timer = StepTimer(cuda)
+        self.control = control
+        self.steps = steps
+        self._hook = transformer.register_forward_pre_hook(self.timer.mark_start)
+
+    def __call__(self, pipeline, step: int, timestep, callback_kwargs: dict) -> dict:
+        self.timer.mark()
+        if self.control.cancelled:
+            pipeline._interrupt = True
+        else:
+            self.control.step(step + 1, self.steps)
+        return callback_kwargs
+
+    def close(self) -> None:
+        """Remove the pre-hook (the transformer outlives the job)."""
+        self._hook.remove()
