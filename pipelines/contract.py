@@ -63,6 +63,9 @@ LARGEST_CANVAS_TOKENS = tokens_for(800, 1328)
 MIN_REFERENCE_TOKEN_BUDGET = LARGEST_CANVAS_TOKENS + MAX_REFERENCES * MIN_REFERENCE_TOKENS
 #: The hosted API accepts at most three LoRAs per FLUX job.
 MAX_LORAS_PER_JOB = 3
+#: Steps assumed for a job when turning a per-step estimate into a job estimate (the
+#: server's ETA and Retry-After), and the job a step cache's step time is scaled to.
+TYPICAL_STEPS = 30
 #: Bounds of a LoRA's scale; 1.0 is the strength it was trained at, 0 switches it off.
 SCALE_MIN, SCALE_MAX = -2.0, 2.0
 

@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# Installs everything the suite needs, checks lint, and runs the whole test suite.
+# Installs everything the suite needs, checks lint, and runs the whole test suite; then the
+# engine tier on the GPU machine image's versions (scripts/test_gpu_image.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install.sh --test
 .venv/bin/ruff check .
 .venv/bin/lint-imports --no-cache  # the layering of docs/architecture.md
-exec .venv/bin/python -m pytest "$@"
+.venv/bin/python -m pytest "$@"
+# The engine tier again, on the GPU machine image's versions (torch 2.11, transformers 5.17)
+# with diffusers and torchao installed as they are there (benchmarks/README.md).
+exec ./scripts/test_gpu_image.sh "$@"

@@ -49,7 +49,8 @@ def engine_options(settings: Settings, device: str | None = None):
         loras = LoraOptions(settings.lora_dir, cache_bytes=settings.lora_cache_bytes,
                             max_rank=settings.lora_max_rank)
     return EngineOptions(device=device, demo=settings.demo, tier=settings.tier,
-                         memory_mode=settings.memory_mode, warmup_steps=settings.warmup_steps,
+                         memory_mode=settings.memory_mode, max_autotune=settings.max_autotune,
+                         warmup_steps=settings.warmup_steps,
                          reference_token_budget=settings.reference_token_budget, loras=loras)
 
 

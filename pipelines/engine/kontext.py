@@ -8,6 +8,7 @@ import time
 from PIL import Image
 
 from pipelines.contract import (
+    TYPICAL_STEPS,
     EditRequest,
     EditResult,
     EngineInfo,
@@ -23,6 +24,7 @@ from pipelines.engine.step_timer import StepWatch, steady_seconds
 from pipelines.engine.warmup import ShapeCase, warmup_edits
 from pipelines.errors import Cancelled, EngineFailure, InvalidInput
 from pipelines.levers.apply import apply_plan
+from pipelines.levers.cuda_graphs import recorded_graphs, start_job
 from pipelines.levers.plan import detect_capabilities, plan_engine
 from pipelines.levers.step_cache import prepare_step_cache
 from pipelines.loras.manager import LoraManager, switch_for_job
@@ -60,7 +62,8 @@ class KontextEngine:
         # The levers are decided here, before any weight is read, so that an unavailable
         # one (fp8 on CPU, say) fails at startup with InvalidInput saying what is missing.
         self.plan = options.plan or plan_engine(options.tier, options.memory_mode,
-                                                self.device, detect_capabilities())
+                                                self.device, detect_capabilities(),
+                                                max_autotune=options.max_autotune)
         check_reference_token_budget(options.reference_token_budget)
         self.reference_token_budget = options.reference_token_budget
         # LoRAs per job (pipelines/loras): only with a LoRA folder; None keeps stock behaviour.
@@ -70,6 +73,9 @@ class KontextEngine:
         if self.loras is not None:
             self.plan = self.loras.adjust_plan(self.plan)
         self._lora_warmup = 0
+        #: CUDA graphs (pipelines/levers/cuda_graphs.py) of the next edit: "count" (a job),
+        #: "off" (a warm-up compile edit: not a job) or "record" (the calibration edit).
+        self._graphs = "count"
         # A memory mode whose weights and activations cannot fit its cap (or this GPU) is
         # refused here, with the numbers, before any weight is read.
         self.memory_report = check_memory_plan(source, self.plan)
@@ -90,6 +96,8 @@ class KontextEngine:
             demo=options.demo, tier=self.plan.tier,
             extra={"weights": self.source.describe(), "memory_mode": self.plan.memory_mode,
                    "levers": ", ".join(self.plan.levers()) or "none",
+                   # what a tier does without here, and why (fp8 attention without FA3, ...)
+                   "notes": "; ".join(self.plan.notes) or "none",
                    "reference_token_budget": str(options.reference_token_budget)})
         if self.memory_report:
             info.extra["memory_plan"] = self.memory_report
@@ -128,17 +136,27 @@ class KontextEngine:
         skips the calibration edit (tests that only need the compiled shapes).
         """
         steps = self.options.warmup_steps
-        edits = warmup_edits(self.plan, cases, self.reference_token_budget)
-        for case, references in edits:
-            self._warmup_edit(case, steps, references)
-        if self.loras is not None and self.plan.compile is not None:
-            self._warmup_lora_variants([case for case, _ in edits])
+        width, height = self.options.warmup_size
+        edits = warmup_edits(self.plan, cases, self.reference_token_budget,
+                             common=ShapeCase(width, height, width, height))
+        self._graphs = "off"
+        try:
+            for case, references in edits:
+                self._warmup_edit(case, steps, references)
+            if self.loras is not None and self.plan.compile is not None:
+                self._warmup_lora_variants([case for case, _ in edits])
+        finally:
+            self._graphs = "count"
         if not calibrate:
             return
-        width, height = self.options.warmup_size
         steps = max(steps, CALIBRATION_STEPS + (self.plan.step_cache is not None))
-        result = self._warmup_edit(ShapeCase(width, height, width, height), steps)
+        self._graphs = "record"
+        try:
+            result = self._warmup_edit(ShapeCase(width, height, width, height), steps)
+        finally:
+            self._graphs = "count"
         self._steady = MovingAverage(result.step_seconds, STEP_TIME_WEIGHT)
+        self.info.extra["cuda_graphs"] = str(recorded_graphs(self.pipe.transformer))
 
     def _warmup_lora_variants(self, cases: list[ShapeCase]) -> None:
         """Trace the compiled variant of each count of active LoRA slots (PEFT loops over
@@ -197,7 +215,10 @@ class KontextEngine:
         started = time.perf_counter()
         # 2. Per-request state: the step cache (turbo) starts this job's schedule; the
         #    watch times, reports and interrupts the steps.
-        prepare_step_cache(self.pipe.transformer, request.steps)
+        schedule = prepare_step_cache(self.pipe.transformer, request.steps,
+                                      self.pipe.scheduler)
+        start_job(self.pipe.transformer, counted=self._graphs != "off",
+                  record_now=self._graphs == "record")
         watch = StepWatch(self.pipe.transformer, control, request.steps,
                           cuda=self.device == "cuda")
         try:
@@ -218,7 +239,8 @@ class KontextEngine:
             if self.loras is not None:
                 self.loras.reset()  # whatever happened, the next job starts without LoRAs
         # 7. Timings: the decoded image is on the host, so every step's event has completed.
-        return self._result(image, time.perf_counter() - started, watch, inputs, loras)
+        return self._result(image, time.perf_counter() - started, watch, inputs, loras,
+                            schedule)
 
     def _check(self, request: EditRequest) -> InputPlan:
         """The request's sizes and steps, and its inputs' plan; InvalidInput naming the rule."""
@@ -256,12 +278,15 @@ class KontextEngine:
                 callback_on_step_end=watch, _auto_resize=inputs.method != "stitch",
             )[0]
 
-    @staticmethod
-    def _result(image: Image.Image, elapsed: float, watch: StepWatch, inputs: InputPlan,
-                loras: LoraSwitch | None) -> EditResult:
+    def _result(self, image: Image.Image, elapsed: float, watch: StepWatch, inputs: InputPlan,
+                loras: LoraSwitch | None, schedule: tuple[bool, ...]) -> EditResult:
         steps = watch.timer.step_seconds()
+        cache = self.plan.step_cache
+        # Turbo: scaled to a typical job's mix of computed and predicted steps.
+        reference = cache.schedule(TYPICAL_STEPS) if cache is not None else ()
         return EditResult(image=image, elapsed=elapsed, denoise_seconds=sum(steps),
-                          steps=len(steps), step_seconds=steady_seconds(steps),
+                          steps=len(steps),
+                          step_seconds=steady_seconds(steps, schedule, reference),
                           input_sizes=inputs.sizes, reference_tokens=inputs.tokens, loras=loras)
 
     def _decode(self, latents, height: int, width: int) -> Image.Image:

@@ -38,6 +38,9 @@ class EngineOptions:
     #: The levers to apply, in place of planning them from tier and memory mode (tests and
     #: benchmarks pin one).
     plan: EnginePlan | None = None
+    #: Compile with inductor's max-autotune (plan.MAX_AUTOTUNE): a longer cold compile,
+    #: faster kernels; no effect where nothing is compiled (CPU, the capped memory modes).
+    max_autotune: bool = False
     #: Size and steps of the warm-up's calibration edit.
     warmup_size: tuple[int, int] = (1024, 1024)
     warmup_steps: int = 2

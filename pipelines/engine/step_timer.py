@@ -45,13 +45,38 @@ class StepTimer:
         return [b - a for a, b in zip(self.marks, self.marks[1:], strict=False)]
 
 
-def steady_seconds(steps: list[float]) -> float:
+def steady_seconds(steps: list[float], schedule: tuple[bool, ...] = (),
+                   reference: tuple[bool, ...] = ()) -> float:
     """A job's steady per-step time: the mean without its first step (which pays the first
-    call's lazy work: a new shape's kernel selection, a cold cache), or the one step."""
+    call's lazy work: a new shape's kernel selection, a cold cache), or the one step.
+
+    With a step cache (`schedule`: which steps ran the transformer), computed and predicted
+    steps cost very different times and a job's mix depends on its step count: the result
+    is then the time per step of a job with the `reference` schedule (the server's typical
+    30 steps), from this job's mean computed and mean predicted step. Otherwise a 4-step
+    calibration edit (1 computed steady step in 3) would report a third less than a
+    30-step job (14 in 29).
+    """
     if not steps:
         return 0.0
-    steady = steps[1:] or steps
-    return sum(steady) / len(steady)
+    mean = _mean(steps[1:] or steps)
+    if not schedule or not reference:
+        return mean
+    computed = [t for i, t in enumerate(steps) if i and _runs(schedule, i)]
+    predicted = [t for i, t in enumerate(steps) if i and not _runs(schedule, i)]
+    if not computed or not predicted:
+        return mean
+    runs = [_runs(reference, i) for i in range(1, len(reference))]
+    fraction = sum(runs) / len(runs)
+    return fraction * _mean(computed) + (1 - fraction) * _mean(predicted)
+
+
+def _runs(schedule: tuple[bool, ...], step: int) -> bool:
+    return step >= len(schedule) or schedule[step]
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
 
 
 class StepWatch:

@@ -88,11 +88,15 @@ def warmup_plan(dynamic: bool, cases: list[ShapeCase] | None = None) -> WarmupPl
 
 
 def warmup_edits(plan: EnginePlan, cases: list[ShapeCase] | None,
-                 reference_token_budget: int) -> list[tuple[ShapeCase, int]]:
+                 reference_token_budget: int,
+                 common: ShapeCase | None = None) -> list[tuple[ShapeCase, int]]:
     """(shape, number of references) of each warm-up edit before the calibration edit.
 
     `cases` replaces the compile plan's shapes (tests and benchmarks warm up small ones);
-    without it a dynamically compiled engine also meets the longest sequence a job can
+    without it a compiled engine compiles at `common` first (the server's typical job,
+    1024² with a ~1 MP reference): a dynamic graph's kernels are chosen and tuned for the
+    sizes of the first compile, so that is the shape they should fit. Then the plan's
+    shapes, and a dynamically compiled engine also meets the longest sequence a job can
     send (the largest output plus references filling the budget), compiled and at its
     memory peak, before it is ready. Without compilation nothing is needed here.
     """
@@ -101,8 +105,9 @@ def warmup_edits(plan: EnginePlan, cases: list[ShapeCase] | None,
     if plan.compile is None:
         return []
     chosen = warmup_plan(plan.compile.dynamic)
-    log.info("warm-up plan: %s", chosen.reason)
-    edits = [(case, 0) for case in chosen.cases]
+    log.info("warm-up plan: %s, after %s first", chosen.reason, common)
+    edits = [(common, 0)] if common is not None else []
+    edits += [(case, 0) for case in chosen.cases if case != common]
     if plan.compile.dynamic:
         side = OUTPUT_SIDES[-1]
         edits.append((ShapeCase(side, side, side, side),

@@ -3,7 +3,8 @@
 Order matters: the weight levers (fused QKV, torchao float8) run while the weights are
 still in CPU memory, float8 linears going to the GPU one by one as they are quantised; then
 components are placed (moved, or hooked to stream from CPU); then the attention backend and
-the step cache are set; torch.compile comes last so that it traces the final modules.
+the fp8 attention processors, the CUDA graph hook and the step cache are set; torch.compile
+comes last so that it traces the final modules (the hooks stay outside the compiled blocks).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import logging
 from collections.abc import Callable
 
 from pipelines.levers.attention import NATIVE, choose_backend, set_backend
+from pipelines.levers.attention_fp8 import enable_fp8_attention
+from pipelines.levers.cuda_graphs import enable_cuda_graphs
 from pipelines.levers.plan import EnginePlan
 from pipelines.levers.quantize import fuse_qkv, quantize_fp8_linears
 from pipelines.levers.step_cache import enable_step_cache
@@ -38,6 +41,12 @@ def apply_plan(pipe, plan: EnginePlan, before_compile: Callable | None = None) -
     if before_compile is not None:
         before_compile(transformer)
     backend = apply_attention_backend(transformer, plan)
+    if plan.fp8_attention:
+        backend = f"{enable_fp8_attention(transformer)} (float8 q/k/v)"
+    # The graph hook first: the step cache registered after it wraps it, so that a
+    # predicted step never reaches a graph.
+    if plan.cuda_graphs is not None:
+        enable_cuda_graphs(transformer, plan.cuda_graphs, cuda=plan.device.startswith("cuda"))
     if plan.step_cache is not None:
         enable_step_cache(transformer, plan.step_cache)
     if plan.compile is not None:
@@ -118,6 +127,6 @@ def compile_transformer(transformer, plan: EnginePlan) -> None:
         else "cache_size_limit"
     setattr(torch._dynamo.config, limit_name, 8)
     kwargs = {"fullgraph": spec.fullgraph, "dynamic": spec.dynamic, "backend": spec.backend}
-    if spec.mode:
+    if spec.mode and spec.backend == "inductor":  # modes are inductor's options
         kwargs["mode"] = spec.mode
     transformer.compile_repeated_blocks(**kwargs)

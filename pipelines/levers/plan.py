@@ -7,6 +7,7 @@ is the only part that looks at the machine (lazily).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from dataclasses import dataclass, field
@@ -53,15 +54,40 @@ class Capabilities:
                 and self.compute_capability >= FP8_MIN_CAPABILITY)
 
 
+#: torch.compile mode of --max-autotune: inductor benchmarks GEMM and kernel choices at the
+#: first compile's sizes (the warm-up compiles the common 1024² job first for that reason).
+#: "-no-cudagraphs": CUDA graphs are the engine's own lever (CudaGraphSpec), over whole
+#: forwards, not inductor's per-block trees.
+MAX_AUTOTUNE = "max-autotune-no-cudagraphs"
+#: Image tokens of the geometry the memory plan traces (1024² output + a 1 MP reference):
+#: CUDA graphs are only recorded for geometries up to it, so the plan bounds their memory.
+PLANNED_IMAGE_TOKENS = 8192
+
+
 @dataclass(frozen=True)
 class CompileSpec:
     """Regional torch.compile of the repeated transformer blocks."""
 
     fullgraph: bool = True
     dynamic: bool = True
+    #: None (inductor's default) or MAX_AUTOTUNE.
     mode: str | None = None
     #: "inductor" on GPU; tests use "eager" to check dynamo's guards without a compiler.
     backend: str = "inductor"
+
+
+@dataclass(frozen=True)
+class CudaGraphSpec:
+    """CUDA graphs of whole transformer forwards, for repeated geometries
+    (pipelines/levers/cuda_graphs.py). Policy: the warm-up's calibration geometry (the
+    typical 1024² job with a 1 MP reference) is recorded at warm-up; after that a geometry
+    gets a graph at the start of its second job, while fewer than `max_graphs` exist and if
+    its image tokens are at most `max_image_tokens`. Graphs are kept for the engine's life:
+    each holds one forward's activations in its own memory pool, counted by the memory plan
+    (max_graphs × the planned geometry's forward activations)."""
+
+    max_graphs: int = 2
+    max_image_tokens: int = PLANNED_IMAGE_TOKENS
 
 
 @dataclass(frozen=True)
@@ -108,6 +134,9 @@ class EnginePlan:
     transformer_offload: Offload = "none"
     text_encoder_offload: Offload = "none"
     compile: CompileSpec | None = None
+    cuda_graphs: CudaGraphSpec | None = None
+    #: FlashAttention 3 with float8 q/k/v (pipelines/levers/attention_fp8.py).
+    fp8_attention: bool = False
     step_cache: StepCacheSpec | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
 
@@ -124,9 +153,15 @@ class EnginePlan:
             names.append(f"transformer_offload={self.transformer_offload}")
         if self.text_encoder_offload != "none":
             names.append(f"t5_offload={self.text_encoder_offload}")
+        if self.fp8_attention:
+            names.append("fp8_attention(FA3)")
         if self.compile:
+            mode = f",mode={self.compile.mode}" if self.compile.mode else ""
             names.append(f"compile(dynamic={self.compile.dynamic},"
-                         f"fullgraph={self.compile.fullgraph})")
+                         f"fullgraph={self.compile.fullgraph}{mode})")
+        if self.cuda_graphs:
+            names.append(f"cuda_graphs(≤{self.cuda_graphs.max_graphs} geometries of "
+                         f"≤{self.cuda_graphs.max_image_tokens} image tokens)")
         if self.step_cache:
             names.append(f"step_cache(whole forward, exact={self.step_cache.exact_fraction:.0%},"
                          f"interval={self.step_cache.cache_interval})")
@@ -134,8 +169,9 @@ class EnginePlan:
 
 
 def plan_engine(tier: Tier, memory_mode: MemoryMode, device: str,
-                caps: Capabilities) -> EnginePlan:
+                caps: Capabilities, max_autotune: bool = False) -> EnginePlan:
     """The levers for (tier, memory mode, device), or InvalidInput naming what is missing.
+    `max_autotune` compiles with MAX_AUTOTUNE (a longer cold compile, faster kernels).
 
     On CPU only the exact tier at full memory runs, with no lever at all: it must match
     stock diffusers bit for bit, and every lever here is a CUDA lever.
@@ -147,7 +183,11 @@ def plan_engine(tier: Tier, memory_mode: MemoryMode, device: str,
                            f"{', '.join(MEMORY_MODES)}")
     if not device.startswith("cuda"):
         return _cpu_plan(tier, memory_mode, device)
-    return _checked_cuda_plan(tier, memory_mode, caps, device)
+    plan = _checked_cuda_plan(tier, memory_mode, caps, device)
+    if max_autotune and plan.compile is not None:
+        plan = dataclasses.replace(plan, compile=dataclasses.replace(plan.compile,
+                                                                     mode=MAX_AUTOTUNE))
+    return plan
 
 
 def _checked_cuda_plan(tier: Tier, memory_mode: MemoryMode, caps: Capabilities,
@@ -213,6 +253,12 @@ def _cuda_plan(tier: Tier, memory_mode: MemoryMode, caps: Capabilities,
         compile_spec = CompileSpec()
     else:
         notes.append("torch.compile is off: weight-casting/offload hooks run in every block")
+    # Graphs keep a forward's activations resident: only where memory is not capped.
+    graphs = CudaGraphSpec() if compile_ok and memory_mode == "full" else None
+    fp8_attention = fp8 and fa3_usable(caps)
+    if fp8 and not fp8_attention:
+        notes.append("fp8 attention is off: it needs FlashAttention 3 (the `flash_attn_3` "
+                     "package, Hopper GPUs); attention runs in bf16")
     return EnginePlan(
         tier=tier, memory_mode=memory_mode, device=device, dtype="bfloat16",
         attention_backend="auto", attention_candidates=attention_candidates(caps),
@@ -221,8 +267,15 @@ def _cuda_plan(tier: Tier, memory_mode: MemoryMode, caps: Capabilities,
         fp8_linears=fp8, fp8_weight_storage=storage,
         transformer_offload=transformer_offload,
         text_encoder_offload="none" if memory_mode == "full" else "group_streamed",
-        compile=compile_spec, step_cache=step_cache, notes=tuple(notes),
+        compile=compile_spec, cuda_graphs=graphs, fp8_attention=fp8_attention,
+        step_cache=step_cache, notes=tuple(notes),
     )
+
+
+def fa3_usable(caps: Capabilities) -> bool:
+    """FlashAttention 3 importable by diffusers, on a Hopper GPU."""
+    return caps.flash_attn_3 and caps.compute_capability is not None \
+        and caps.compute_capability >= FA3_CAPABILITY
 
 
 def attention_candidates(caps: Capabilities) -> tuple[str, ...]:
@@ -231,9 +284,7 @@ def attention_candidates(caps: Capabilities) -> tuple[str, ...]:
 
     The *_hub backends are never candidates: they download kernels at run time.
     """
-    fa3 = caps.flash_attn_3 and caps.compute_capability is not None \
-        and caps.compute_capability >= FA3_CAPABILITY
-    return (("_flash_3",) if fa3 else ()) + ATTENTION_CANDIDATES
+    return (("_flash_3",) if fa3_usable(caps) else ()) + ATTENTION_CANDIDATES
 
 
 def detect_capabilities() -> Capabilities:

@@ -38,42 +38,60 @@ def _hook_class():
             self.spec = spec
             self.plan: tuple[bool, ...] = ()
             self.computed = 0
+            #: The job's scheduler: its float32 sigmas are the extrapolation's abscissae.
+            self.scheduler = None
             self.reset_state(None)
 
         def reset_state(self, module):
             """Drop the job's tensors. The pipeline calls this at the end of every call
             (maybe_free_model_hooks); `computed` is kept for the caller until the next job."""
             self.call = 0
-            self.points: list[tuple] = []  # (timestep, output) of the last computed calls
+            self.points: list[tuple] = []  # (sigma, output) of the last computed calls
             return module
 
         def new_forward(self, module, *args, **kwargs):
             step, self.call = self.call, self.call + 1
             compute = step >= len(self.plan) or self.plan[step] or not self.points
-            timestep = kwargs["timestep"]
+            sigma = _sigma(self.scheduler, step, kwargs["timestep"])
             if compute:
                 outputs = self.fn_ref.original_forward(*args, **kwargs)
                 self.computed += 1
                 sample = outputs[0] if isinstance(outputs, tuple) else outputs.sample
-                self.points = [*self.points, (timestep, sample)][-(self.spec.max_order + 1):]
+                # A copy: the sample may live in a buffer that the next forward overwrites
+                # (a replayed CUDA graph's static output, pipelines/levers/cuda_graphs.py).
+                self.points = [*self.points, (sigma, sample.clone())][
+                    -(self.spec.max_order + 1):]
                 return outputs
-            sample = _extrapolate(self.points, timestep)
+            sample = _extrapolate(self.points, sigma)
             return (sample,) if not kwargs.get("return_dict", True) else _output(sample)
 
     return WholeForwardCache
 
 
-def _extrapolate(points: list[tuple], timestep):
-    """Newton's divided differences through the computed (timestep, output) points, evaluated
-    at `timestep`: all on the device, no host read."""
+def _sigma(scheduler, step: int, timestep):
+    """The step's sigma in float32: the scheduler's own (FlowMatchEulerDiscreteScheduler keeps
+    them in float32 on the device), not the `timestep` the pipeline passes in the latents'
+    dtype, where bf16 rounds neighbouring steps together. Falls back to that timestep
+    without a scheduler (a transformer called outside a pipeline)."""
     import torch
 
-    times = [t.to(torch.float32) for t, _ in points]
+    sigmas = getattr(scheduler, "sigmas", None)
+    if sigmas is not None and step < len(sigmas):
+        return sigmas[step].to(torch.float32)
+    return timestep.to(torch.float32).reshape(-1)[0]
+
+
+def _extrapolate(points: list[tuple], sigma):
+    """Newton's divided differences through the computed (sigma, output) points, evaluated
+    at `sigma`: all on the device, no host read."""
+    import torch
+
+    times = [t for t, _ in points]
     coeffs = [sample.to(torch.float32) for _, sample in points]
     for level in range(1, len(points)):
         for i in range(len(points) - 1, level - 1, -1):
             coeffs[i] = (coeffs[i] - coeffs[i - 1]) / (times[i] - times[i - level])
-    target = timestep.to(torch.float32)
+    target = sigma
     value = coeffs[-1]
     for i in range(len(points) - 2, -1, -1):
         value = coeffs[i] + (target - times[i]) * value
@@ -99,8 +117,9 @@ def _hook(transformer):
     return registry.get_hook(HOOK_NAME) if registry is not None else None
 
 
-def prepare_step_cache(transformer, steps: int) -> tuple[bool, ...]:
-    """Start a job of `steps` steps: forget the last job and set this one's schedule.
+def prepare_step_cache(transformer, steps: int, scheduler=None) -> tuple[bool, ...]:
+    """Start a job of `steps` steps with `scheduler` (whose float32 sigmas the prediction
+    uses): forget the last job and set this one's schedule.
 
     Returns the schedule (empty without a cache). Plain Python state outside any compiled
     graph: setting it per job neither recompiles nor leaks into the next job.
@@ -110,6 +129,14 @@ def prepare_step_cache(transformer, steps: int) -> tuple[bool, ...]:
         return ()
     hook.reset_state(transformer)
     hook.computed = 0
+    hook.scheduler = scheduler
     hook.plan = hook.spec.schedule(steps)
     return hook.plan
 
+
+
+def current_schedule(transformer) -> tuple[bool, ...]:
+    """The schedule of the current (or last) job: which steps ran the transformer (empty
+    without a step cache)."""
+    hook = _hook(transformer)
+    return () if hook is None else hook.plan

@@ -56,12 +56,16 @@ class LoraManager:
         self._pin = False
 
     def adjust_plan(self, plan: EnginePlan) -> EnginePlan:
-        """The plan without fused QKV: LoRAs target to_q, to_k and to_v separately, and a
-        fused projection would bypass them."""
-        if not plan.fuse_qkv:
-            return plan
-        return dataclasses.replace(plan, fuse_qkv=False, notes=(
-            *plan.notes, "fused QKV is off: LoRAs target the separate q/k/v projections"))
+        """The plan without fused QKV (LoRAs target to_q, to_k and to_v separately, and a
+        fused projection would bypass them) and without CUDA graphs (a job's count of active
+        slots is Python control flow that a recorded graph would freeze)."""
+        if plan.fuse_qkv:
+            plan = dataclasses.replace(plan, fuse_qkv=False, notes=(
+                *plan.notes, "fused QKV is off: LoRAs target the separate q/k/v projections"))
+        if plan.cuda_graphs is not None:
+            plan = dataclasses.replace(plan, cuda_graphs=None, notes=(
+                *plan.notes, "CUDA graphs are off: a job's LoRA count changes the forward"))
+        return plan
 
     def install(self, transformer, plan: EnginePlan) -> None:
         """Add the slots to `transformer` (weights final, not yet compiled), if the plan allows."""

@@ -44,11 +44,15 @@ class MemoryPlan:
     streamed: dict[str, int]
     activations: dict[str, int]
     cap: int
+    #: Held by recorded CUDA graphs (pipelines/levers/cuda_graphs.py): one transformer
+    #: forward's activations per graph the plan allows, an upper bound (they share a pool).
+    graphs: int = 0
 
     @property
     def peak(self) -> int:
-        """Resident weights plus the worst phase's activations and streamed weights."""
-        return sum(self.resident.values()) + max(
+        """Resident weights and graph pools plus the worst phase's activations and streamed
+        weights."""
+        return sum(self.resident.values()) + self.graphs + max(
             self.activations[phase] + self.streamed.get(component, 0)
             for phase, component in PHASES.items())
 
@@ -65,8 +69,9 @@ class MemoryPlan:
         weights = ", ".join(f"{k} {gib(v)}" for k, v in self.resident.items() if v)
         streamed = ", ".join(f"{k} {gib(v)}" for k, v in self.streamed.items())
         acts = ", ".join(f"{k} {gib(v)}" for k, v in self.activations.items())
+        graphs = f" + CUDA graphs {gib(self.graphs)}" if self.graphs else ""
         return (f"{self.tier}@{self.memory_mode}: peak {gib(self.peak)} GiB = resident "
-                f"weights ({weights}) + worst phase (activations: {acts}; streamed: "
+                f"weights ({weights}){graphs} + worst phase (activations: {acts}; streamed: "
                 f"{streamed or 'none'}); cap {gib(self.cap)} GiB less {gib(RESERVED)} "
                 f"reserved → margin {gib(self.margin)} GiB")
 
@@ -78,14 +83,14 @@ def module_bytes(module) -> int:
 
 
 def fp8_linear_bytes(module) -> int:
-    """Bytes after torchao float8 per-row quantisation of every eligible linear (both sides
-    multiples of 16, torchao's rule): one byte per weight and an fp32 scale per row."""
-    import torch
+    """Bytes after the fp8 tiers' torchao float8 per-row quantisation (the linears
+    pipelines/levers/quantize.fp8_eligible picks): one byte per weight and an fp32 scale per
+    row; the linears kept in bf16 stay as they are."""
+    from pipelines.levers.quantize import fp8_eligible
 
     saved = 0
-    for linear in module.modules():
-        if isinstance(linear, torch.nn.Linear) and linear.in_features % 16 == 0 \
-                and linear.out_features % 16 == 0:
+    for name, linear in module.named_modules():
+        if fp8_eligible(name, linear):
             weight = linear.weight
             saved += weight.numel() * (weight.element_size() - 1) - linear.out_features * 4
     return module_bytes(module) - saved
@@ -187,7 +192,9 @@ def plan_memory(configs: dict, plan: EnginePlan, device_bytes: int) -> MemoryPla
         resident["text_encoder_2"], streamed["text_encoder_2"] = 0, 2 * max(leaves)
     activations = dict(_activations(configs_json))
     cap = min(MODE_CAPS.get(plan.memory_mode, device_bytes), device_bytes)
-    return MemoryPlan(plan.memory_mode, plan.tier, resident, streamed, activations, cap)
+    graphs = plan.cuda_graphs.max_graphs * activations["denoise"] if plan.cuda_graphs else 0
+    return MemoryPlan(plan.memory_mode, plan.tier, resident, streamed, activations, cap,
+                      graphs)
 
 
 def read_configs(location: str) -> dict | None:

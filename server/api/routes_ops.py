@@ -20,7 +20,8 @@ async def healthz(request: Request) -> JSONResponse:
 @router.get("/readyz")
 async def readyz(request: Request) -> JSONResponse:
     """Readiness: 503 until the model is loaded and a warm-up edit has run on every device
-    (or on `ready_devices` of them); `devices` lists each one's state. It also says what
+    (or on `ready_devices` of them); `devices` lists each one's state, `levers` what the
+    tier applies and `tier_notes` what it goes without here and why. It also says what
     the content filter and the disclosure marks do (`safety`, `disclosure`), with a
     `warning` when either is off where the licence asks for it."""
     path = request.app.state.jobs
@@ -31,7 +32,9 @@ async def readyz(request: Request) -> JSONResponse:
     body = {
         "ready": ready, "state": engines.pop("state"), "error": engines.pop("error"),
         "model": info.model, "device": info.device, "dtype": info.dtype,
-        "tier": info.tier, "demo": info.demo, "queue": path.queue_status(), **engines,
+        "tier": info.tier, "levers": info.extra.get("levers"),
+        "tier_notes": info.extra.get("notes"), "demo": info.demo,
+        "queue": path.queue_status(), **engines,
         **path.safeguards.status(),
     }
     return JSONResponse(body, status_code=200 if ready else 503)

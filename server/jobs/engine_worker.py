@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Literal
 
-from pipelines.contract import EditRequest, EditResult, Engine, RunControl
+from pipelines.contract import TYPICAL_STEPS, EditRequest, EditResult, Engine, RunControl
 from pipelines.errors import Cancelled, DeviceLost, OutOfMemory
 from server.logs import job_id_var
 from server.metrics import Metrics
@@ -30,8 +30,6 @@ log = logging.getLogger(__name__)
 STUCK_SECONDS = 60.0
 #: Until a job has run and the engine offers no estimate: the seconds assumed for one job.
 DEFAULT_JOB_SECONDS = 10.0
-#: Steps assumed for a job when turning a per-step estimate into a job estimate.
-TYPICAL_STEPS = 30
 
 WorkerState = Literal["starting", "loading", "warming_up", "ready", "restarting", "failed",
                       "stopping", "stopped"]

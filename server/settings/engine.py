@@ -55,6 +55,12 @@ class EngineSettings(BaseModel):
         "linears; CUDA with compute capability 8.9+ and torchao) or `turbo` (fp8 plus a "
         "TaylorSeer step cache that computes the first 25% of steps in full).", **BATCH
     )
+    max_autotune: bool = Field(
+        False,
+        description="Compile the transformer blocks with inductor's max-autotune (GEMMs "
+        "and kernels benchmarked at the 1024² job's sizes): faster steps, a cold start "
+        "minutes longer (the compile cache keeps the result). GPU tiers only.", **BATCH
+    )
     memory_mode: Literal["full", "24gb", "16gb"] = Field(
         "full",
         description="GPU memory budget: `full` (everything on the GPU), `24gb` (transformer "

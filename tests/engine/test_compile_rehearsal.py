@@ -107,8 +107,9 @@ def test_fp8_and_turbo_tiers_compile_quantised_blocks_and_stay_close_to_exact(
     compiled.append(fp8)
     transformer = fp8.pipe.transformer
     assert not {n.rsplit(".", 1)[-1] for n, _ in transformer.named_modules()} & set(UNFUSED)
-    fp8_count, linears = float8_linears(transformer)
-    assert fp8_count == linears > 57 * 2
+    fp8_count, eligible, linears = float8_linears(transformer)
+    # the embedders, AdaLN modulations, norm_out and proj_out stay bf16 (quantize.KEEP_BF16)
+    assert fp8_count == eligible == linears - (8 + 19 * 2 + 38 + 2)
     fp8.warmup(SMALL, calibrate=False)
     # Another token count than the warm-up's (1,088 vs 1,024): the dynamic graphs serve it.
     # (Reference images, 5,000+ tokens, cost minutes here: the slow sweep runs them.)

@@ -135,9 +135,14 @@ def test_fp8_quantisation_covers_the_fused_linears_and_leaves_inductor_alone(
     transformer = build_tiny_pipeline().transformer.eval().to(torch.bfloat16)
     fuse_qkv(transformer)
     quantize_fp8_linears(transformer, "cpu")
-    fp8, linears = float8_linears(transformer)
-    # every linear whose sides are multiples of 16 (torchao's rule): all of the tiny model's
-    assert fp8 == linears > 0
+    fp8, eligible, linears = float8_linears(transformer)
+    # every linear but the embedders, AdaLN modulations, norm_out and proj_out (1 + 1 blocks)
+    assert fp8 == eligible == linears - (8 + 2 + 1 + 2) > 0
+    kept = {name for name, module in transformer.named_modules()
+            if isinstance(module, torch.nn.Linear) and module.weight.dtype == torch.bfloat16}
+    assert {"x_embedder", "context_embedder", "proj_out", "norm_out.linear",
+            "transformer_blocks.0.norm1.linear", "single_transformer_blocks.0.norm.linear",
+            "time_text_embed.timestep_embedder.linear_1"} <= kept
     assert {name: getattr(inductor, name) for name in before} == before
     with torch.no_grad():
         out = transformer(**_transformer_inputs(transformer))[0]
@@ -186,6 +191,22 @@ def test_steady_seconds_drops_the_first_step():
     assert steady_seconds([9.0, 1.0, 3.0]) == 2.0
     assert steady_seconds([5.0]) == 5.0
     assert steady_seconds([]) == 0.0
+
+
+def test_a_step_caches_step_time_is_scaled_to_a_typical_jobs_computed_fraction():
+    """Turbo's 4-step calibration edit computes 1 of its 3 steady steps; a 30-step job
+    computes 14 of 29: the estimate must be the 30-step job's, not the calibration's mix."""
+    from pipelines.engine.step_timer import steady_seconds
+    from pipelines.levers.plan import StepCacheSpec
+
+    spec = StepCacheSpec()
+    calibration, typical = spec.schedule(4), spec.schedule(30)
+    assert calibration == (True, False, False, True)
+    estimate = steady_seconds([9.0, 0.1, 0.1, 1.0], calibration, typical)
+    assert estimate == pytest.approx(14 / 29 * 1.0 + 15 / 29 * 0.1)
+    assert estimate > 1.3 * steady_seconds([9.0, 0.1, 0.1, 1.0])  # the old estimate: 0.4
+    # a job without predicted steps (or without a cache) keeps the plain mean
+    assert steady_seconds([9.0, 1.0, 1.0], (True, True, True), typical) == 1.0
 
 
 def test_step_cache_deviation_from_exact_is_small_and_reported(tiny_dir, tiny_engine):

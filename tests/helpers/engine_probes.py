@@ -15,14 +15,17 @@ def lossless(plan: EnginePlan) -> bool:
     return not (plan.fp8_linears or plan.fp8_weight_storage or plan.step_cache)
 
 
-def float8_linears(transformer) -> tuple[int, int]:
-    """(float8 weights, all linear weights) in the transformer."""
+def float8_linears(transformer) -> tuple[int, int, int]:
+    """(float8 weights, linears the fp8 tiers should quantise, all linears) in the
+    transformer."""
     import torch
 
-    linears = [m for m in transformer.modules() if isinstance(m, torch.nn.Linear)]
-    fp8 = [m for m in linears if getattr(m.weight, "qdata", m.weight).dtype
+    from pipelines.levers.quantize import fp8_eligible
+
+    linears = [(n, m) for n, m in transformer.named_modules() if isinstance(m, torch.nn.Linear)]
+    fp8 = [m for _, m in linears if getattr(m.weight, "qdata", m.weight).dtype
            in (torch.float8_e4m3fn, torch.float8_e5m2)]
-    return len(fp8), len(linears)
+    return len(fp8), sum(fp8_eligible(n, m) for n, m in linears), len(linears)
 
 
 def computed_forwards(transformer) -> int | None:

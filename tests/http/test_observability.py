@@ -165,3 +165,18 @@ def test_readyz_and_job_metrics_show_the_tier(serve):
                      gradient_png(320, 320), "application/json")
     assert reply.status_code == 200, reply.text
     assert job_of(reply)["metrics"]["tier"] == "turbo"
+
+
+def test_readiness_says_which_levers_the_tier_applies_and_which_it_goes_without(serve):
+    """An fp8 engine on a GPU without FlashAttention 3: its plan's note reaches /readyz."""
+    from pipelines.levers.plan import Capabilities, plan_engine
+
+    plan = plan_engine("fp8", "full", "cuda", Capabilities(
+        cuda=True, compute_capability=(9, 0), torchao=True, flash_attn_3=False))
+    engine = FakeEngine()
+    engine.info.tier = "fp8"
+    engine.info.extra.update(levers=", ".join(plan.levers()), notes="; ".join(plan.notes))
+    body = httpx.get(f"{serve(engine).url}/readyz").json()
+    assert body["tier"] == "fp8" and "fp8_linears" in body["levers"]
+    assert "fp8_attention" not in body["levers"]
+    assert "fp8 attention is off: it needs FlashAttention 3" in body["tier_notes"]
