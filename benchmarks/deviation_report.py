@@ -1,7 +1,7 @@
 """How far each lossy tier's output is from the exact tier's, on the same model and seed.
 
-For every engine: the relative L2 error of the final latents (before the VAE decode) and
-the PSNR of the decoded image, both against our exact tier. Stock diffusers is included
+For every engine: the relative L2 error of the final latents (before the VAE decode), the
+PSNR and the SSIM of the decoded image, all against our exact tier. Stock diffusers is included
 to show how far the exact tier itself is from stock (0 on CPU; kernel choice on GPU).
 
 RANDOM WEIGHTS ARE NOT TRAINED WEIGHTS. These numbers say how much arithmetic noise a lever
@@ -9,15 +9,14 @@ adds to this network, not how an edit looks on the real model: check quality on 
 FLUX.1 Kontext [dev] weights yourself before relying on a lossy tier.
 
     python benchmarks/deviation_report.py --write-results
-    # CPU smoke run: stock and the step-cache lever alone (fp8 needs CUDA)
-    python benchmarks/deviation_report.py --tiny --device cpu --size 512x512 --steps 8
+    # CPU: every lossy tier rehearsed on the tiny model, in bf16, against the exact tier
+    python benchmarks/deviation_report.py --tiny --device cpu --size 256x256 --steps 30
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
-import math
 import sys
 from pathlib import Path
 from unittest import mock
@@ -35,23 +34,51 @@ WARNING = ("Random weights are not trained weights: these figures measure the ar
            "real FLUX.1 Kontext [dev] weights yourself.")
 
 
+#: The lossy tiers rehearsed on CPU (the server's H100 plan moved to the CPU, uncompiled,
+#: torchao's float8 GPU check bypassed: torch's CPU _scaled_mm computes float8 matmuls), and
+#: two variants beside them: flux-fast's choice of fp8 linears (all) and fp8 attention's
+#: quantisation (emulated: FA3 is CUDA-only).
+CPU_REHEARSALS = ("fp8", "fp8-all-linears", "fp8+fp8-attention", "turbo", "exact@24gb")
+
+
+def rehearsal_plan(spec: str):
+    """The H100 plan of `spec` (a CPU_REHEARSALS name) on the CPU, in bf16."""
+    import dataclasses
+
+    from pipelines.levers.plan import Capabilities, plan_engine
+
+    tier, _, mode = spec.split("+")[0].removesuffix("-all-linears").partition("@")
+    h100 = Capabilities(cuda=True, compute_capability=(9, 0), torchao=True)
+    plan = plan_engine(tier, mode or "full", "cuda", h100)
+    return dataclasses.replace(
+        plan, device="cpu", attention_backend="native", compile=None, cuda_graphs=None,
+        text_encoder_offload="none", fp8_attention=spec.endswith("+fp8-attention"))
+
+
 def run_ours(checkpoint: Path, device: str, spec: str, size: tuple[int, int], steps: int):
-    """(latents, image) from our engine; `spec` is a tier[@memory_mode] or `cpu-step-cache`."""
+    """(latents, image) from our engine; `spec` is a tier[@memory_mode], or on CPU the exact
+    tier in bf16 ("exact") or one of CPU_REHEARSALS."""
+    import contextlib
+    import re
+
     from pipelines.contract import EditRequest, RunControl
     from pipelines.engine.kontext import KontextEngine
     from pipelines.engine.options import EngineOptions
-    from pipelines.levers.plan import EnginePlan, StepCacheSpec
+    from pipelines.levers import quantize
     from pipelines.weights.source import resolve_weights
 
-    plan = None
-    tier, _, memory_mode = spec.partition("@")
-    if spec == "cpu-step-cache":  # the turbo tier's cache lever alone, on CPU
-        plan = EnginePlan(tier="turbo", memory_mode="full", device="cpu", dtype="float32",
-                          attention_backend="native", step_cache=StepCacheSpec())
-        tier = "turbo"
-    engine = KontextEngine(resolve_weights(str(checkpoint)), EngineOptions(
-        device=device, tier=tier, memory_mode=memory_mode or "full", plan=plan, warmup_steps=2))
-    engine.load()
+    plan, tier, _, memory_mode = None, *spec.partition("@")
+    keep = contextlib.nullcontext()
+    if device == "cpu":
+        plan = rehearsal_plan(spec)
+        _allow_cpu_float8()
+        if spec == "fp8-all-linears":  # flux-fast's choice: no linear kept in bf16
+            keep = mock.patch.object(quantize, "KEEP_BF16", re.compile(r"(?!)"))
+    with keep:
+        engine = KontextEngine(resolve_weights(str(checkpoint)), EngineOptions(
+            device=device, tier=tier, memory_mode=memory_mode or "full", plan=plan,
+            warmup_steps=2, warmup_size=size))
+        engine.load()
     try:
         engine.warmup()
         width, height = size
@@ -65,6 +92,13 @@ def run_ours(checkpoint: Path, device: str, spec: str, size: tuple[int, int], st
 
         engine.close()
         torch._dynamo.reset()  # the next engine compiles its own graphs
+
+
+def _allow_cpu_float8() -> None:
+    """torchao checks for a float8 GPU; on CPU torch's _scaled_mm computes float8 matmuls."""
+    from torchao.quantization import quant_api
+
+    quant_api._check_hardware_support = lambda granularity: None
 
 
 def run_stock(checkpoint: Path, device: str, size: tuple[int, int], steps: int):
@@ -89,13 +123,14 @@ def run_stock(checkpoint: Path, device: str, size: tuple[int, int], steps: int):
     return caught["latents"], np.asarray(image)
 
 
-def compare(latents, image, ref_latents, ref_image) -> tuple[str, str, str]:
-    """(relative latent error, image PSNR in dB, finite?) against the exact tier."""
-    finite = bool(np.isfinite(latents).all())
-    rel = np.linalg.norm(latents - ref_latents) / max(np.linalg.norm(ref_latents), 1e-30)
-    mse = np.mean((image.astype(np.float64) - ref_image.astype(np.float64)) ** 2)
-    psnr = "∞ (identical)" if mse == 0 else f"{10 * math.log10(255**2 / mse):.1f}"
-    return f"{rel:.2e}", psnr, "yes" if finite else "NO (NaN/inf)"
+def compare(latents, image, ref_latents, ref_image) -> tuple[str, str, str, str]:
+    """(relative latent error, image PSNR in dB, SSIM, finite?) against the exact tier."""
+    from image_metrics import describe
+
+    row = describe(latents, image, ref_latents, ref_image)
+    psnr = "∞ (identical)" if row["psnr_db"] is None else f"{row['psnr_db']:.1f}"
+    return (f"{row['relative_l2']:.2e}", psnr, f"{row['ssim']:.4f}",
+            "yes" if row["finite"] else "NO (NaN/inf)")
 
 
 def parse_args(argv):
@@ -105,7 +140,7 @@ def parse_args(argv):
     parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
     parser.add_argument("--engines", default=None,
                         help="comma-separated; default: stock,fp8,turbo,exact@24gb on cuda, "
-                        "stock,cpu-step-cache on cpu")
+                        f"{','.join(CPU_REHEARSALS)} on cpu (the exact tier in bf16 there)")
     parser.add_argument("--size", default="1024x1024")
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--write-results", action="store_true")
@@ -117,13 +152,13 @@ def main(argv: list[str] | None = None) -> int:
     from pipelines.errors import InvalidInput
 
     args = parse_args(argv)
-    default = "stock,fp8,turbo,exact@24gb" if args.device == "cuda" else "stock,cpu-step-cache"
+    default = "stock,fp8,turbo,exact@24gb" if args.device == "cuda" else ",".join(CPU_REHEARSALS)
     engines = (args.engines or default).split(",")
     size = tuple(int(v) for v in args.size.split("x"))
     checkpoint = ensure_checkpoint(args.checkpoint, args.tiny, args.device)
     ref_latents, ref_image = run_ours(checkpoint, args.device, "exact", size, args.steps)
     lines = ["| engine | relative L2 error of final latents | image PSNR vs exact (dB) | "
-             "finite |", "|---|---|---|---|"]
+             "SSIM vs exact | finite |", "|---|---|---|---|---|"]
     for spec in engines:
         print(f"== {spec}", flush=True)
         try:
@@ -131,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
                               if spec == "stock"
                               else run_ours(checkpoint, args.device, spec, size, args.steps))
         except InvalidInput as exc:
-            lines.append(f"| {spec} | refused: {exc} | | |")
+            lines.append(f"| {spec} | refused: {exc} | | | |")
             continue
         lines.append(f"| {spec} | " + " | ".join(compare(latents, image, ref_latents,
                                                          ref_image)) + " |")
