@@ -122,6 +122,12 @@ class Stock:
     def steady(self):
         return None
 
+    def graphs(self) -> int:
+        """CUDA graphs the engine recorded (pipelines/levers/cuda_graphs.py)."""
+        from pipelines.levers.cuda_graphs import recorded_graphs
+
+        return recorded_graphs(self.transformer)
+
     def close(self) -> None:
         self.pipe = self.transformer = None
 

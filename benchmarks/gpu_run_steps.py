@@ -110,6 +110,7 @@ def measure_engine(ctx, spec: str) -> dict:
                            for _ in range(2)]
             out |= _memory(ctx, "peak")
             out["step_s_engine"] = runner.steady()  # before the geometries below move it
+            out["cuda_graphs_recorded"] = runner.graphs()
             ctx.latents[spec] = (runner.latents, runner.image)
             for width, height, ref in OTHER_GEOMETRIES:
                 image = reference_image(side) if ref is None else \

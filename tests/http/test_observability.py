@@ -174,8 +174,8 @@ def test_readiness_says_which_levers_the_tier_applies_and_which_it_goes_without(
     plan = plan_engine("fp8", "full", "cuda", Capabilities(
         cuda=True, compute_capability=(9, 0), torchao=True, flash_attn_3=False))
     engine = FakeEngine()
-    engine.info.tier = "fp8"
-    engine.info.extra.update(levers=", ".join(plan.levers()), notes="; ".join(plan.notes))
+    engine.info = dataclasses.replace(engine.info, tier="fp8", extra={
+        "levers": ", ".join(plan.levers()), "notes": "; ".join(plan.notes)})
     body = httpx.get(f"{serve(engine).url}/readyz").json()
     assert body["tier"] == "fp8" and "fp8_linears" in body["levers"]
     assert "fp8_attention" not in body["levers"]
