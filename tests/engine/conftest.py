@@ -52,5 +52,9 @@ def empty_hf_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def no_fp8_hardware_check(monkeypatch: pytest.MonkeyPatch) -> None:
     """Let torchao quantise to float8 on CPU: torch's CPU _scaled_mm computes float8 matmuls
     (row-wise scales too); only torchao's check for a float8 GPU stands in the way."""
+    from helpers.engine_probes import NO_CPU_ROWWISE, cpu_float8_rowwise
+
     quant_api = pytest.importorskip("torchao.quantization.quant_api")
+    if not cpu_float8_rowwise():
+        pytest.skip(NO_CPU_ROWWISE)
     monkeypatch.setattr(quant_api, "_check_hardware_support", lambda granularity: None)

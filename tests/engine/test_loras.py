@@ -272,17 +272,14 @@ def test_which_tiers_take_loras():
 
 
 def test_the_turbo_tiers_float8_linears_take_loras_outside_the_quantised_matmul(
-        tiny_dir, lora_dir, monkeypatch):
+        tiny_dir, lora_dir, no_fp8_hardware_check):
     """turbo = torchao float8 linears + the step cache, on CPU (torch's CPU _scaled_mm
     computes the float8 matmuls once torchao's GPU check is bypassed; hand-built plan)."""
-    from torchao.quantization import quant_api
-
     from pipelines.engine.kontext import KontextEngine
     from pipelines.engine.options import EngineOptions, LoraOptions
     from pipelines.levers.plan import EnginePlan, StepCacheSpec
     from pipelines.weights.source import resolve_weights
 
-    monkeypatch.setattr(quant_api, "_check_hardware_support", lambda granularity: None)
     plan = EnginePlan(tier="turbo", memory_mode="full", device="cpu", dtype="bfloat16",
                       fp8_linears=True, step_cache=StepCacheSpec())
     engines = [KontextEngine(resolve_weights(str(tiny_dir)), EngineOptions(

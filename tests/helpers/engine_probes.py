@@ -51,3 +51,23 @@ def backends_in_use(transformer) -> set[str | None]:
 def image_token_counts(cases: list[ShapeCase] | None = None) -> list[int]:
     """The distinct image-token counts: one static graph each without dynamic shapes."""
     return sorted({case.image_tokens for case in (cases or all_cases())})
+
+
+def cpu_float8_rowwise() -> bool:
+    """Whether this torch's CPU `_scaled_mm` takes row-wise scales (the fp8 tiers' torchao
+    PerRow matmuls): 2.13 does; 2.11's CPU kernel takes per-tensor scales only (its CUDA
+    kernel has both)."""
+    import torch
+
+    a = torch.ones(16, 16).to(torch.float8_e4m3fn)
+    try:
+        torch._scaled_mm(a, a.t(), scale_a=torch.ones(16, 1), scale_b=torch.ones(1, 16),
+                         out_dtype=torch.bfloat16)
+    except RuntimeError:
+        return False
+    return True
+
+
+#: Why a CPU float8 rehearsal is skipped on a torch without CPU row-wise float8.
+NO_CPU_ROWWISE = ("this torch's CPU _scaled_mm has no row-wise scales (torch 2.11's; 2.13 "
+                  "has them): the fp8 rehearsal runs in the main suite")
