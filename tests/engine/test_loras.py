@@ -264,7 +264,9 @@ def test_which_tiers_take_loras():
     assert tier_problem(exact) is None and exact.fuse_qkv
     # LoRAs target q, k and v separately: an engine with a LoRA folder does not fuse them.
     adjusted = LoraManager("/nonexistent").adjust_plan(exact)
-    assert not adjusted.fuse_qkv and "fused QKV is off" in adjusted.notes[-1]
+    assert not adjusted.fuse_qkv and any("fused QKV is off" in n for n in adjusted.notes)
+    # nor records CUDA graphs: a job's LoRA count changes the forward
+    assert adjusted.cuda_graphs is None and exact.cuda_graphs is not None
     assert tier_problem(plan_engine("fp8", "full", "cuda", h100)) is None
     assert tier_problem(plan_engine("turbo", "full", "cuda", h100)) is None
     for tier, mode in [("exact", "24gb"), ("exact", "16gb"), ("fp8", "24gb")]:
