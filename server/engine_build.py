@@ -11,9 +11,10 @@ import logging
 import os
 from collections import Counter
 
-from pipelines.contract import Engine, EngineInfo
+from pipelines.contract import EngineInfo
 from pipelines.errors import InvalidInput
-from server.jobs.engine_pool import device_labels
+from server.engines.interface import Engine
+from server.engines.pool import device_labels
 from server.settings import Settings
 from server.settings.scale import parse_device
 
@@ -125,11 +126,28 @@ def build_local_engines(settings: Settings, factory=None) -> tuple[list[Engine],
         if threads:
             share_cpu(threads)  # process-wide: each engine thread runs ops on that many
         return [factory(device) for device in devices], labels
-    from pipelines.process_engine import ProcessEngine
+    from server.engines.child import ProcessEngine
 
-    return [ProcessEngine(factory, device, planned_info(settings, device),
-                          threads if device == "cpu" else None, lora_dir=settings.lora_dir)
+    return [ProcessEngine(functools.partial(sharing_cpu, factory, threads)
+                          if threads and device == "cpu" else factory,
+                          device, planned_info(settings, device), lora_folder(settings))
             for device in devices], labels
+
+
+def sharing_cpu(factory, threads: int, device: str) -> Engine:
+    """`factory(device)` in a process whose CPU engine takes `threads` cores (a child's)."""
+    share_cpu(threads)
+    return factory(device)
+
+
+def lora_folder(settings: Settings):
+    """The LoRA folder as a catalog scanned in this process (None without one): what the
+    server lists while an engine in a child process is busy."""
+    if settings.lora_dir is None:
+        return None
+    from pipelines.loras.library import LoraLibrary
+
+    return LoraLibrary(settings.lora_dir)
 
 
 def planned_info(settings: Settings, device: str) -> EngineInfo:

@@ -8,12 +8,11 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from pipelines.contract import Engine
 from pipelines.errors import WeightsError
+from server.engines.interface import Engine, Engines
+from server.engines.pool import EnginePool
 from server.jobs.admission import Lane
 from server.jobs.backend import Backend
-from server.jobs.engine_pool import EnginePool
-from server.jobs.engines import Engines
 from server.jobs.fallback import FallbackBackend
 from server.jobs.local import LocalBackend
 from server.jobs.refusing import RefusingBackend

@@ -12,7 +12,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from fastapi_offline import FastAPIOffline
 
-from pipelines.contract import Engine
 from server.api import routes_async, routes_jobs, routes_loras, routes_ops
 from server.api.auth import TokenChecker, configured_tokens
 from server.api.context import RequestContextMiddleware
@@ -21,8 +20,8 @@ from server.api.render import error_response, invalid_params_response
 from server.api.shutdown import ShutdownController
 from server.api.uploads import UploadBudget
 from server.asyncjobs.jobs import AsyncJobs
+from server.engines.interface import Engine, Engines
 from server.errors import Unauthorized
-from server.jobs.engines import Engines
 from server.metrics import Metrics
 from server.settings import Settings
 from server.wiring import build_jobs_path, local_engines

@@ -20,10 +20,10 @@ from typing import Any
 
 from server.asyncjobs.quota import ResultsQuota
 from server.asyncjobs.store import JobStore, StoredJob
+from server.engines.interface import Engines
 from server.errors import ApiError, NotFound, NotReady, StorageFull
 from server.jobs.admission import Lane, Reservation, reserve_in
 from server.jobs.backend import Outcome
-from server.jobs.engines import Engines
 from server.jobs.job import Job
 from server.jobs.progress import progress_json
 from server.jobs.service import JobService

@@ -4,7 +4,6 @@ outcome once."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -70,15 +69,19 @@ class Outcome:
 
 @dataclass
 class JobHandle:
-    """A backend's view of the service while it runs a job.
+    """A backend's view of the service while it runs a job: the job's run control.
 
-    `control` reaches the engine (its cancel flag and per-step progress); `started` is
-    called when the job leaves the queue and starts running, which starts its time limit.
-    Cancellation itself arrives as asyncio.CancelledError: every backend gets it.
+    Its events reach the service (`started` when the job leaves the queue and starts
+    running, which starts its time limit; each `step`); engines get the control itself.
+    Cancellation arrives as asyncio.CancelledError: every backend gets it (the engines
+    carry it on as the control's cancel signal).
     """
 
     control: RunControl
-    started: Callable[[], None]
+
+    def started(self, where: str) -> None:
+        """The job runs now, on `where`."""
+        self.control.started(where)
 
 
 class Backend(Protocol):

@@ -7,10 +7,10 @@ from typing import Any
 
 from pipelines.contract import EditRequest, EditResult
 from pipelines.errors import EngineError
+from server.engines.interface import Engines
 from server.errors import ApiError, JobTimeout, from_engine_error
 from server.jobs.admission import Lane
 from server.jobs.backend import JobHandle, Outcome, PreparedJob
-from server.jobs.engines import Engines
 from server.jobs.loras import check_loras, lora_metrics
 from server.media.marks import OutputMarks
 from server.wire.loras import lora_choices
@@ -104,7 +104,7 @@ class LocalBackend:
         `served_by` adds to (or overrides) where() in the job JSON, e.g. the fallback's.
         """
         try:
-            ran = await self.engines.run(request, handle.control, handle.started)
+            ran = await self.engines.run(request, handle.control)
         except EngineError as exc:
             raise from_engine_error(exc) from exc
         result = ran.result

@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from server.jobs.engines import Engines
+from server.engines.interface import Engines
 
 
 @dataclass

@@ -15,6 +15,7 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
+from pipelines.contract import EngineEvent
 from server.errors import ApiError, ClientGone, JobFailed, NotReady, ShuttingDown
 from server.jobs.admission import Reservation, reserve_in
 from server.jobs.backend import Backend, JobHandle, Outcome, PreparedJob
@@ -130,23 +131,38 @@ class JobService:
             else self.screen.screening(job_id, config)
 
     def _start(self, job: Job, admitted: bool, sink: Sink | None) -> None:
-        loop = asyncio.get_running_loop()
-
-        def on_step(step: int, steps: int) -> None:  # runs on the engine thread
-            with contextlib.suppress(RuntimeError):  # the loop closed: nobody is watching
-                loop.call_soon_threadsafe(job.advance, step, steps)
-
-        job.control.on_step = on_step
+        job.control.emit = self._events_of(job)
         self.jobs[job.id] = job
         self.metrics.in_flight.inc()
         job.task = asyncio.create_task(self._run(job, admitted, sink), name=f"job-{job.id}")
+
+    def _events_of(self, job: Job) -> Callable[[EngineEvent], None]:
+        """Where the job's events go: `started` moves it to processing and starts its time
+        limit, each `step` advances its progress. Called on the engine's thread (steps) or
+        on the loop (the rest); applied on the loop."""
+        loop = asyncio.get_running_loop()
+
+        def apply(event: EngineEvent) -> None:
+            if event.kind == "started":
+                self._started(job)
+            elif event.kind == "step":
+                job.advance(event.step, event.steps)
+
+        def emit(event: EngineEvent) -> None:
+            if _running_loop() is loop:
+                apply(event)
+            else:
+                with contextlib.suppress(RuntimeError):  # the loop closed: nobody watches
+                    loop.call_soon_threadsafe(apply, event)
+
+        return emit
 
     async def _run(self, job: Job, admitted: bool, sink: Sink | None) -> None:
         """The job's one task: wait for admission, run, store, and record how it ended."""
         job_id_var.set(job.id)
         backend, started = job.backend, time.monotonic()
         check = self._check_inputs(job)
-        handle = JobHandle(job.control, lambda: self._started(job))
+        handle = JobHandle(job.control)
 
         async def admitted_run() -> Outcome:
             if backend.lane is not None and not admitted:
@@ -267,3 +283,10 @@ class JobService:
             await backend.aclose()
         if self.screen is not None:
             self.screen.close()
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:  # a thread without a loop (the engine's)
+        return None

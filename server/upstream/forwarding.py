@@ -18,6 +18,7 @@ from typing import Protocol
 
 from PIL import Image
 
+from pipelines.contract import MovingAverage
 from server.errors import ApiError, UpstreamTimeout
 from server.jobs.admission import Lane
 from server.jobs.backend import JobHandle, Outcome, PreparedJob
@@ -56,10 +57,10 @@ class ForwardingBackend:
         self.runs_on = f"upstream-{settings.upstream}"
         self.time_limit: float | None = settings.upstream_job_timeout
         # A moving average of real durations: the Retry-After of a full lane.
-        self.mean_seconds = FIRST_GUESS_SECONDS
+        self.job_seconds = MovingAverage(FIRST_GUESS_SECONDS)
         size = settings.upstream_max_in_flight
         self.lane: Lane | None = Lane(
-            "upstream", size, lambda: self.mean_seconds,
+            "upstream", size, lambda: self.job_seconds.value or FIRST_GUESS_SECONDS,
             f"{size} forwarded jobs are in flight already; retry later")
 
     def unavailable(self) -> ApiError | None:
@@ -76,7 +77,7 @@ class ForwardingBackend:
 
     async def run(self, job: PreparedJob, handle: JobHandle) -> Outcome:
         """Forward the job now (it has its place) and count how upstream answered."""
-        handle.started()
+        handle.started(self.runs_on)
         started = time.monotonic()
         try:
             outcome = await self.forwarder.forward(job)
@@ -84,7 +85,7 @@ class ForwardingBackend:
             self.metrics.count_upstream(self.label, exc.reason)
             raise
         self.metrics.count_upstream(self.label, "ok")
-        self.mean_seconds = 0.7 * self.mean_seconds + 0.3 * (time.monotonic() - started)
+        self.job_seconds.add(time.monotonic() - started)
         return await self._screened_and_marked(job, outcome)
 
     async def _screened_and_marked(self, job: PreparedJob, outcome: Outcome) -> Outcome:
