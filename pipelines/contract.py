@@ -12,11 +12,12 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from PIL import Image
 
-from pipelines.errors import EngineError
+if TYPE_CHECKING:
+    from pipelines.errors import EngineError
 
 #: 8× VAE downsampling then 2×2 patches: one image token per 16×16 pixels.
 PIXELS_PER_TOKEN_SIDE = 16

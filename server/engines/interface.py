@@ -29,8 +29,15 @@ from pipelines.contract import (
     LoraCatalog,
     RunControl,
 )
-from pipelines.errors import EngineFailure
-from server.errors import ApiError
+from pipelines.errors import (
+    Cancelled,
+    DeviceLost,
+    EngineError,
+    EngineFailure,
+    InvalidInput,
+    OutOfMemory,
+)
+from server.errors import ApiError, ClientGone, EngineLost, JobFailed, ValidationFailed
 
 
 class Engine(Protocol):
@@ -138,3 +145,18 @@ def start_eta(free_in: list[float], queued_ahead: int, mean: float) -> float:
     for _ in range(queued_ahead):
         heapq.heapreplace(times, times[0] + mean)
     return times[0]
+
+
+def from_engine_error(exc: EngineError) -> ApiError:
+    """The one mapping from the engine's domain errors to API errors."""
+    if isinstance(exc, Cancelled):
+        return ClientGone(str(exc))
+    if isinstance(exc, InvalidInput):
+        return ValidationFailed(str(exc))
+    if isinstance(exc, DeviceLost):
+        return EngineLost(f"{exc}; the job was not finished, submit it again")
+    if isinstance(exc, OutOfMemory):
+        return JobFailed(f"the job ran out of device memory and was stopped: {exc}")
+    if isinstance(exc, EngineFailure):
+        return JobFailed(f"the job failed while running: {exc}")
+    return JobFailed(str(exc))

@@ -1,8 +1,9 @@
 """`--local`: run the rows through the job service in this process, one at a time.
 
-The jobs path (engine worker, local backend, job service) is built exactly as the server
-builds it (server/wiring.py), and each row is submitted as the Submission a client's
-request becomes, so a row means the same edit here as through the server. `kontext edit
+The jobs path (engines, local backend, job service) is built by the composition root, as
+the server's is (server/wiring.py: local_jobs), and each row is submitted with the config
+its validation prepared (the job service takes it as it is), so a row means the same edit
+here as through the server. `kontext edit
 --local` runs its one edit through the same runner (`run_one`).
 """
 
@@ -21,12 +22,10 @@ from server.cli.batch.report import Finish
 from server.cli.batch.stop import StopRequest
 from server.errors import ApiError, ClientGone
 from server.jobs.job import Job, Listener
+from server.jobs.prepared import Submission
 from server.jobs.record import new_job_id
-from server.jobs.submission import Submission
-from server.jobs.types import DEV_KONTEXT
-from server.metrics import Metrics
 from server.settings import Settings
-from server.wiring import JobsPath, build_jobs_path, local_engines
+from server.wiring import JobsPath, local_jobs
 
 log = logging.getLogger(__name__)
 
@@ -35,15 +34,9 @@ class LocalRunner:
     """Owns an event loop and the jobs path for the whole batch."""
 
     def __init__(self, settings: Settings) -> None:
-        from server.engine_build import build_engine
-
-        engine = build_engine(settings)  # WeightsError here: bad --weights, before any load
-        # No warm-up: a batch's first row pays the first-call costs once, like a warm-up.
-        # One device: the rows run one after another.
-        settings = settings.model_copy(update={"warmup": False})
-        metrics = Metrics()
-        self.path: JobsPath = build_jobs_path(settings,
-                                              local_engines(settings, engine, metrics), metrics)
+        # WeightsError here: bad --weights, before any load. One device, no warm-up: the
+        # rows run one after another, and the first pays the first-call costs once.
+        self.path: JobsPath = local_jobs(settings)
         self.loop = asyncio.new_event_loop()
         started = time.monotonic()
         self.loop.run_until_complete(self.path.engines.start())
@@ -51,7 +44,8 @@ class LocalRunner:
         if refusal is not None:
             self.close()
             raise EngineFailure(f"the engine did not load: {refusal.message}")
-        log.info("engine loaded in %.1fs: %s", time.monotonic() - started, engine.info)
+        log.info("engine loaded in %.1fs: %s", time.monotonic() - started,
+                 self.path.engines.info)
 
     def run_one(self, submission: Submission, stop: StopRequest,
                 listener: Listener | None = None) -> Job:
@@ -110,7 +104,7 @@ class LocalRunner:
     @staticmethod
     async def _submission(row: Row) -> Submission:
         data = await asyncio.to_thread(lambda: tuple(path.read_bytes() for path in row.images))
-        return Submission(DEV_KONTEXT, row.config.model_dump(exclude_none=True), data, row.fmt)
+        return Submission.prepared(row.spec, data, row.fmt)
 
     def _write(self, row: Row, job: Job, finish: Finish, started: float) -> None:
         assert job.outcome is not None

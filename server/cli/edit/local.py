@@ -11,8 +11,8 @@ from server.cli.edit.progress import StepProgress
 from server.cli.edit.result import Edited, EditFailed
 from server.errors import ApiError, ClientGone
 from server.jobs.job import Job
+from server.jobs.prepared import Submission
 from server.jobs.progress import progress_json
-from server.jobs.submission import Submission
 from server.jobs.types import DEV_KONTEXT
 from server.media.formats import ImageFormat
 from server.settings import Settings

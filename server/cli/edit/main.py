@@ -30,11 +30,12 @@ def output_path(image: Path, out: Path | None) -> tuple[Path, ImageFormat]:
 def _checked(args: argparse.Namespace) -> tuple[dict, bytes, Path, ImageFormat]:
     """The config (validated as the server validates it), the image bytes, the output."""
     from server.errors import ApiError
-    from server.wire.models import DevKontextConfig, parse_model
+    from server.jobs.prepared import prepare
+    from server.jobs.types import DEV_KONTEXT
 
     config = edit_config(args)
     try:
-        parse_model(DevKontextConfig, config, "config")
+        prepare(DEV_KONTEXT, config)
     except ApiError as exc:
         raise Usage(exc.message) from exc
     if not args.image.is_file():

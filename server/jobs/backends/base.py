@@ -1,55 +1,24 @@
-"""What the service hands a backend (a prepared job and a handle) and what it gets back (an
-outcome). Backends never write the job record or the response: the service applies the
-outcome once."""
+"""What the service hands a backend (a prepared job and a handle), what it gets back (an
+outcome), and the Backend base class whose defaults each backend overrides only where it
+does something. Backends never write the job record or the response: the service applies
+the outcome once."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
-from PIL import Image
-
-from pipelines.contract import RunControl
-from server.errors import ApiError
-from server.jobs.screening import Screening
-from server.jobs.types import JobType
+from server.errors import ApiError, JobTimeout
 from server.media.formats import ImageFormat
-from server.wire.models import WireModel
 
 if TYPE_CHECKING:
+    from pipelines.contract import RunControl
+    from server.engines.interface import Engines
     from server.jobs.admission import Lane
+    from server.jobs.prepared import PreparedJob
 
 #: Response header saying where a job ran when it did not run on the local [dev] engine.
 SERVED_BY_HEADER = "X-Kontext-Served-By"
-
-
-@dataclass(frozen=True)
-class InputImage:
-    """One input image: the bytes as sent, decoded under the contract's rules, its format."""
-
-    data: bytes
-    image: Image.Image
-    format: ImageFormat
-
-
-@dataclass(frozen=True)
-class PreparedJob:
-    """A validated job, ready to run: its id, type, typed config and decoded inputs."""
-
-    id: str
-    job_type: JobType
-    config: WireModel
-    inputs: tuple[InputImage, ...]
-    output_format: ImageFormat
-    #: Whether the client asked for the price (?price=true).
-    price: bool = False
-    #: The job's passage through the content filter (a no-op when safety is off).
-    screening: Screening = field(default_factory=lambda: Screening(None, "-"))
-
-    @property
-    def config_json(self) -> dict[str, Any]:
-        """The config as echoed in the job JSON: every default filled in, unset left out."""
-        return self.config.model_dump(exclude_none=True)
 
 
 @dataclass(frozen=True)
@@ -84,36 +53,44 @@ class JobHandle:
         self.control.started(where)
 
 
-class Backend(Protocol):
-    """Runs prepared jobs of the types that name it."""
+class Backend:
+    """Runs prepared jobs of the types that name it. The defaults describe a backend that
+    admits every job at once, runs it with no time limit, nowhere in particular."""
 
-    #: Admission in front of it (None: it admits everything, e.g. it refuses at once).
-    lane: Lane | None
+    #: Admission in front of it (None: it admits everything).
+    lane: Lane | None = None
+    #: The engines its jobs run on, for their queue position and ETA (None: elsewhere).
+    engines: Engines | None = None
     #: Seconds a job may run once started (None: no limit).
-    time_limit: float | None
+    time_limit: float | None = None
     #: The tier or upstream label of its jobs in /metrics.
-    label: str
+    label: str = "other"
     #: A notice added to every job it runs (e.g. demo mode), or None.
-    notice: str | None
+    notice: str | None = None
     #: Where its jobs run (local, local-fallback, upstream-hosted, ...); None: nowhere.
-    runs_on: str | None
+    runs_on: str | None = None
     #: Whether a job may start before its input check has passed (the local engine: the
     #: input stays here and a refusal stops the job); False: the check passes first (a
     #: forwarded job would send the input away).
-    overlaps_input_check: bool
+    overlaps_input_check: bool = False
 
     def unavailable(self) -> ApiError | None:
-        """Why it takes no job now (e.g. its engine is still loading), or None."""
+        """Why it takes no job now (e.g. its engine is still loading), asked before
+        anything is spent on a job; None: it takes jobs."""
+        return None
 
-    async def check(self, config: WireModel) -> None:
-        """Refuse (ApiError) a validated config it cannot run, before the job exists, so
-        that an async job is refused at once rather than accepted and then failed."""
+    async def check(self, job: PreparedJob) -> None:
+        """Refuse (ApiError) a prepared job it cannot run, before the job exists (an async
+        job is refused at POST, never accepted and then failed); its inputs are read."""
 
     def timed_out(self) -> ApiError:
         """The error a job answers with when it ran past `time_limit`."""
+        return JobTimeout(f"the job ran past its time limit of {self.time_limit:g} s and was "
+                          "cancelled")
 
     async def run(self, job: PreparedJob, handle: JobHandle) -> Outcome:
         """Run `job`; raise ApiError on failure. Cancellation arrives as CancelledError."""
+        raise NotImplementedError(f"{type(self).__name__} runs no job")
 
     async def aclose(self) -> None:
         """Release what it holds open (e.g. an HTTP client)."""
