@@ -246,7 +246,10 @@ def test_aborted_upload_is_logged_as_the_clients_doing(live, caplog):
         assert time.monotonic() < deadline, "the server never noticed the hang-up"
         time.sleep(0.05)
     assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
-    assert any("disconnected after sending 9 bytes" in r.getMessage() for r in caplog.records)
+    # The 9 bytes sent count once read; uvicorn reports the hang-up instead of a body it
+    # still holds when the hang-up came first (a loaded machine): then 0 were read.
+    said = re.compile(r"the client disconnected after sending (9|0) bytes")
+    assert any(said.search(r.getMessage()) for r in caplog.records)
 
 
 @pytest.mark.parametrize(("request_", "size"), [
