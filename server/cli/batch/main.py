@@ -161,6 +161,11 @@ def _conclude(report: Report, total: int, started: float, reason: str | None) ->
     cut_short = sum(counts.values()) < total
     if reason:
         print(f"kontext batch: stopped: {reason}", file=sys.stderr)
+    if report.notice:
+        print(f"kontext batch: notice: {report.notice}")
+    if report.shrunk:
+        print(f"kontext batch: {report.shrunk} photo(s) over the size a /v2/job server takes "
+              "were shrunk before sending, shape kept (`shrunk` in the report)")
     print(summary(counts, total, time.monotonic() - started, report.path,
                   cut_short and not reason))
     if reason or (counts["failed"] and not cut_short):
