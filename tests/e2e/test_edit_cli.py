@@ -17,6 +17,7 @@ from helpers.servers import make_settings
 from PIL import Image
 
 from server.api.app import create_app
+from server.cli.main import main
 from server.jobs.local import DEMO_NOTICE
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -109,3 +110,55 @@ def test_a_phone_photo_is_shrunk_and_edited_in_its_own_shape(live, tmp_path):
             "takes: sent as 1920x1440, same shape") in done.stderr.splitlines()
     assert done.stdout.splitlines()[1] == f"wrote: {tmp_path / 'IMG_0001-edited.png'} (1040x784)"
     assert image_of((tmp_path / "IMG_0001-edited.png").read_bytes()).size == (1040, 784)
+
+
+@pytest.fixture(scope="module")
+def self_signed(tmp_path_factory) -> tuple[Path, Path]:
+    """A self-signed certificate and its key: c2pa refuses to sign with it."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    folder = tmp_path_factory.mktemp("self-signed")
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "self")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(1).not_valid_before(now)
+            .not_valid_after(now + datetime.timedelta(days=1)).sign(key, hashes.SHA256()))
+    (folder / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (folder / "key.pem").write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    return folder / "cert.pem", folder / "key.pem"
+
+
+def _setup_refusal(argv: list[str], capsys) -> str:
+    """Run `kontext edit ...` in this process: exit 2, and the one line it ends with."""
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err, err
+    return err.strip().splitlines()[-1]
+
+
+def test_local_setup_errors_are_one_line_and_exit_2(tiny_dir, photo, tmp_path, self_signed,
+                                                    capsys):
+    edit = ["edit", str(photo), "add a hat", "--local", "--log-level", "error"]
+    demo = [*edit, "--demo", "--demo-dir", str(tiny_dir)]
+    cert, key = self_signed
+    line = _setup_refusal([*demo, "--c2pa-cert", str(cert), "--c2pa-key", str(key)], capsys)
+    assert line.startswith("kontext edit: C2PA signing failed:") and "docs/safety.md" in line
+    line = _setup_refusal([*demo, "--safety", "block", "--safety-model",
+                           str(tmp_path / "nowhere")], capsys)
+    assert line.startswith("kontext edit: Safety image classifier") and "no such folder" in line
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "model_index.json").write_text('{"_class_name": "x"}')
+    line = _setup_refusal([*edit, "--weights", str(tmp_path / "broken")], capsys)
+    assert line.startswith(f"kontext edit: {tmp_path / 'broken'} cannot be loaded: missing ")
+    # Settings in our words: the flag and its environment variable, never pydantic's text.
+    line = _setup_refusal([*demo, "--safety-threshold", "2"], capsys)
+    assert line == ("kontext edit: --safety-threshold (KONTEXT_SAFETY_THRESHOLD): must be at "
+                    "most 1, got '2'")

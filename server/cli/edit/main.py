@@ -54,7 +54,7 @@ def main_edit(args: argparse.Namespace) -> int:
     """`kontext edit`: the exit status (0 written, 1 failed, 2 usage, 130 interrupted)."""
     from pydantic import ValidationError
 
-    from server.cli.settings_flags import batch_fields, settings_from_args
+    from server.cli.settings_flags import batch_fields, settings_error, settings_from_args
     from server.logs import configure_logging
     from server.media.decode import ImageLimits
 
@@ -62,7 +62,7 @@ def main_edit(args: argparse.Namespace) -> int:
         settings = settings_from_args(args, batch_fields())
         config, photo, out, fmt = _checked(args, ImageLimits(max_bytes=settings.max_input_bytes))
     except ValidationError as exc:
-        print(f"kontext edit: invalid setting:\n{exc}", file=sys.stderr)
+        print(f"kontext edit: {settings_error(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except Usage as exc:
         print(f"kontext edit: {exc}", file=sys.stderr)
@@ -80,7 +80,7 @@ def _run(args: argparse.Namespace, settings, config: dict, photo: Photo, out: Pa
     from server.atomic_files import write_atomic
     from server.cli.edit.progress import StepProgress
     from server.cli.edit.remote import edit_remote
-    from server.cli.edit.result import EditFailed
+    from server.cli.edit.result import EditFailed, SetupFailed
 
     progress = StepProgress()
     try:
@@ -91,6 +91,10 @@ def _run(args: argparse.Namespace, settings, config: dict, photo: Photo, out: Pa
         else:
             edited = edit_remote(args.server, args.token, config, photo.data, photo.name, fmt,
                                  progress, args.timeout)
+    except SetupFailed as exc:
+        progress.close()
+        print(f"kontext edit: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except (EditFailed, EngineError) as exc:
         progress.close()
         print(f"kontext edit: {exc}", file=sys.stderr)
