@@ -193,7 +193,7 @@ def test_the_test_chain_of_the_docs_is_accepted_and_a_self_signed_one_is_not(tmp
     subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=tmp_path, check=True,
                    capture_output=True, timeout=60)
     assert load_c2pa_credentials(tmp_path / "chain.pem", tmp_path / "key.pem").alg == "es256"
-    with pytest.raises(C2paSigningError, match="self-signed.*docs/safety.md"):
+    with pytest.raises(C2paSigningError, match=r"self-signed.*docs/safety\.md"):
         load_c2pa_credentials(tmp_path / "ca.pem", tmp_path / "ca-key.pem")
 
 
