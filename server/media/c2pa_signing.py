@@ -133,8 +133,8 @@ def sign_c2pa(data: bytes, mime: str, disclosure: Disclosure,
     try:
         import c2pa
     except ImportError as exc:
-        raise C2paSigningError("C2PA signing needs c2pa-python: pip install "
-                               "'kontext-server[safety]'") from exc
+        raise C2paSigningError("C2PA signing needs c2pa-python: in the clone, pip install -e "
+                               "'.[safety]'") from exc
 
     with_parent = disclosure.edited and parent is not None
     info = c2pa.C2paSignerInfo(alg=credentials.alg, sign_cert=credentials.cert_chain_pem,

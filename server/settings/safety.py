@@ -62,7 +62,7 @@ class SafetySettings(BaseModel):
     c2pa_cert: FilePath | None = Field(
         None,
         description="PEM certificate chain (signer first) for C2PA content credentials on "
-        "every output; needs --c2pa-key and `pip install 'kontext-server[safety]'`.", **BATCH
+        "every output; needs --c2pa-key and `pip install -e '.[safety]'`.", **BATCH
     )
     c2pa_key: FilePath | None = Field(
         None, description="PEM private key (unencrypted) of --c2pa-cert.", **BATCH

@@ -162,3 +162,26 @@ def test_local_setup_errors_are_one_line_and_exit_2(tiny_dir, photo, tmp_path, s
     line = _setup_refusal([*demo, "--safety-threshold", "2"], capsys)
     assert line == ("kontext edit: --safety-threshold (KONTEXT_SAFETY_THRESHOLD): must be at "
                     "most 1, got '2'")
+
+
+def test_an_edit_sent_while_the_server_loads_waits_for_it(serve, photo, tmp_path):
+    from helpers.fake_engine import FakeEngine
+
+    engine = FakeEngine()
+    engine.hold_load()
+    live = serve(engine, wait_ready=False)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KONTEXT_")}
+    edit = subprocess.Popen(
+        [sys.executable, "-m", "server.cli.main", "edit", str(photo), "add a hat", "--server",
+         live.url, "--steps", "1", "-o", str(tmp_path / "hat.png")],
+        cwd=ROOT, env={**env, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
+    try:
+        said = edit.stderr.readline()  # blocks until the client says it is waiting
+        assert said.startswith("kontext edit: the server is still loading its model"), said
+        engine.release_load()
+        out, err = edit.communicate(timeout=120)
+    finally:
+        edit.kill()
+    assert edit.returncode == 0, err
+    assert out.splitlines()[1] == f"wrote: {tmp_path / 'hat.png'} (1040x784)"
