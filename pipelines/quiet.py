@@ -46,6 +46,10 @@ INAPPLICABLE_WARNINGS = (
     # manager keeps several adapters loaded on purpose (one per slot, switched per job;
     # pipelines/loras/slots.py), so this is the designed state, not a mistake.
     (r"Already found a `peft_config` attribute in the model", r"peft\.tuners\.tuners_utils"),
+    # On the fp8/turbo tiers PEFT wraps torchao's float8 linears (TorchaoLoraLinear) and
+    # warns that merge()/unmerge() would fail without a requantisation recipe. LoRAs here
+    # are never merged into the weights: they run beside the float8 matmul, switched per job.
+    (r"TorchaoLoraLinear was instantiated without", r"peft\.tuners\.lora\.torchao"),
 )
 
 
