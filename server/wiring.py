@@ -173,9 +173,9 @@ def build_jobs_path(settings: Settings, engines: Engines, metrics: Metrics) -> J
                          safeguards.marks)
     backends: dict[str, Backend] = {
         "local": local, "upstream": upstream_backend(settings, local, metrics, safeguards.marks)}
-    service = JobService(backends, metrics, ImageLimits(max_bytes=settings.max_input_bytes,
-                                                     downscale=settings.downscale_inputs),
-                         log_prompts=settings.log_prompts, screen=safeguards.screen)
+    limits = ImageLimits(max_bytes=settings.max_input_bytes, downscale=settings.downscale_inputs)
+    service = JobService(backends, metrics, limits, log_prompts=settings.log_prompts,
+                         screen=safeguards.screen)
     return JobsPath(service, engines, lane, settings.queue_size, safeguards)
 
 

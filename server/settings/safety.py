@@ -11,7 +11,7 @@ from server.settings.common import BATCH, split_commas
 
 
 class SafetySettings(BaseModel):
-    """Content safety and AI disclosure (issue 14; docs/safety.md)."""
+    """Content safety and AI disclosure (docs/safety.md)."""
 
     safety: Literal["block", "flag", "off"] = Field(
         "off",

@@ -25,7 +25,8 @@ The output format follows -o's extension (.png, .jpg/.jpeg, .webp; default
 IMAGE-edited.png in the current folder). The token for --server is --token or ${TOKEN_ENV}.
 A photo over 1920 px a side (or 10 MB) is shrunk before it is sent, shape kept (a /v2/job
 server takes no larger), and a line says so.
-Exit status: 0 written, 1 the edit failed or was refused, 2 a bad argument or config,
+Exit status: 0 written, 1 the edit failed or was refused, 2 a bad argument, config or
+setting, or --local that cannot start (weights, content filter, C2PA pair),
 130 interrupted (Ctrl-C cancels the edit, on the server too).
 """
 

@@ -13,6 +13,7 @@ from server.media.formats import FORMAT_OF_SUFFIX, ImageFormat
 
 if TYPE_CHECKING:
     from server.cli.photos import Photo
+    from server.media.decode import ImageLimits
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -31,7 +32,8 @@ def output_path(image: Path, out: Path | None) -> tuple[Path, ImageFormat]:
     return out, fmt  # type: ignore[return-value]
 
 
-def _checked(args: argparse.Namespace, limits) -> tuple[dict, Photo, Path, ImageFormat]:
+def _checked(args: argparse.Namespace, limits: ImageLimits
+             ) -> tuple[dict, Photo, Path, ImageFormat]:
     """The config (validated as the server validates it; of the photo's shape when it asks
     for no size), the photo as it will be sent (shrunk if too large), the output."""
     from server.cli.photos import read_photo, with_photo_size
