@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -185,3 +186,14 @@ def test_an_edit_sent_while_the_server_loads_waits_for_it(serve, photo, tmp_path
         edit.kill()
     assert edit.returncode == 0, err
     assert out.splitlines()[1] == f"wrote: {tmp_path / 'hat.png'} (1040x784)"
+
+
+def test_no_server_says_how_to_start_one(photo):
+    with socket.socket() as probe:  # a port nothing listens on once closed
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    done = kontext_edit(str(photo), "add a hat", "--server", f"http://127.0.0.1:{port}")
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1].startswith(
+        f"kontext edit: no server answers at http://127.0.0.1:{port} (")
+    assert "./scripts/demo.sh or kontext serve" in done.stderr

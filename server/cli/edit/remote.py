@@ -110,5 +110,8 @@ def edit_remote(server: str, token: str | None, config: dict[str, Any], image: b
             if output.status_code != 200:
                 raise _refusal(output)
             return Edited(output.content, final)
+    except httpx.ConnectError as exc:
+        raise EditFailed(f"no server answers at {server} ({exc}): start one (./scripts/demo.sh "
+                         "or kontext serve), or name another with --server URL") from exc
     except httpx.HTTPError as exc:
         raise EditFailed(f"{type(exc).__name__} talking to {url}: {exc}") from exc
