@@ -11,79 +11,24 @@ from __future__ import annotations
 
 import json
 import shutil
-import struct
 from pathlib import Path
 
 import pytest
 import torch
 from helpers.bfl_layout import diffusers_to_bfl
+from helpers.header_only import REAL, meta_state, write_full_size_checkpoint, write_header_only
 from safetensors.torch import load_file, save_file
 
 from pipelines.weights_check import check_weights
 
-ROOT = Path(__file__).resolve().parents[2]
-REAL = json.loads((ROOT / "benchmarks" / "kontext_dev_configs.json").read_text())
 TRANSFORMER_FILE = "transformer/diffusion_pytorch_model.safetensors"
-
-
-def write_header_only(path: Path, tensors: dict[str, torch.Tensor]) -> None:
-    """A safetensors file (bf16) whose data is a sparse hole of the size its header says."""
-    header, offset = {}, 0
-    for name, tensor in tensors.items():
-        size = tensor.numel() * 2
-        header[name] = {"dtype": "BF16", "shape": list(tensor.shape),
-                        "data_offsets": [offset, offset + size]}
-        offset += size
-    raw = json.dumps(header).encode()
-    raw += b" " * (-len(raw) % 8)
-    with path.open("wb") as file:
-        file.write(struct.pack("<Q", len(raw)) + raw)
-        file.truncate(8 + len(raw) + offset)
-
-
-def meta_state(name: str) -> dict[str, torch.Tensor]:
-    """The state dict of the real-size component `name`, on the meta device."""
-    import diffusers
-    import transformers
-
-    library, class_name = REAL["model_index"][name]
-    cls = getattr(diffusers if library == "diffusers" else transformers, class_name)
-    with torch.device("meta"):
-        if library == "diffusers":
-            return cls.from_config(REAL[name]).state_dict()
-        return cls._from_config(cls.config_class.from_dict(REAL[name])).state_dict()
 
 
 @pytest.fixture(scope="module")
 def real_geometry(tmp_path_factory: pytest.TempPathFactory, tiny_dir: Path) -> Path:
     """FLUX.1-Kontext-dev's layout at full size, headers only; tiny tokenizers."""
-    root = tmp_path_factory.mktemp("real") / "FLUX.1-Kontext-dev"
-    root.mkdir()
-    (root / "model_index.json").write_text(json.dumps(REAL["model_index"]))
-    for name in ("scheduler", "tokenizer", "tokenizer_2"):
-        shutil.copytree(tiny_dir / name, root / name)
-    for name, config_file in (("scheduler", "scheduler_config.json"),
-                              ("transformer", "config.json"), ("vae", "config.json"),
-                              ("text_encoder", "config.json"), ("text_encoder_2", "config.json")):
-        (root / name).mkdir(exist_ok=True)
-        (root / name / config_file).write_text(json.dumps(REAL[name]))
-    for name in ("transformer", "vae"):
-        write_header_only(root / name / "diffusion_pytorch_model.safetensors", meta_state(name))
-    # As published: CLIP's keys under text_model. (the layout before transformers 5).
-    clip = {f"text_model.{key}": value for key, value in meta_state("text_encoder").items()}
-    write_header_only(root / "text_encoder" / "model.safetensors", clip)
-    # T5: the embedding once (encoder.embed_tokens is tied to shared), in two shards.
-    t5 = meta_state("text_encoder_2")
-    del t5["encoder.embed_tokens.weight"]
-    names = sorted(t5)
-    shards = {"model-00001-of-00002.safetensors": names[: len(names) // 2],
-              "model-00002-of-00002.safetensors": names[len(names) // 2:]}
-    for shard, keys in shards.items():
-        write_header_only(root / "text_encoder_2" / shard, {key: t5[key] for key in keys})
-    weight_map = {key: shard for shard, keys in shards.items() for key in keys}
-    (root / "text_encoder_2" / "model.safetensors.index.json").write_text(
-        json.dumps({"metadata": {}, "weight_map": weight_map}))
-    return root
+    return write_full_size_checkpoint(tmp_path_factory.mktemp("real") / "FLUX.1-Kontext-dev",
+                                      tiny_dir)
 
 
 @pytest.fixture
