@@ -46,12 +46,16 @@ class Safeguards:
     marks: OutputMarks
     policy: str
     warnings: tuple[str, ...] = ()
+    #: Said of the filter at startup and in /readyz (the demo classifier is one).
+    note: str | None = None
 
     def status(self) -> dict[str, Any]:
         """/readyz's `safety` and `disclosure`, with the warnings the log gave at startup."""
         safety: dict[str, Any] = {"policy": self.policy,
                                   "checks": self.screen.describe() if self.screen else []}
         disclosure = self.marks.status()
+        if self.note:
+            safety["note"] = self.note
         if NO_FILTER in self.warnings:
             safety["warning"] = NO_FILTER
         if NO_MARKS in self.warnings:

@@ -27,12 +27,17 @@ def build_engine(settings: Settings, device: str | None = None) -> Engine:
     """The engine for these settings on `device` (default: --device); raises WeightsError
     with a pointer to the docs."""
     from pipelines.engine.kontext import KontextEngine
+    from pipelines.weights.check import require_loadable
     from pipelines.weights.source import resolve_weights
 
     options = engine_options(settings, device)
     if settings.demo:
         return KontextEngine(resolve_weights(str(ensure_demo_checkpoint(settings))), options)
-    return KontextEngine(resolve_weights(settings.weights, settings.base_weights), options)
+    source = resolve_weights(settings.weights, settings.base_weights)
+    # What `kontext weights check` says, before a byte is loaded: a folder that cannot load
+    # is refused here in one line, naming every reason.
+    require_loadable(source.location, source.base)
+    return KontextEngine(source, options)
 
 
 def engine_options(settings: Settings, device: str | None = None):

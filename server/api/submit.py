@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from starlette.requests import Request
 from starlette.responses import Response
 
-from server.api.accept import ResponseFormat, negotiate
+from server.api.accept import ResponseFormat, for_client, negotiate
 from server.api.body import BodyLimits, closes, declared_size, read_submission
 from server.api.render import error_response
 from server.errors import ApiError, JobFailed, Unauthorized
@@ -55,7 +55,8 @@ class JobIntake:
         """
         if not self.server.auth.accepts(self.request.headers.get("authorization")):
             raise Unauthorized("token is invalid")
-        self.format = negotiate(self.request.headers.get("accept"))
+        self.format = for_client(negotiate(self.request.headers.get("accept")),
+                                 self.request.headers.get("user-agent"))
         limits = BodyLimits.of(self.server.settings)
         size = declared_size(self.request, limits.max_body)
         reservation = reserve()

@@ -20,7 +20,7 @@ from pipelines.contract import LoraChoice, nearest_preferred
 from server.errors import InvalidInputImage
 from server.jobs.screening import Screening
 from server.jobs.types import JobType, lookup
-from server.media.decode import ImageLimits, decode_input_image, image_format
+from server.media.decode import ImageLimits, decode_input
 from server.media.formats import ImageFormat
 from server.wire.base import WireModel, parse_model
 from server.wire.loras import lora_choices
@@ -147,8 +147,8 @@ def _decode_all(inputs: tuple[bytes, ...], limits: ImageLimits) -> tuple[InputIm
     decoded = []
     for index, data in enumerate(inputs):
         name = "input" if len(inputs) == 1 else f"input[{index}]"
-        decoded.append(InputImage(data, decode_input_image(data, name, limits),
-                                  image_format(data)))
+        image, data, fmt = decode_input(data, name, limits)
+        decoded.append(InputImage(data, image, fmt))
     return tuple(decoded)
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from pipelines.contract import MAX_INPUT_IMAGES
 from server.cli.batch.manifest import BadRow, RawRow, Row
+from server.cli.photos import photo_shape, with_photo_size
 from server.errors import ApiError
 from server.jobs.prepared import prepare
 from server.jobs.types import DEV_KONTEXT
@@ -78,7 +79,9 @@ def resolve_row(raw: RawRow, defaults: dict[str, Any], base_dir: Path, out_dir: 
             raise RowError(f"output: {output} is an input image itself; choose another "
                            "--out folder or `output` name")
         config_fields = {k: v for k, v in fields.items() if k not in ("image", "output")}
-        spec = prepare(DEV_KONTEXT, config_fields)  # the job service's own validation
+        # No size asked for: the photo's own shape (read from its header).
+        sized = with_photo_size(config_fields, photo_shape(images[0]))
+        spec = prepare(DEV_KONTEXT, sized)  # the job service's own validation
     except (RowError, ApiError) as exc:
         return BadRow(raw.number, raw.source, str(exc), fields, images, output)
     return Row(raw.number, raw.source, images, output, fmt, spec,

@@ -58,9 +58,9 @@ class FallbackBackend(Backend):
         request = EditRequest(prompt=job.spec.prompt, image=image, width=width, height=height,
                               steps=self.steps, guidance_scale=self.guidance,
                               seed=job.config.seed)  # type: ignore[attr-defined]
-        served_by = {"backend": SERVED_BY, "model": "FLUX.1-Kontext-dev", "width": width,
-                     "height": height, "steps": self.steps,
-                     "not_applied": not_applied(job.screening.active)}
+        # The model is the local engine's own (where(): the demo checkpoint says it is one).
+        served_by = {"backend": SERVED_BY, "width": width, "height": height,
+                     "steps": self.steps, "not_applied": not_applied(job.screening.active)}
         return await self.local.run_edit(job, request, handle, served_by=served_by,
                                          headers={SERVED_BY_HEADER: SERVED_BY})
 
