@@ -38,9 +38,9 @@ from pipelines.engine.options import EngineOptions  # noqa: E402
 from pipelines.weights.source import resolve_weights  # noqa: E402
 from pipelines.weights.tiny import write_tiny_checkpoint  # noqa: E402
 from server.api.app import create_app  # noqa: E402
-from server.jobs.local import edit_request  # noqa: E402
+from server.jobs.backends.local import edit_request  # noqa: E402
+from server.jobs.prepared import prepare  # noqa: E402
 from server.settings import Settings  # noqa: E402
-from server.wire.models import DevKontextConfig  # noqa: E402
 
 DEV = "inference.flux-fast.dev-kontext.img2img.v1"
 
@@ -67,7 +67,7 @@ def main() -> None:
     png = source.getvalue()
     config = {"prompt": "make the sky stormy", "width": 1024, "height": 1024,
               "steps": args.steps, "seed": 1}
-    request = edit_request(DevKontextConfig(**config), Image.open(io.BytesIO(png)).convert("RGB"))
+    request = edit_request(prepare(DEV, config), Image.open(io.BytesIO(png)).convert("RGB"))
     files = [("input", ("in.png", png, "image/png")),
              ("job", ("job.json", json.dumps({"type": DEV, "config": config}),
                       "application/json"))]

@@ -1,23 +1,23 @@
-"""What the server sees of the engine, torch-free: the edit it asks for and the result it
-gets, how it controls a run, the engine's interface, the LoRA catalog, and the limits the
-wire checks before a job reaches an engine.
+"""What the server sees of the engine, torch-free: the limits the wire checks, the edit it
+asks for and the result it gets, the LoRA catalog, and a run's control and events.
 
-Only this module and pipelines/errors.py are imported by the server outside its
-composition root (server/wiring.py, server/engine_build.py) and its CLI; a lint-imports
-contract in pyproject.toml keeps it so. Importing it imports neither torch nor diffusers.
+Outside its composition root (server/wiring.py, server/engine_build.py) and its CLI, the
+server imports only this module and pipelines/errors.py (a lint-imports contract).
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from PIL import Image
 
-# --- Limits ---------------------------------------------------------------------------
+if TYPE_CHECKING:
+    from pipelines.errors import EngineError
 
 #: 8× VAE downsampling then 2×2 patches: one image token per 16×16 pixels.
 PIXELS_PER_TOKEN_SIDE = 16
@@ -69,8 +69,6 @@ TYPICAL_STEPS = 30
 #: Bounds of a LoRA's scale; 1.0 is the strength it was trained at, 0 switches it off.
 SCALE_MIN, SCALE_MAX = -2.0, 2.0
 
-# --- Data -----------------------------------------------------------------------------
-
 @dataclass(frozen=True)
 class LoraChoice:
     """One LoRA a job asks for: its name in the LoRA folder and its strength."""
@@ -81,11 +79,8 @@ class LoraChoice:
 
 @dataclass(frozen=True)
 class LoraSwitch:
-    """How one job's LoRAs were switched in (pipelines/loras), for job metrics.
-
-    `applied` is what ran, in slot order (sorted by name; zero scales dropped); hits and
-    misses count the job's LoRAs found in / read into the in-memory adapter cache.
-    """
+    """How one job's LoRAs were switched in, for job metrics: `applied` is what ran, in slot
+    order (by name; zero scales dropped); hits and misses count the adapter cache's use."""
 
     applied: tuple[LoraChoice, ...]
     switch_seconds: float
@@ -212,34 +207,88 @@ class EngineInfo:
 
 # --- Run control ----------------------------------------------------------------------
 
-#: Called after every denoising step with (step_done, total_steps).
-StepCallback = Callable[[int, int], None]
+
+@dataclass(frozen=True)
+class EngineEvent:
+    """What happens to an edit, as every transport carries it (a thread, a child process, a
+    Ray replica): `started` on `where`, each `step` of `steps`, then `done` with its result
+    or `failed` with its engine error."""
+
+    kind: Literal["started", "step", "done", "failed"]
+    step: int = 0
+    steps: int = 0
+    where: str | None = None
+    result: EditResult | None = None
+    error: EngineError | None = None
+
+
+class CancelSignal:
+    """A job's stop signal: set by whoever cancels the job, read by the engine between steps.
+    A transport carries it to where the edit runs (`forwarded_to`: a child process's shared
+    event, say) when it is set, so nobody polls. `event`: one another process shares."""
+
+    def __init__(self, event: Any = None) -> None:
+        self._event = event if event is not None else threading.Event()
+        self._lock = threading.Lock()
+        self._forwards: list[Callable[[], None]] = []
+
+    def set(self) -> None:
+        """Cancel: the engine stops at its next step; every forward is told now."""
+        with self._lock:
+            self._event.set()
+            forwards = list(self._forwards)
+        for forward in forwards:
+            forward()
+
+    def is_set(self) -> bool:
+        """Whether the job was cancelled."""
+        return self._event.is_set()
+
+    @contextlib.contextmanager
+    def forwarded_to(self, forward: Callable[[], None]) -> Iterator[None]:
+        """Call `forward()` if this is set while the block runs (at once if it is already)."""
+        with self._lock:
+            self._forwards.append(forward)
+            already = self._event.is_set()
+        if already:
+            forward()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._forwards.remove(forward)
 
 
 @dataclass
 class RunControl:
-    """Per-job controls the worker hands to the engine: its cancel flag and its progress."""
+    """A job's controls as the engine and every transport see them: its cancel signal and
+    where its events go (`emit`, called on whatever thread the edit runs)."""
 
-    cancel: threading.Event = field(default_factory=threading.Event)
-    on_step: StepCallback | None = None
+    cancel: CancelSignal = field(default_factory=CancelSignal)
+    emit: Callable[[EngineEvent], None] | None = None
 
     @property
     def cancelled(self) -> bool:
         """Whether the job was cancelled (the engine stops at its next step)."""
         return self.cancel.is_set()
 
+    def send(self, event: EngineEvent) -> None:
+        """Pass `event` on to whoever follows the job."""
+        if self.emit is not None:
+            self.emit(event)
+
+    def started(self, where: str) -> None:
+        """The edit left its queue and runs on `where` (a device or a replica)."""
+        self.send(EngineEvent("started", where=where))
+
     def step(self, done: int, total: int) -> None:
-        """Report a finished denoising step."""
-        if self.on_step is not None:
-            self.on_step(done, total)
+        """A denoising step is done."""
+        self.send(EngineEvent("step", step=done, steps=total))
 
 
 class MovingAverage:
-    """An exponential moving average: adapts to the job mix without remembering it all.
-
-    Every running estimate (an engine's steady step time, a device's or a replica's job
-    time, a forwarded job's time) is one of these, the newest value weighing `weight`.
-    """
+    """An exponential moving average, the newest value weighing `weight`: every running
+    estimate (an engine's step time, a device's, a replica's or an upstream's job time)."""
 
     def __init__(self, first: float | None = None, weight: float = 0.3) -> None:
         #: None until the first value; `first` seeds it (a guess, or a calibration).
@@ -251,30 +300,3 @@ class MovingAverage:
         self.value = value if self.value is None else \
             (1 - self.weight) * self.value + self.weight * value
         return self.value
-
-
-# --- The engine ----------------------------------------------------------------------
-
-
-class Engine(Protocol):
-    """The interface the server's worker drives: load → warm up → run … → close."""
-
-    info: EngineInfo
-    #: The LoRA folder and adapter cache; None when the engine has no LoRA folder.
-    loras: LoraCatalog | None
-
-    def load(self) -> None:
-        """Load weights onto the device."""
-
-    def warmup(self) -> None:
-        """Run one real edit so the first request pays no first-call costs."""
-
-    def run(self, request: EditRequest, control: RunControl) -> EditResult:
-        """Run one edit; raise Cancelled if control.cancel is set before it finishes."""
-
-    def steady_step_seconds(self) -> float | None:
-        """Seconds per denoising step in steady state (warm-up and compilation excluded),
-        None until known: the server's Retry-After and ETA start from it."""
-
-    def close(self) -> None:
-        """Release the device."""

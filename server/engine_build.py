@@ -11,9 +11,10 @@ import logging
 import os
 from collections import Counter
 
-from pipelines.contract import Engine, EngineInfo
+from pipelines.contract import EngineInfo
 from pipelines.errors import InvalidInput
-from server.jobs.engine_pool import device_labels
+from server.engines.interface import Engine
+from server.engines.pool import device_labels
 from server.settings import Settings
 from server.settings.scale import parse_device
 
@@ -26,12 +27,17 @@ def build_engine(settings: Settings, device: str | None = None) -> Engine:
     """The engine for these settings on `device` (default: --device); raises WeightsError
     with a pointer to the docs."""
     from pipelines.engine.kontext import KontextEngine
+    from pipelines.weights.check import require_loadable
     from pipelines.weights.source import resolve_weights
 
     options = engine_options(settings, device)
     if settings.demo:
         return KontextEngine(resolve_weights(str(ensure_demo_checkpoint(settings))), options)
-    return KontextEngine(resolve_weights(settings.weights, settings.base_weights), options)
+    source = resolve_weights(settings.weights, settings.base_weights)
+    # What `kontext weights check` says, before a byte is loaded: a folder that cannot load
+    # is refused here in one line, naming every reason.
+    require_loadable(source.location, source.base)
+    return KontextEngine(source, options)
 
 
 def engine_options(settings: Settings, device: str | None = None):
@@ -126,11 +132,28 @@ def build_local_engines(settings: Settings, factory=None) -> tuple[list[Engine],
         if threads:
             share_cpu(threads)  # process-wide: each engine thread runs ops on that many
         return [factory(device) for device in devices], labels
-    from pipelines.process_engine import ProcessEngine
+    from server.engines.child import ProcessEngine
 
-    return [ProcessEngine(factory, device, planned_info(settings, device),
-                          threads if device == "cpu" else None, lora_dir=settings.lora_dir)
+    return [ProcessEngine(functools.partial(sharing_cpu, factory, threads)
+                          if threads and device == "cpu" else factory,
+                          device, planned_info(settings, device), lora_folder(settings))
             for device in devices], labels
+
+
+def sharing_cpu(factory, threads: int, device: str) -> Engine:
+    """`factory(device)` in a process whose CPU engine takes `threads` cores (a child's)."""
+    share_cpu(threads)
+    return factory(device)
+
+
+def lora_folder(settings: Settings):
+    """The LoRA folder as a catalog scanned in this process (None without one): what the
+    server lists while an engine in a child process is busy."""
+    if settings.lora_dir is None:
+        return None
+    from pipelines.loras.library import LoraLibrary
+
+    return LoraLibrary(settings.lora_dir)
 
 
 def planned_info(settings: Settings, device: str) -> EngineInfo:

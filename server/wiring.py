@@ -1,76 +1,58 @@
-"""The composition root: the engines, the lanes, the backends and the job service that one
-set of settings describes. The server and `kontext batch --local` both build
-their jobs path here, so a job means the same thing through either."""
+"""The composition root: the engines, the lanes, the backends, the job service and the one
+server object that a set of settings describes. The server (`build_server`) and
+`kontext batch --local` (`local_jobs`) both build their jobs path here, so a job means the
+same thing through either."""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from typing import Any
 
-from pipelines.contract import Engine
 from pipelines.errors import WeightsError
+from server.asyncjobs.jobs import AsyncJobs
+from server.composed import NO_FILTER, NO_MARKS, JobsPath, Safeguards, Server
+from server.engine_build import build_engine, build_local_engines
+from server.engines.interface import Engine, Engines
+from server.engines.pool import EnginePool
 from server.jobs.admission import Lane
-from server.jobs.backend import Backend
-from server.jobs.engine_pool import EnginePool
-from server.jobs.engines import Engines
-from server.jobs.fallback import FallbackBackend
-from server.jobs.local import LocalBackend
-from server.jobs.refusing import RefusingBackend
+from server.jobs.backends.base import Backend
+from server.jobs.backends.fallback import FallbackBackend
+from server.jobs.backends.local import LocalBackend
+from server.jobs.backends.refusing import RefusingBackend
 from server.jobs.screening import ContentScreen
 from server.jobs.service import JobService
+from server.jobs.shutdown import ShutdownController
+from server.jobs.uploads import UploadBudget
 from server.media.c2pa_signing import C2paSigningError, load_c2pa_credentials
 from server.media.decode import ImageLimits
 from server.media.marks import OutputMarks
 from server.metrics import Metrics
 from server.settings import Settings
+from server.settings.tokens import TokenChecker, configured_tokens
 
 log = logging.getLogger(__name__)
-
-NO_FILTER = (
-    "NO CONTENT FILTER is active (safety off) on real FLUX.1 [dev] weights. The FLUX.1 [dev] "
-    "Non-Commercial License, §2(e)(i), lets you create outputs only if you implement and "
-    "maintain content filtering measures, or have every output reviewed by a person before it "
-    "is distributed. Start with --safety block (or flag) once the classifier is on disk "
-    "(weights/README.md), or make sure every output is reviewed. See docs/safety.md.")
-NO_MARKS = (
-    "AI DISCLOSURE MARKS ARE OFF (disclosure off): outputs carry no machine-readable 'made "
-    "with AI' marks. The FLUX.1 [dev] Non-Commercial License, §2(e)(ii), asks that outputs "
-    "disclose they were generated or modified with AI where the law requires it (e.g. the EU "
-    "AI Act, Art. 50(2)). See docs/safety.md.")
-
 
 class SafeguardsError(Exception):
     """The content filter or the C2PA credentials cannot be set up; the message says why."""
 
 
-@dataclass(frozen=True)
-class Safeguards:
-    """The content filter (None: safety off) and the marks every output gets."""
+def _classifier(settings: Settings, demo: bool) -> tuple[str, str | None]:
+    """The content filter's classifier, and a note when it is the demo one: in demo mode,
+    unless --safety-model names another, a tiny classifier written beside the demo
+    checkpoint (it flags mostly-red images), so the filter can be tried without weights."""
+    if not demo or settings.safety_model != Settings.model_fields["safety_model"].default:
+        return settings.safety_model, None
+    from pipelines.safety.demo_classifier import DEMO_CLASSIFIER_NOTE, ensure_demo_classifier
 
-    screen: ContentScreen | None
-    marks: OutputMarks
-    policy: str
-    warnings: tuple[str, ...] = ()
-
-    def status(self) -> dict[str, Any]:
-        """/readyz's `safety` and `disclosure`, with the warnings the log gave at startup."""
-        safety: dict[str, Any] = {"policy": self.policy,
-                                  "checks": self.screen.describe() if self.screen else []}
-        disclosure = self.marks.status()
-        if NO_FILTER in self.warnings:
-            safety["warning"] = NO_FILTER
-        if NO_MARKS in self.warnings:
-            disclosure["warning"] = NO_MARKS
-        return {"safety": safety, "disclosure": disclosure}
+    folder = ensure_demo_classifier(settings.demo_dir.parent / "demo-classifier")
+    return str(folder), DEMO_CLASSIFIER_NOTE
 
 
-def _content_screen(settings: Settings, metrics: Metrics) -> ContentScreen:
+def _content_screen(settings: Settings, model: str, metrics: Metrics) -> ContentScreen:
     """Load the content filter (torch and the classifier, now: never at import)."""
     from pipelines.safety import build_content_filter
 
     content_filter = build_content_filter(
-        model=settings.safety_model, threshold=settings.safety_threshold,
+        model=model, threshold=settings.safety_threshold,
         device=settings.safety_device, unsafe_labels=settings.safety_unsafe_labels,
         terms_file=settings.safety_terms_file)
     return ContentScreen(content_filter, settings.safety, settings.safety_threshold, metrics)
@@ -80,7 +62,10 @@ def build_safeguards(settings: Settings, demo: bool, metrics: Metrics) -> Safegu
     """The content filter and the output marks the settings ask for, each built once (the
     classifier loaded, the C2PA pair test-signed); SafeguardsError saying what is wrong."""
     try:
-        screen = None if settings.safety == "off" else _content_screen(settings, metrics)
+        screen, note = None, None
+        if settings.safety != "off":
+            model, note = _classifier(settings, demo)
+            screen = _content_screen(settings, model, metrics)
         c2pa = None if settings.c2pa_cert is None or settings.c2pa_key is None else \
             load_c2pa_credentials(settings.c2pa_cert, settings.c2pa_key, settings.c2pa_tsa_url)
     except (WeightsError, C2paSigningError, ValueError, OSError) as exc:
@@ -90,7 +75,7 @@ def build_safeguards(settings: Settings, demo: bool, metrics: Metrics) -> Safegu
     ) if applies)
     return Safeguards(screen, OutputMarks(settings.disclosure == "on",
                                           settings.disclosure_include_prompt, c2pa),
-                      settings.safety, warnings)
+                      settings.safety, warnings, note)
 
 
 def _announce(safeguards: Safeguards) -> None:
@@ -100,32 +85,11 @@ def _announce(safeguards: Safeguards) -> None:
     if safeguards.screen is not None:
         log.info("content filter (%s): %s", safeguards.policy,
                  "; ".join(safeguards.screen.describe()))
+    if safeguards.note:
+        log.warning("DEMO MODE: %s", safeguards.note)
     marks = safeguards.marks.status()
     log.info("disclosure marks %s (C2PA %s)", marks["marks"],
              "signed" if marks["c2pa"] else "not configured")
-
-
-@dataclass
-class JobsPath:
-    """Everything between the routes and the engine."""
-
-    service: JobService
-    engines: Engines
-    engine_lane: Lane
-    queue_size: int
-    safeguards: Safeguards
-
-    @property
-    def waiting(self) -> int:
-        """Jobs waiting for the engines (admitted or in line), not counting running ones."""
-        lane = self.engine_lane
-        return max(0, lane.inside + lane.waiting - self.engines.busy_count)
-
-    def queue_status(self) -> dict[str, int | bool]:
-        """The engine queue's figures, for /readyz (`running`: a count with N devices)."""
-        busy = self.engines.busy_count
-        return {"waiting": self.waiting, "capacity": self.queue_size,
-                "running": busy if self.engines.capacity > 1 else bool(busy)}
 
 
 def engine_lane(settings: Settings, engines: Engines) -> Lane:
@@ -134,12 +98,28 @@ def engine_lane(settings: Settings, engines: Engines) -> Lane:
                 f"the queue is full ({settings.queue_size} jobs waiting); retry later")
 
 
-def local_engines(settings: Settings, engine: Engine | list[Engine], metrics: Metrics,
+def local_engines(settings: Settings, engine: Engine | list[Engine] | None, metrics: Metrics,
                   labels: list[str] | None = None) -> EnginePool:
-    """The pool of local engines: one engine (a single device) or one per device."""
+    """The pool of local engines: one engine (a single device), one per device, or (None)
+    the ones the settings ask for (--device, --devices)."""
+    if engine is None:
+        engine, labels = build_local_engines(settings)
+        if settings.demo:
+            log.warning("DEMO MODE: tiny random weights on %s; every image is noise, not an "
+                        "edit", ", ".join(labels))
     engines = engine if isinstance(engine, list) else [engine]
     return EnginePool(engines, labels, warmup=settings.warmup, metrics=metrics,
                       ready_devices=settings.ready_devices)
+
+
+def local_jobs(settings: Settings) -> JobsPath:
+    """The jobs path of `kontext batch --local` and `kontext edit --local`: the settings'
+    engine in this process, not warmed up (the first row pays the first-call costs once,
+    like a warm-up). WeightsError for bad --weights, before any load."""
+    engine = build_engine(settings)
+    settings = settings.model_copy(update={"warmup": False})
+    metrics = Metrics()
+    return build_jobs_path(settings, local_engines(settings, engine, metrics), metrics)
 
 
 def build_jobs_path(settings: Settings, engines: Engines, metrics: Metrics) -> JobsPath:
@@ -152,9 +132,32 @@ def build_jobs_path(settings: Settings, engines: Engines, metrics: Metrics) -> J
                          safeguards.marks)
     backends: dict[str, Backend] = {
         "local": local, "upstream": upstream_backend(settings, local, metrics, safeguards.marks)}
-    service = JobService(backends, metrics, ImageLimits(max_bytes=settings.max_input_bytes),
-                         log_prompts=settings.log_prompts, screen=safeguards.screen)
+    limits = ImageLimits(max_bytes=settings.max_input_bytes, downscale=settings.downscale_inputs)
+    service = JobService(backends, metrics, limits, log_prompts=settings.log_prompts,
+                         screen=safeguards.screen)
     return JobsPath(service, engines, lane, settings.queue_size, safeguards)
+
+
+def build_server(settings: Settings, engine: Engine | list[Engine] | None = None, *,
+                 engines: Engines | None = None, labels: list[str] | None = None,
+                 shared_results: bool = False) -> Server:
+    """The server for `settings`, around local engines (one, one per device, or None: the
+    ones the settings ask for; `labels` name their devices) or around `engines` that run
+    elsewhere (Ray Serve). `shared_results`: other servers use results_dir too. Raises
+    EngineError (bad weights or devices) and SafeguardsError."""
+    metrics = Metrics()
+    if engines is None:
+        engines = local_engines(settings, engine, metrics, labels)
+    path = build_jobs_path(settings, engines, metrics)
+    metrics.watch_queue(lambda: path.waiting)
+    metrics.watch_loras(lambda: engines.loras)
+    return Server(
+        settings, metrics, path,
+        AsyncJobs(path.service, settings, engines.seconds_until_free,
+                  recover=not shared_results),
+        ShutdownController(path.service, settings.shutdown_grace_seconds),
+        TokenChecker(configured_tokens(settings), settings.open_probes),
+        UploadBudget(settings.max_body_bytes_in_flight))
 
 
 def _no_upstream(settings: Settings) -> str:
@@ -180,7 +183,7 @@ def upstream_backend(settings: Settings, local: LocalBackend, metrics: Metrics,
     if credential is None:
         log.warning("%s; [pro]/[max] jobs will be answered 503", _missing_credential(settings))
         return RefusingBackend(_missing_credential(settings))
-    from server.upstream.forwarding import ForwardingBackend
+    from server.jobs.backends.forwarding import ForwardingBackend
 
     if settings.upstream == "hosted":
         from server.upstream.hosted import HostedForwarder

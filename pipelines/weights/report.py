@@ -1,4 +1,4 @@
-"""What `kontext weights check` found about a weights location, and its rendering."""
+"""What `kontext weights check` found, and its rendering ending in an OK / NOT LOADABLE verdict."""
 
 from __future__ import annotations
 

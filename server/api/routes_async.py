@@ -15,16 +15,12 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from sse_starlette import EventSourceResponse
 
-from server.api.accept import ResponseFormat
-from server.api.auth import require_token
+from server.api.deps import ServerDep, require_token
 from server.api.openapi import FAILED_RESPONSES, JOB_REQUEST_BODY
 from server.api.render import error_response
-from server.api.submit import answer_job
-from server.asyncjobs.jobs import AsyncJobs
+from server.api.submit import JobIntake
 from server.errors import ApiError
-from server.jobs.admission import Reservation
 from server.jobs.record import refused_record
-from server.jobs.submission import Submission
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +31,6 @@ _MISSING = {404: {"description": "Unknown job, or past its expires_at."}}
 _AUTHORIZED = [Depends(require_token)]
 
 router = APIRouter(prefix="/v2/job/async", tags=["async jobs"])
-
-
-def _jobs(request: Request) -> AsyncJobs:
-    return request.app.state.async_jobs
 
 
 def _answer(job_id: str, make: Callable[[], Response]) -> Response:
@@ -55,46 +47,48 @@ def _answer(job_id: str, make: Callable[[], Response]) -> Response:
                         429: {"description": "The async queue is full; see Retry-After."},
                         507: {"description": "The results folder is at its quota "
                               "(results_max_bytes, results_min_free_bytes)."}})
-async def submit(request: Request, price: bool = False) -> Response:
+async def submit(request: Request, server: ServerDep, price: bool = False) -> Response:
     """Accept a job (same request as POST /v2/job) and answer 201 at once."""
-
-    async def accept(submission: Submission, job_id: str, fmt: ResponseFormat,
-                     reservation: Reservation) -> Response:
-        body = await _jobs(request).submit(submission, job_id, reservation)
+    intake = JobIntake(request, server, price)
+    try:
+        submission = await intake.read(server.async_jobs.reserve)
+        body = await server.async_jobs.submit(submission, intake.job_id, intake.reservation)
         log.info("async job accepted: %s", submission.type)
         return JSONResponse(body, status_code=201)
-
-    return await answer_job(request, price, accept, _jobs(request).reserve)
+    except Exception as exc:
+        return intake.refused(exc)
+    finally:
+        intake.close()
 
 
 @router.get("/{job_id}/job.state.current", dependencies=_AUTHORIZED, responses=_MISSING,
             response_class=PlainTextResponse)
-async def state(request: Request, job_id: str) -> Response:
+async def state(server: ServerDep, job_id: str) -> Response:
     """The job's state as plain text: processing, processed or failed."""
-    return _answer(job_id, lambda: PlainTextResponse(_jobs(request).state_text(job_id)))
+    return _answer(job_id, lambda: PlainTextResponse(server.async_jobs.state_text(job_id)))
 
 
 @router.get("/{job_id}/job.json", dependencies=_AUTHORIZED, responses=_MISSING)
-async def job_json(request: Request, job_id: str) -> Response:
+async def job_json(server: ServerDep, job_id: str) -> Response:
     """The job JSON; while unfinished, `state.progress` has step, steps,
     queue_position (jobs ahead; 0 while running) and eta_seconds."""
-    jobs = _jobs(request)
+    jobs = server.async_jobs
     return _answer(job_id, lambda: JSONResponse(jobs.job_json(jobs.find(job_id))))
 
 
 @router.get("/{job_id}/output", dependencies=_AUTHORIZED, responses=_MISSING)
-async def outputs(request: Request, job_id: str) -> Response:
+async def outputs(server: ServerDep, job_id: str) -> Response:
     """The output file names (a JSON list; empty until the job has completed)."""
-    return _answer(job_id, lambda: JSONResponse(_jobs(request).outputs(job_id)))
+    return _answer(job_id, lambda: JSONResponse(server.async_jobs.outputs(job_id)))
 
 
 @router.get("/{job_id}/output/{filename}", dependencies=_AUTHORIZED, responses=_MISSING,
             response_class=FileResponse)
-async def output(request: Request, job_id: str, filename: str) -> Response:
+async def output(server: ServerDep, job_id: str, filename: str) -> Response:
     """One output file, with its image Content-Type."""
 
     def file() -> Response:
-        path, media_type = _jobs(request).output_file(job_id, filename)
+        path, media_type = server.async_jobs.output_file(job_id, filename)
         return FileResponse(path, media_type=media_type, filename=filename,
                             content_disposition_type="inline")
 
@@ -102,10 +96,10 @@ async def output(request: Request, job_id: str, filename: str) -> Response:
 
 
 @router.get("/{job_id}/events", dependencies=_AUTHORIZED, responses=_MISSING)
-async def events(request: Request, job_id: str) -> Response:
+async def events(server: ServerDep, job_id: str) -> Response:
     """Server-sent events: `progress` with the job JSON on every change, then one
     `processed` or `failed` event with the final job JSON; then the stream ends."""
-    jobs = _jobs(request)
+    jobs = server.async_jobs
 
     def stream() -> Response:
         jobs.find(job_id)  # 404 now, not an empty stream
@@ -115,7 +109,7 @@ async def events(request: Request, job_id: str) -> Response:
 
 
 @router.delete("/{job_id}", dependencies=_AUTHORIZED, responses=_MISSING)
-async def cancel(request: Request, job_id: str) -> Response:
+async def cancel(server: ServerDep, job_id: str) -> Response:
     """Cancel an unfinished job (it becomes failed, error "cancelled"); answers the
     job JSON. A finished job is left as it is."""
-    return _answer(job_id, lambda: JSONResponse(_jobs(request).cancel(job_id)))
+    return _answer(job_id, lambda: JSONResponse(server.async_jobs.cancel(job_id)))

@@ -13,23 +13,24 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from server.asyncjobs.quota import ResultsQuota
 from server.asyncjobs.store import JobStore, StoredJob
 from server.errors import ApiError, NotFound, NotReady, StorageFull
 from server.jobs.admission import Lane, Reservation, reserve_in
-from server.jobs.backend import Outcome
-from server.jobs.engines import Engines
-from server.jobs.job import Job
 from server.jobs.progress import progress_json
-from server.jobs.service import JobService
-from server.jobs.submission import Submission
 from server.media.formats import file_name, media_type_of_name
 from server.settings import Settings
+
+if TYPE_CHECKING:
+    from server.jobs.backends.base import Outcome
+    from server.jobs.job import Job
+    from server.jobs.prepared import Submission
+    from server.jobs.service import JobService
 
 log = logging.getLogger(__name__)
 
@@ -50,19 +51,17 @@ class JobCancelled(ApiError):
 class AsyncJobs:
     """The async jobs of one server: submit, look up, cancel, stream; start and stop."""
 
-    def __init__(self, service: JobService, settings: Settings, engines: Engines,
-                 engine_lane: Lane, recover: bool = True) -> None:
+    def __init__(self, service: JobService, settings: Settings,
+                 retry_after: Callable[[], float], recover: bool = True) -> None:
         self.service = service
-        self.engines = engines
         #: Whether to fail, at start, the jobs a previous process left unfinished (not when
         #: several servers share results_dir: the others' jobs are still running).
         self.recover = recover
-        self.engine_lane = engine_lane
         self.store = JobStore(settings.results_dir)
         self.retention = timedelta(seconds=settings.results_retention_seconds)
         self.cleanup_seconds = settings.results_cleanup_seconds
         size = settings.async_queue_size
-        self.unfinished = Lane("async", size, engines.seconds_until_free,
+        self.unfinished = Lane("async", size, retry_after,
                                f"the async queue is full ({size} unfinished jobs); retry later")
         self.quota = ResultsQuota(self.store, settings.results_max_bytes,
                                   settings.results_min_free_bytes, self.retention,
@@ -169,17 +168,18 @@ class AsyncJobs:
             return found.job
         body = found.record.to_json()
         if not found.finished:
-            on_engine = found.backend.lane is self.engine_lane
-            position = self.position(found) if on_engine else None
-            body["state"]["progress"] = progress_json(found.progress, position,
-                                                      self.engines if on_engine else None)
+            engines = found.backend.engines  # None: it does not run on the engines
+            position = self.position(found) if engines is not None else None
+            body["state"]["progress"] = progress_json(found.progress, position, engines)
         return body
 
-    def position(self, job: Job) -> int | None:
-        """Jobs ahead of `job` on the engine: 0 once it runs."""
+    @staticmethod
+    def position(job: Job) -> int | None:
+        """Jobs ahead of `job` in its backend's line: 0 once it runs."""
         if job.record.state == "processing":
             return 0
-        return self.engine_lane.position(job.id)
+        lane = job.backend.lane
+        return None if lane is None else lane.position(job.id)
 
     def state_text(self, job_id: str) -> str:
         """job.state.current as the async API words it: processing, processed or failed."""

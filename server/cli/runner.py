@@ -26,8 +26,9 @@ from typing import Any
 
 import uvicorn
 
-from server.api.shutdown import ShutdownController
+from server.api.deps import server_of
 from server.cli.http_edge import EdgeLimits, EdgeProtocol, raise_open_file_limit
+from server.jobs.shutdown import ShutdownController
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +70,8 @@ class GracefulServer(uvicorn.Server):
 def server_config(app, host: str, port: int, **overrides: Any) -> uvicorn.Config:
     """uvicorn's config for `app` with the edge's limits from its settings (`kontext serve`
     and the tests' in-process servers alike); `overrides` are uvicorn options."""
-    settings = getattr(app.state, "settings", None)
-    limits = EdgeLimits.of(settings) if settings is not None else EdgeLimits()
+    served = server_of(app)
+    limits = EdgeLimits.of(served.settings) if served is not None else EdgeLimits()
     fits = raise_open_file_limit(limits.max_connections)
     if fits < limits.max_connections:
         log.warning("the open-file limit fits only %d connections; max_connections lowered "
@@ -114,6 +115,8 @@ def run_app(app, host: str, port: int) -> int:
     """Serve `app` (built by create_app) until a signal drains and stops it; the exit code."""
     if tune_allocator():
         log.info("glibc allocator: mmap threshold 128 KiB, 2 arenas")
-    server = GracefulServer(server_config(app, host, port), app.state.shutdown)
+    served = server_of(app)
+    assert served is not None, "run_app serves an application built by create_app"
+    server = GracefulServer(server_config(app, host, port), served.shutdown)
     server.run()
     return 0 if server.started else 3

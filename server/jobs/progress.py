@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from server.jobs.engines import Engines
+if TYPE_CHECKING:
+    from server.engines.interface import Engines
+
 
 
 @dataclass
 class Progress:
-    """Denoising progress, as reported by the engine thread through RunControl.on_step."""
+    """Denoising progress, as the engine reports it (its `step` events)."""
 
     steps: int | None
     step: int = 0

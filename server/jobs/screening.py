@@ -19,13 +19,15 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 from PIL import Image
 
 from server.errors import ContentRefused, OutputRefused
-from server.metrics import Metrics
-from server.wire.models import WireModel
+
+if TYPE_CHECKING:
+    from server.metrics import Metrics
+    from server.wire.base import WireModel
 
 log = logging.getLogger(__name__)
 

@@ -15,6 +15,7 @@ from PIL import Image
 
 from server.atomic_files import TEMP_SUFFIX
 from server.cli.main import main
+from server.jobs.backends.local import DEMO_NOTICE
 
 
 def _report(path: Path) -> list[dict]:
@@ -63,6 +64,12 @@ def test_interrupt_then_resume_runs_only_the_remaining_rows(
                               "0 failed")
     second = _report(out / "report.jsonl")
     assert len(second) == 6
+    # Each row says what the server's job JSON would: the demo notice, the inputs used.
+    assert f"kontext batch: notice: {DEMO_NOTICE}" in captured.out
+    for line in second:
+        if line["status"] == "ok":
+            assert line["notice"] == DEMO_NOTICE
+            assert line["metrics"]["inputs"][0]["width"] > 0 and line["metrics"]["tier"]
     status = {line["output"]: line["status"] for line in second}
     assert {o for o, s in status.items() if s == "skipped"} == done
     assert all(s == "ok" for o, s in status.items() if o not in done)
@@ -116,6 +123,25 @@ def test_manifest_with_bad_rows(tmp_path: Path, tiny_dir: Path,
         assert image.size == (576, 512) and image.format == "JPEG"
     assert sorted(p.name for p in out.iterdir()) == ["a.png", "hat.jpg", "report.jsonl"]
     assert not any(name.startswith(".") for name in os.listdir(out))
+
+
+def test_a_row_with_an_aspect_ratio_runs_at_the_size_it_names(
+        tmp_path: Path, tiny_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # The row is validated once: its aspect_ratio decides width and height, and the job
+    # service takes that prepared config as it is (not a dump with both, which it refuses).
+    (tmp_path / "a.png").write_bytes(gradient_png(400, 300))
+    manifest = tmp_path / "edits.jsonl"
+    manifest.write_text(json.dumps({"image": "a.png", "prompt": "make it red",
+                                    "aspect_ratio": "2:1", "steps": 1}) + "\n")
+    out = tmp_path / "out"
+    code = main(["batch", str(manifest), "--out", str(out), "--local", "--demo",
+                 "--demo-dir", str(tiny_dir), "--log-level", "warning"])
+    (line,) = _report(out / "report.jsonl")
+    assert code == 0, line
+    assert line["config"]["aspect_ratio"] == "2:1"
+    assert (line["config"]["width"], line["config"]["height"]) == (1040, 512)
+    with Image.open(out / "a.png") as image:
+        assert image.size == (1040, 512)
 
 
 def test_a_row_is_the_same_edit_as_the_same_job_through_the_server(

@@ -81,15 +81,14 @@ class FakeEngine:
         inputs = plan_inputs(request.image, request.references, request.reference_method)
         switch = self._switch(request)
         while not self._gate.wait(timeout=0.01):  # held: a real engine's long first step
-            if control.cancel.is_set():
+            if control.cancelled:
                 break
         for step in range(request.steps):
-            if control.cancel.is_set():
+            if control.cancelled:
                 self.cancelled.append(request)
                 raise Cancelled("job cancelled")
             time.sleep(self.step_seconds)
-            if control.on_step is not None:
-                control.on_step(step + 1, request.steps)
+            control.step(step + 1, request.steps)
         elapsed = max(time.perf_counter() - started, 1e-6)
         return EditResult(self._image(request, switch), elapsed, elapsed, request.steps,
                           input_sizes=inputs.sizes, reference_tokens=inputs.tokens,

@@ -172,3 +172,51 @@ def test_ctrl_c_lets_jobs_in_flight_finish_and_starts_no_more(tmp_path: Path, se
     assert written == sorted([Path(line["output"]).name for line in report.values()]
                              + ["report.jsonl"])
     assert f"interrupted with {8 - len(report)} rows not run" in stdout
+
+
+def test_server_mode_sends_a_row_with_an_aspect_ratio_as_the_ratio(tmp_path: Path, serve) -> None:
+    # The row's config is validated once; what is sent is the config as written (seed
+    # resolved), not a dump with the width and height the ratio decided, which a server
+    # refuses ("cannot be combined with width or height").
+    engine = FakeEngine()
+    server = serve(engine=engine)
+    (tmp_path / "a.png").write_bytes(gradient_png(600, 400))
+    manifest = tmp_path / "edits.jsonl"
+    manifest.write_text(json.dumps({"image": "a.png", "prompt": "make it wide",
+                                    "aspect_ratio": "16:9", "steps": 1}) + "\n")
+    out = tmp_path / "out"
+    assert main(["batch", str(manifest), "--out", str(out), "--server", server.url]) == 0
+    (line,) = _report(out / "report.jsonl").values()
+    assert line["status"] == "ok", line
+    assert line["config"]["aspect_ratio"] == "16:9"
+    assert [(r.width, r.height) for r in engine.requests] == [(1040, 592)]
+    with Image.open(out / "a.png") as image:
+        assert image.size == (1040, 592)
+
+
+def test_photos_are_shrunk_to_the_servers_limit_and_keep_their_shape(
+        tmp_path: Path, serve, capsys: pytest.CaptureFixture[str]) -> None:
+    engine = FakeEngine()
+    server = serve(engine=engine)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.new("RGB", (4032, 3024), (90, 140, 200)).save(photos / "phone.jpg", quality=80)
+    (photos / "tall.png").write_bytes(gradient_png(600, 800))
+    out = tmp_path / "out"
+    argv = ["batch", "--images", str(photos), "--prompt", "add a hat", "--out", str(out),
+            "--server", server.url, "--steps", "1", "--concurrency", "1"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "kontext batch: 1 photo(s) over the size a /v2/job server takes were shrunk" in printed
+    report = _report(out / "report.jsonl")
+    assert report[1]["shrunk"] == [{"image": "phone.jpg", "from": [4032, 3024],
+                                    "sent": [1920, 1440]}]
+    assert "shrunk" not in report[2]
+    # No size given: each photo's own shape at about 1 MP, the nearest valid size.
+    assert [(report[n]["config"]["width"], report[n]["config"]["height"]) for n in (1, 2)] == [
+        (1040, 784), (784, 1040)]
+    assert sorted(request.image.size for request in engine.requests) == [(600, 800),
+                                                                         (1920, 1440)]
+    for name, size in (("phone.png", (1040, 784)), ("tall.png", (784, 1040))):
+        with Image.open(out / name) as image:
+            assert image.size == size

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
+from helpers.async_api import submit
 from helpers.fake_engine import FakeEngine
 from helpers.http import MAX_IMG, MAX_TXT, PRO_IMG, PRO_TXT, image_of, multipart_parts, post_job
 from helpers.images import gradient_png, image_bytes
+
+from server.jobs.backends.local import DEMO_NOTICE
 
 
 def test_no_upstream_is_503_naming_the_configuration(serve):
@@ -18,6 +22,20 @@ def test_no_upstream_is_503_naming_the_configuration(serve):
     error = answer.json()["error"]
     assert "--upstream hosted" in error and "--fallback local" in error
     assert "PRODIA_TOKEN" in error and "BFL_API_KEY" in error
+
+
+@pytest.mark.parametrize("job_type", [PRO_TXT, PRO_IMG])
+def test_no_upstream_refuses_an_async_job_at_post_like_a_synchronous_one(serve, job_type):
+    """Nowhere to run is known before the job exists: 503 at POST, never 201 then failed."""
+    live = serve()
+    image = gradient_png(512, 384) if job_type == PRO_IMG else None
+    answer = submit(live.url, {"prompt": "a red fox"}, image, job_type=job_type,
+                    accept="application/json")
+    assert answer.status_code == 503, answer.text
+    assert "--fallback local" in answer.json()["error"]
+    sync = post_job(live.url, {"prompt": "a red fox"}, image, job_type=job_type,
+                    accept="application/json")
+    assert (sync.status_code, sync.json()["error"]) == (503, answer.json()["error"])
 
 
 def test_no_upstream_still_validates_first(serve):
@@ -31,6 +49,8 @@ def test_no_upstream_still_validates_first(serve):
 @pytest.mark.parametrize("job_type", [PRO_TXT, MAX_TXT])
 def test_fallback_txt2img_runs_on_dev_without_an_image(serve, job_type):
     engine = FakeEngine()
+    engine.info = dataclasses.replace(engine.info, model="FLUX.1-Kontext-dev (tiny random "
+                                      "demo checkpoint)", demo=True)
     live = serve(engine=engine, fallback="local", fallback_steps=3)
     config = {"prompt": "a red fox", "aspect_ratio": "16:9", "seed": 5,
               "prompt_upsampling": True}
@@ -40,10 +60,12 @@ def test_fallback_txt2img_runs_on_dev_without_an_image(serve, job_type):
     assert answer.headers["x-kontext-served-by"] == "local-dev-fallback"
     parts = multipart_parts(answer)
     job = json.loads(parts["job"][1])
+    # Where it ran, as the engine names itself: a demo checkpoint is never called the model.
     assert job["served_by"] == {
-        "backend": "local-dev-fallback", "model": "FLUX.1-Kontext-dev", "device": "cpu",
+        "backend": "local-dev-fallback", "model": engine.info.model, "device": "cpu",
         "width": 1392, "height": 752, "steps": 3,
         "not_applied": ["prompt_upsampling", "safety_tolerance"]}
+    assert job["notice"] == DEMO_NOTICE
     assert job["config"]["safety_tolerance"] == 4
     assert image_of(parts["output"][1]).size == (1392, 752)
     (request,) = engine.requests

@@ -7,8 +7,8 @@ from pydantic import ValidationError
 
 from pipelines.errors import InvalidInput
 from server.engine_build import resolve_devices
-from server.jobs.engine_pool import device_labels
-from server.jobs.engines import start_eta
+from server.engines.interface import start_eta
+from server.engines.pool import device_labels
 from server.settings import Settings
 
 

@@ -13,11 +13,12 @@ from pipelines.references.plan import (
     MIN_REFERENCE_TOKEN_BUDGET,
 )
 from server.errors import InvalidInputImage, ValidationFailed
-from server.jobs.submission import require_inputs
+from server.jobs.prepared import require_inputs
 from server.jobs.types import DEV_KONTEXT, JOB_TYPES, lookup
 from server.settings import Settings
+from server.wire.base import parse_model
 from server.wire.hosted import MAX_TXT2IMG, PRO_IMG2IMG
-from server.wire.models import DevKontextConfig, parse_model
+from server.wire.models import DevKontextConfig
 
 
 def test_the_table_says_how_many_images_each_type_takes():

@@ -5,7 +5,8 @@ from pydantic import ValidationError
 
 from server.errors import ValidationFailed
 from server.jobs.types import JOB_TYPES
-from server.wire.models import MAX_RANDOM_SEED, MAX_SEED, DevKontextConfig, parse_model
+from server.wire.base import MAX_RANDOM_SEED, MAX_SEED, parse_model
+from server.wire.models import DevKontextConfig
 
 
 def parse(**config):

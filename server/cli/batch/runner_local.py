@@ -1,8 +1,9 @@
 """`--local`: run the rows through the job service in this process, one at a time.
 
-The jobs path (engine worker, local backend, job service) is built exactly as the server
-builds it (server/wiring.py), and each row is submitted as the Submission a client's
-request becomes, so a row means the same edit here as through the server. `kontext edit
+The jobs path (engines, local backend, job service) is built by the composition root, as
+the server's is (server/wiring.py: local_jobs), and each row is submitted with the config
+its validation prepared (the job service takes it as it is), so a row means the same edit
+here as through the server. `kontext edit
 --local` runs its one edit through the same runner (`run_one`).
 """
 
@@ -17,16 +18,15 @@ from typing import Any
 from pipelines.errors import EngineFailure
 from server.atomic_files import write_atomic
 from server.cli.batch.manifest import Row
-from server.cli.batch.report import Finish
+from server.cli.batch.report import Finish, job_notes
 from server.cli.batch.stop import StopRequest
+from server.cli.photos import Photo, read_photo
 from server.errors import ApiError, ClientGone
 from server.jobs.job import Job, Listener
+from server.jobs.prepared import Submission
 from server.jobs.record import new_job_id
-from server.jobs.submission import Submission
-from server.jobs.types import DEV_KONTEXT
-from server.metrics import Metrics
 from server.settings import Settings
-from server.wiring import JobsPath, build_jobs_path, local_engines
+from server.wiring import JobsPath, local_jobs
 
 log = logging.getLogger(__name__)
 
@@ -35,15 +35,9 @@ class LocalRunner:
     """Owns an event loop and the jobs path for the whole batch."""
 
     def __init__(self, settings: Settings) -> None:
-        from server.engine_build import build_engine
-
-        engine = build_engine(settings)  # WeightsError here: bad --weights, before any load
-        # No warm-up: a batch's first row pays the first-call costs once, like a warm-up.
-        # One device: the rows run one after another.
-        settings = settings.model_copy(update={"warmup": False})
-        metrics = Metrics()
-        self.path: JobsPath = build_jobs_path(settings,
-                                              local_engines(settings, engine, metrics), metrics)
+        # WeightsError here: bad --weights, before any load. One device, no warm-up: the
+        # rows run one after another, and the first pays the first-call costs once.
+        self.path: JobsPath = local_jobs(settings)
         self.loop = asyncio.new_event_loop()
         started = time.monotonic()
         self.loop.run_until_complete(self.path.engines.start())
@@ -51,7 +45,8 @@ class LocalRunner:
         if refusal is not None:
             self.close()
             raise EngineFailure(f"the engine did not load: {refusal.message}")
-        log.info("engine loaded in %.1fs: %s", time.monotonic() - started, engine.info)
+        log.info("engine loaded in %.1fs: %s", time.monotonic() - started,
+                 self.path.engines.info)
 
     def run_one(self, submission: Submission, stop: StopRequest,
                 listener: Listener | None = None) -> Job:
@@ -93,7 +88,10 @@ class LocalRunner:
                 return
             started = time.monotonic()
             try:
-                job = await self._run_job(await self._submission(row), stopped.wait)
+                photos = await asyncio.to_thread(self._photos, row)
+                submission = Submission.prepared(row.spec, tuple(p.data for p in photos),
+                                                 row.fmt)
+                job = await self._run_job(submission, stopped.wait)
             except OSError as exc:
                 _fail(finish, row, f"{type(exc).__name__}: {exc}", started)
                 continue
@@ -105,24 +103,24 @@ class LocalRunner:
             if job.error is not None:  # e.g. the content filter refused its image
                 _fail(finish, row, _row_error(job.error), started)
                 continue
-            self._write(row, job, finish, started)
+            self._write(row, job, photos, finish, started)
 
-    @staticmethod
-    async def _submission(row: Row) -> Submission:
-        data = await asyncio.to_thread(lambda: tuple(path.read_bytes() for path in row.images))
-        return Submission(DEV_KONTEXT, row.config.model_dump(exclude_none=True), data, row.fmt)
+    def _photos(self, row: Row) -> list[Photo]:
+        """The row's images as a client sends them (shrunk when over the limits)."""
+        return [read_photo(path, self.path.service.image_limits) for path in row.images]
 
-    def _write(self, row: Row, job: Job, finish: Finish, started: float) -> None:
+    def _write(self, row: Row, job: Job, photos: list[Photo], finish: Finish,
+               started: float) -> None:
         assert job.outcome is not None
         try:
             write_atomic(row.output, job.outcome.output)
         except OSError as exc:
             _fail(finish, row, f"cannot write {row.output}: {exc}", started)
             return
-        metrics: dict[str, Any] = job.record.metrics or {}
+        # The job's metrics as the server's job JSON has them (inputs, LoRAs, tier, ...).
         finish(row, "ok", seconds=round(time.monotonic() - started, 3),
-               config=row.config.model_dump(),
-               metrics={"elapsed": metrics.get("elapsed"), "ips": metrics.get("ips")})
+               config=row.config.model_dump(), metrics=dict(job.record.metrics or {}),
+               **job_notes(job.record.extra.get("notice"), photos))
 
 
 def _row_error(exc: ApiError) -> str:

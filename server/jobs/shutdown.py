@@ -11,9 +11,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from server.errors import ShuttingDown
-from server.jobs.service import JobService
+
+if TYPE_CHECKING:
+    from server.jobs.service import JobService
 
 log = logging.getLogger(__name__)
 

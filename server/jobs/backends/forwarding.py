@@ -18,14 +18,15 @@ from typing import Protocol
 
 from PIL import Image
 
+from pipelines.contract import MovingAverage
 from server.errors import ApiError, UpstreamTimeout
 from server.jobs.admission import Lane
-from server.jobs.backend import JobHandle, Outcome, PreparedJob
+from server.jobs.backends.base import Backend, JobHandle, Outcome
+from server.jobs.prepared import PreparedJob
 from server.media.marks import OutputMarks
 from server.metrics import Metrics
 from server.settings import Settings
 from server.wire.hosted import hosted_kind
-from server.wire.models import WireModel
 
 #: A guess of one forwarded job's seconds, until one has finished.
 FIRST_GUESS_SECONDS = 5.0
@@ -41,11 +42,10 @@ class Forwarder(Protocol):
         """Close the HTTP client."""
 
 
-class ForwardingBackend:
-    """Admits, times and counts forwarded jobs; the Forwarder does the talking."""
-
-    notice = None
-    overlaps_input_check = False  # the input is checked before it is sent away
+class ForwardingBackend(Backend):
+    """Admits, times and counts forwarded jobs; the Forwarder does the talking. The input
+    check passes before a job starts (overlaps_input_check is False): it would send the
+    input away."""
 
     def __init__(self, forwarder: Forwarder, settings: Settings, metrics: Metrics,
                  marks: OutputMarks | None = None) -> None:
@@ -56,18 +56,11 @@ class ForwardingBackend:
         self.runs_on = f"upstream-{settings.upstream}"
         self.time_limit: float | None = settings.upstream_job_timeout
         # A moving average of real durations: the Retry-After of a full lane.
-        self.mean_seconds = FIRST_GUESS_SECONDS
+        self.job_seconds = MovingAverage(FIRST_GUESS_SECONDS)
         size = settings.upstream_max_in_flight
-        self.lane: Lane | None = Lane(
-            "upstream", size, lambda: self.mean_seconds,
+        self.lane = Lane(
+            "upstream", size, lambda: self.job_seconds.value or FIRST_GUESS_SECONDS,
             f"{size} forwarded jobs are in flight already; retry later")
-
-    def unavailable(self) -> ApiError | None:
-        """Always available: upstream's own answers say otherwise."""
-        return None
-
-    async def check(self, config: WireModel) -> None:
-        """Nothing beyond validation: upstream's own answers say the rest."""
 
     def timed_out(self) -> ApiError:
         """504 for a forwarded job that ran past upstream_job_timeout."""
@@ -76,7 +69,7 @@ class ForwardingBackend:
 
     async def run(self, job: PreparedJob, handle: JobHandle) -> Outcome:
         """Forward the job now (it has its place) and count how upstream answered."""
-        handle.started()
+        handle.started(self.runs_on)
         started = time.monotonic()
         try:
             outcome = await self.forwarder.forward(job)
@@ -84,7 +77,7 @@ class ForwardingBackend:
             self.metrics.count_upstream(self.label, exc.reason)
             raise
         self.metrics.count_upstream(self.label, "ok")
-        self.mean_seconds = 0.7 * self.mean_seconds + 0.3 * (time.monotonic() - started)
+        self.job_seconds.add(time.monotonic() - started)
         return await self._screened_and_marked(job, outcome)
 
     async def _screened_and_marked(self, job: PreparedJob, outcome: Outcome) -> Outcome:
@@ -94,7 +87,7 @@ class ForwardingBackend:
             await job.screening.output(image)
         model = f"FLUX.1 Kontext [{hosted_kind(job.job_type.name).model}]"
         disclosure = self.marks.disclosure(edited=bool(job.inputs),
-                                           prompt=job.config_json["prompt"], model=model)
+                                           prompt=job.spec.prompt, model=model)
         data = await asyncio.to_thread(self.marks.mark, outcome.output, disclosure,
                                        job.inputs[0].data if job.inputs else None)
         return dataclasses.replace(outcome, output=data)

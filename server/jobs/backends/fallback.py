@@ -10,44 +10,41 @@ from __future__ import annotations
 
 from pipelines.contract import EditRequest, nearest_preferred
 from server.errors import ApiError
-from server.jobs.backend import SERVED_BY_HEADER, JobHandle, Outcome, PreparedJob
-from server.jobs.local import LocalBackend
-from server.wire.hosted import HostedImg2ImgConfig, HostedTxt2ImgConfig
-from server.wire.models import DevKontextConfig, WireModel
-from server.wire.ratio import parse_ratio
+from server.jobs.backends.base import SERVED_BY_HEADER, Backend, JobHandle, Outcome
+from server.jobs.backends.local import LocalBackend
+from server.jobs.prepared import PreparedJob
+from server.wire.models import DevKontextConfig
 
 SERVED_BY = "local-dev-fallback"
 
 
-class FallbackBackend:
-    """Translates a [pro]/[max] config into a [dev] engine request on the local worker."""
+class FallbackBackend(Backend):
+    """Translates a [pro]/[max] config into a [dev] engine request on the local engines."""
 
     runs_on = "local-fallback"
     overlaps_input_check = True
 
     def __init__(self, local: LocalBackend, steps: int) -> None:
         self.local = local
-        self.lane = local.lane  # the same engine, so the same line
+        self.lane = local.lane  # the same engines, so the same line
+        self.engines = local.engines
         self.time_limit = local.time_limit
         self.steps = steps
         self.guidance = DevKontextConfig.model_fields["guidance_scale"].default
 
     @property
-    def notice(self) -> str | None:
+    def notice(self) -> str | None:  # type: ignore[override]
         """The local engines' notice (demo mode)."""
         return self.local.notice
 
     @property
-    def label(self) -> str:
+    def label(self) -> str:  # type: ignore[override]
         """The engine tier, for /metrics."""
         return self.local.label
 
     def unavailable(self) -> ApiError | None:
-        """NotReady while the engine is not ready."""
+        """NotReady while the engines are not ready."""
         return self.local.unavailable()
-
-    async def check(self, config: WireModel) -> None:
-        """Nothing beyond validation ([pro]/[max] configs name no LoRAs)."""
 
     def timed_out(self) -> ApiError:
         """The local engine's time-limit error."""
@@ -55,22 +52,17 @@ class FallbackBackend:
 
     async def run(self, job: PreparedJob, handle: JobHandle) -> Outcome:
         """Pick the size, run on [dev], say so."""
-        config: HostedTxt2ImgConfig | HostedImg2ImgConfig = job.config  # type: ignore[assignment]
         image = job.inputs[0].image if job.inputs else None
-        if config.aspect_ratio:
-            width, height = nearest_preferred(*parse_ratio(config.aspect_ratio))
-        else:
-            width, height = nearest_preferred(*image.size) if image else (1024, 1024)
-        request = EditRequest(prompt=config.prompt, image=image, width=width, height=height,
-                              steps=self.steps, guidance_scale=self.guidance, seed=config.seed)
-        served_by = {"backend": SERVED_BY, "model": "FLUX.1-Kontext-dev", "width": width,
-                     "height": height, "steps": self.steps,
-                     "not_applied": not_applied(job.screening.active)}
+        width, height = job.spec.size or \
+            (nearest_preferred(*image.size) if image else (1024, 1024))
+        request = EditRequest(prompt=job.spec.prompt, image=image, width=width, height=height,
+                              steps=self.steps, guidance_scale=self.guidance,
+                              seed=job.config.seed)  # type: ignore[attr-defined]
+        # The model is the local engine's own (where(): the demo checkpoint says it is one).
+        served_by = {"backend": SERVED_BY, "width": width, "height": height,
+                     "steps": self.steps, "not_applied": not_applied(job.screening.active)}
         return await self.local.run_edit(job, request, handle, served_by=served_by,
                                          headers={SERVED_BY_HEADER: SERVED_BY})
-
-    async def aclose(self) -> None:
-        """Nothing to close."""
 
 
 def not_applied(filtered: bool) -> list[str]:

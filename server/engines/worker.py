@@ -2,7 +2,7 @@
 time, taking them from the queue its pool shares between devices.
 
 Admission (how many may wait) is the engine lane's business (jobs/admission.py) and the
-order of the queue is the pool's (jobs/engine_pool.py); a worker only runs what it takes.
+order of the queue is the pool's (engines/pool.py); a worker only runs what it takes.
 When the engine's process dies under a job (DeviceLost), the worker fails that job only,
 restarts the engine (load + warm-up) and takes jobs again; meanwhile the others go on.
 """
@@ -14,13 +14,19 @@ import contextvars
 import logging
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Literal
 
-from pipelines.contract import TYPICAL_STEPS, EditRequest, EditResult, Engine, RunControl
-from pipelines.errors import Cancelled, DeviceLost, OutOfMemory
+from pipelines.contract import (
+    TYPICAL_STEPS,
+    EditRequest,
+    EditResult,
+    MovingAverage,
+    RunControl,
+)
+from pipelines.errors import Cancelled, DeviceLost, EngineError, OutOfMemory
+from server.engines.interface import Engine
 from server.logs import job_id_var
 from server.metrics import Metrics
 
@@ -42,7 +48,6 @@ class WorkItem:
     request: EditRequest
     control: RunControl
     future: asyncio.Future[EditResult]
-    on_start: Callable[[], None]
     job_id: str = "-"
     #: The label of the device that took it.
     device: str | None = None
@@ -68,7 +73,7 @@ class EngineWorker:
         self.error: str | None = None
         self.jobs_done = 0
         self.jobs_failed = 0
-        self._mean_job_seconds: float | None = None
+        self._job_seconds = MovingAverage()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=label)
         self.running: WorkItem | None = None
         self._task: asyncio.Task | None = None
@@ -94,8 +99,8 @@ class EngineWorker:
     def mean_job_seconds(self) -> float | None:
         """Expected seconds of one job: measured jobs, else the engine's steady-state step
         time (warm-up and compilation excluded); None when it knows neither."""
-        if self._mean_job_seconds is not None:
-            return self._mean_job_seconds
+        if self._job_seconds.value is not None:
+            return self._job_seconds.value
         per_step = self.engine.steady_step_seconds()
         return per_step * TYPICAL_STEPS if per_step else None
 
@@ -126,7 +131,10 @@ class EngineWorker:
                 await loop.run_in_executor(self._executor, self.engine.warmup)
         except Exception as exc:
             self.state, self.error = "failed", f"{type(exc).__name__}: {exc}"
-            log.exception("engine on %s failed to start", self.label)
+            if isinstance(exc, EngineError):  # a reason meant for the operator: one line
+                log.error("engine on %s failed to start: %s", self.label, exc)
+            else:
+                log.exception("engine on %s failed to start", self.label)
             return False
         self.state, self.error = "ready", None
         log.info("engine ready on %s: %s", self.label, self.engine.info)
@@ -142,7 +150,7 @@ class EngineWorker:
     async def _consume(self) -> None:
         while True:
             item = await self.queue.get()
-            if item.control.cancel.is_set():
+            if item.control.cancelled:
                 item.future.cancel()  # cancelled while it waited: never started
                 continue
             lost = await self._run(item)
@@ -155,7 +163,7 @@ class EngineWorker:
         """Run one item; True when the engine was lost under it (it needs a restart)."""
         loop = asyncio.get_running_loop()
         self.running, item.started_at, item.device = item, time.monotonic(), self.label
-        item.on_start()
+        item.control.started(self.label)
         context = contextvars.copy_context()
         context.run(job_id_var.set, item.job_id)  # the engine's log lines carry the id
         try:
@@ -186,10 +194,7 @@ class EngineWorker:
     def _record(self, result: EditResult) -> None:
         self.jobs_done += 1
         self._count("completed")
-        # Exponential moving average: adapts to the job mix without remembering it all.
-        previous = self._mean_job_seconds
-        self._mean_job_seconds = result.elapsed if previous is None \
-            else 0.7 * previous + 0.3 * result.elapsed
+        self._job_seconds.add(result.elapsed)
         if self.metrics is not None and result.steps:
             self.metrics.step_seconds.labels(device=self.label).observe(
                 result.denoise_seconds / result.steps)

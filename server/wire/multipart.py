@@ -1,9 +1,10 @@
 """A multipart/form-data body, already in memory, as its parts: each part's bytes exactly as
-sent, whether or not it has a filename or a content type.
+sent, whether or not it has a filename or a content type. The one multipart reader, for
+job requests (server/api/body.py) and /v2/job answers (wire/answers.py) alike.
 
 Starlette's form parser decodes a part without a filename as text, which corrupts an image
-sent that way (`curl -F input=<photo.jpg`, some HTTP libraries); python-multipart's own
-streaming parser, driven here, keeps the bytes.
+sent that way (`curl -F input=<photo.jpg`, some HTTP libraries and servers);
+python-multipart's own streaming parser, driven here, keeps the bytes.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""An Engine that runs another engine in a child process of its own: one process per device.
+"""The child-process transport: an Engine that runs another engine in a child process of its
+own, one process per device.
 
 Why a process and not a thread (benchmarks/RESULTS.md, "Scale-out"): a CUDA fault (an
 illegal access, a device-side assert, a driver abort) poisons or kills the process it
@@ -7,10 +8,12 @@ also sees only its own GPU (CUDA_VISIBLE_DEVICES), so every library that uses "t
 device" uses the right one, and on CPU each engine gets its own interpreter and GIL.
 
 The parent's side is a plain Engine (load → warm up → run → close) driven by the server's
-engine worker; requests, results, per-step progress and errors cross a pipe (pickled; a
-1 MP image is a few MB, nothing next to an edit), and cancellation crosses as a shared
-event. If the child dies mid-job, `run` raises DeviceLost and `alive` turns false, so the
-worker restarts it (load + warm-up) before it takes another job.
+engine worker. Commands go down a pipe; what happens to an edit comes back as the
+contract's EngineEvents (pickled; a 1 MP image is a few MB, nothing next to an edit), and
+after every command the child's state (its info, step time and LoRA cache). The job's
+cancel signal is forwarded to an event the child shares the moment it is set: nothing
+polls. If the child dies mid-job, the pipe ends, `run` raises DeviceLost and `alive` turns
+false, so the worker restarts it (load + warm-up) before it takes another job.
 """
 
 from __future__ import annotations
@@ -19,21 +22,21 @@ import logging
 import multiprocessing
 import os
 from collections.abc import Callable
-from dataclasses import replace
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
 
 from pipelines.contract import (
     CacheStats,
+    CancelSignal,
     EditRequest,
     EditResult,
-    Engine,
+    EngineEvent,
     EngineInfo,
     LoraEntry,
     RunControl,
 )
-from pipelines.engine.devices import limit_cpu_threads
 from pipelines.errors import DeviceLost, EngineError, EngineFailure
-from pipelines.loras.library import LoraLibrary
+from server.engines.interface import Engine, follow
 
 log = logging.getLogger(__name__)
 
@@ -41,36 +44,54 @@ log = logging.getLogger(__name__)
 #: the one GPU the child sees, or "cpu"). Must be picklable: a module-level function or a
 #: functools.partial of one.
 EngineFactory = Callable[[str], Engine]
-#: How often the parent looks at the job's cancel flag while it waits for the child.
-CANCEL_CHECK_SECONDS = 0.05
 #: How long a child gets to close its engine and exit before it is killed.
 CLOSE_SECONDS = 30.0
 #: Words of a CUDA error after which the process's CUDA context cannot be trusted.
 POISONED = ("CUDA error", "device-side assert", "illegal memory access")
 
 
+@dataclass(frozen=True)
+class ChildState:
+    """What the child reports after each command: its engine's info and step time, and its
+    LoRA slots' refusal reason and cache counters."""
+
+    info: EngineInfo | None
+    steady_step_seconds: float | None
+    lora_problem: str | None
+    lora_stats: CacheStats | None
+
+
+class LoraFolder(Protocol):
+    """The LoRA folder, scanned torch-free (pipelines/loras/library.py: LoraLibrary)."""
+
+    def entries(self) -> list[LoraEntry]:
+        """Every LoRA in the folder, sorted by name (rescans)."""
+
+    def get(self, name: str) -> LoraEntry:
+        """The LoRA called `name`; InvalidInput when the folder has none by that name."""
+
+
 class ChildLoras:
     """The LoRA catalog of an engine in a child process, answered in the parent.
 
     The server asks it from its event loop while the child may be busy with an edit, so it
-    cannot ask the child: the folder is scanned here (LoraLibrary is torch-free and reads
-    headers only), and the child's refusal reason and cache counters come back with its
-    answers to load and to each edit.
+    cannot ask the child: `folder` (the LoRA folder, torch-free) is scanned here, and the
+    child's refusal reason and cache counters come back with its state.
     """
 
-    def __init__(self, folder) -> None:
-        self.library = LoraLibrary(folder)
+    def __init__(self, folder: LoraFolder) -> None:
+        self.folder = folder
         self.problem: str | None = "the engine is not loaded"
         self.cache_stats = CacheStats(hits=0, misses=0, evictions=0, bytes=0,
                                       capacity_bytes=0, entries=0)
 
     def entries(self) -> list[LoraEntry]:
         """Every LoRA in the folder, sorted by name (rescanned here)."""
-        return self.library.entries()
+        return self.folder.entries()
 
     def entry(self, name: str) -> LoraEntry:
         """The LoRA called `name`; InvalidInput when the folder has none by that name."""
-        return self.library.get(name)
+        return self.folder.get(name)
 
     def stats(self) -> CacheStats:
         """The child's adapter-cache counters after its last edit."""
@@ -81,13 +102,12 @@ class ProcessEngine:
     """Runs `factory(device)`'s engine in a spawned child; one caller at a time."""
 
     def __init__(self, factory: EngineFactory, device: str, info: EngineInfo,
-                 threads: int | None = None, lora_dir=None) -> None:
+                 loras: LoraFolder | None = None) -> None:
         self.factory = factory
         self.device = device
-        self.threads = threads
         #: What the child reports once its engine is built; until then, what it will run.
         self.info = replace(info, device=device)
-        self.loras = None if lora_dir is None else ChildLoras(lora_dir)
+        self.loras = None if loras is None else ChildLoras(loras)
         self._steady: float | None = None
         self._context = multiprocessing.get_context("spawn")  # CUDA cannot be forked
         self._cancel = self._context.Event()
@@ -109,27 +129,24 @@ class ProcessEngine:
         self._stop_child()
         parent, child = self._context.Pipe()
         self._process = self._context.Process(
-            target=child_main, args=(child, self.factory, self.device, self._cancel,
-                                     self.threads),
+            target=child_main, args=(child, self.factory, self.device, self._cancel),
             name=f"kontext-engine-{self.device}", daemon=True)
         self._process.start()
-        child.close()
+        child.close()  # the child holds its end: when it dies, the pipe ends here
         self._conn = parent
-        info, lora_problem = self._call("load", RunControl())
-        self.info = replace(info, device=self.device)
-        if self.loras is not None:
-            self.loras.problem = lora_problem
+        self._call("load", RunControl())
 
     def warmup(self) -> None:
         """The child's engine runs its warm-up edit."""
-        self._steady = self._call("warmup", RunControl())
+        self._call("warmup", RunControl())
 
     def run(self, request: EditRequest, control: RunControl) -> EditResult:
-        """Run one edit in the child; its steps and errors come back as they happen."""
+        """Run one edit in the child; its events come back as they happen, and its cancel
+        signal reaches the child as soon as it is set."""
         self._cancel.clear()
-        result, self._steady, lora_stats = self._call("run", control, request)
-        if self.loras is not None and lora_stats is not None:
-            self.loras.cache_stats = lora_stats
+        with control.cancel.forwarded_to(self._cancel.set):
+            result = self._call("run", control, request)
+        assert result is not None
         return result
 
     def steady_step_seconds(self) -> float | None:
@@ -146,30 +163,31 @@ class ProcessEngine:
                 pass
         self._stop_child()
 
-    def _call(self, command: str, control: RunControl, argument: Any = None) -> Any:
+    def _call(self, command: str, control: RunControl, argument: Any = None
+              ) -> EditResult | None:
+        """Send one command; follow its events until the child's state ends it."""
         if not self.alive:
             raise DeviceLost(f"the engine process of {self.device} is not running")
+        result = None
         try:
             self._conn.send((command, argument))
-            while True:
-                if not self._conn.poll(CANCEL_CHECK_SECONDS):
-                    if control.cancel.is_set():
-                        self._cancel.set()
-                    if not self._process.is_alive():
-                        raise EOFError
-                    continue
-                kind, *payload = self._conn.recv()
-                if kind == "step":
-                    if control.on_step is not None:
-                        control.on_step(*payload)
-                elif kind == "error":
-                    raise payload[0]
-                else:
-                    return payload[0]
-        except (EOFError, OSError, BrokenPipeError) as exc:
+            while not isinstance(message := self._conn.recv(), ChildState):
+                result = follow(message, control) or result
+        except (EOFError, OSError) as exc:
             self._process.join(1.0)
             raise DeviceLost(f"the engine process of {self.device} died "
                              f"(exit code {self._process.exitcode})") from exc
+        self._learn(message)
+        return result
+
+    def _learn(self, state: ChildState) -> None:
+        if state.info is not None:
+            self.info = replace(state.info, device=self.device)
+        self._steady = state.steady_step_seconds
+        if self.loras is not None:
+            self.loras.problem = state.lora_problem
+            if state.lora_stats is not None:
+                self.loras.cache_stats = state.lora_stats
 
     def _stop_child(self) -> None:
         if self._process is not None and self._process.is_alive():
@@ -180,18 +198,15 @@ class ProcessEngine:
         self._process = self._conn = None
 
 
-def child_main(conn, factory: EngineFactory, device: str, cancel, threads: int | None) -> None:
+def child_main(conn, factory: EngineFactory, device: str, cancel) -> None:
     """The child: build the engine for `device`, then answer commands until `close`."""
     # The launcher's job, before anything touches CUDA: this process sees its GPU only.
     if device.startswith("cuda:"):
         os.environ["CUDA_VISIBLE_DEVICES"] = device.split(":", 1)[1]
     logging.basicConfig(level=logging.INFO,
                         format=f"%(asctime)s %(levelname)s [engine {device}] %(message)s")
-    if threads:
-        limit_cpu_threads(threads)
     engine = None
-    control = RunControl(cancel=cancel, on_step=lambda step, steps:
-                         conn.send(("step", step, steps)))
+    control = RunControl(cancel=CancelSignal(cancel), emit=conn.send)
     while True:
         try:
             command, argument = conn.recv()
@@ -205,20 +220,23 @@ def child_main(conn, factory: EngineFactory, device: str, cancel, threads: int |
             if command == "load":
                 engine = factory("cuda" if device.startswith("cuda") else device)
                 engine.load()
-                answer: Any = (engine.info, engine.loras and engine.loras.problem)
             elif command == "warmup":
                 engine.warmup()
-                answer = engine.steady_step_seconds()
             else:
-                result = engine.run(argument, control)
-                answer = (result, engine.steady_step_seconds(),
-                          engine.loras and engine.loras.stats())
+                conn.send(EngineEvent("done", result=engine.run(argument, control)))
         except Exception as exc:
-            conn.send(("error", _portable(exc)))
+            conn.send(EngineEvent("failed", error=_portable(exc)))
             if any(word in str(exc) for word in POISONED):
                 return  # exit: the parent restarts a fresh process with a fresh context
             continue
-        conn.send(("ok", answer))
+        conn.send(_state(engine))
+
+
+def _state(engine: Engine) -> ChildState:
+    loras = engine.loras
+    return ChildState(engine.info, engine.steady_step_seconds(),
+                      loras.problem if loras is not None else None,
+                      loras.stats() if loras is not None else None)
 
 
 def _portable(exc: Exception) -> EngineError:

@@ -1,8 +1,7 @@
-"""Bearer-token authentication, and the rule that an open server binds loopback only.
+"""Bearer tokens, and the rule that an open server binds loopback only.
 
 Tokens come from `--tokens` / KONTEXT_TOKENS and from `--token-file`; any of them is accepted.
-Routes call `require_token(request)` (or use it as a FastAPI dependency); probes call
-`require_probe_token(request)`, which lets them through when `open_probes` is set.
+The routes' side (a 401 for a request without one) is server/api/deps.py.
 """
 
 from __future__ import annotations
@@ -11,10 +10,6 @@ import hmac
 from dataclasses import dataclass
 from pathlib import Path
 
-from starlette.requests import Request
-
-from server.api.body import drainable
-from server.errors import Unauthorized
 from server.settings import Settings, is_loopback
 
 
@@ -57,33 +52,15 @@ class TokenChecker:
         """Whether a token is required at all."""
         return bool(self.tokens)
 
-    def check(self, authorization: str | None) -> None:
-        """Raise Unauthorized unless the header is `Bearer <one of the tokens>`."""
+    def accepts(self, authorization: str | None) -> bool:
+        """Whether the header is `Bearer <one of the tokens>` (always, with no tokens)."""
         if not self.tokens:
-            return
+            return True
         scheme, _, token = (authorization or "").partition(" ")
         presented = token.strip().encode()
         # Compare against every token, in constant time, so timing reveals nothing.
         matches = [hmac.compare_digest(presented, t.encode()) for t in self.tokens]
-        if scheme.lower() != "bearer" or not any(matches):
-            raise Unauthorized("token is invalid")
-
-
-def require_token(request: Request) -> None:
-    """Raise Unauthorized unless the request carries a valid token (usable with Depends)."""
-    checker: TokenChecker = request.app.state.auth
-    try:
-        checker.check(request.headers.get("authorization"))
-    except Unauthorized as exc:
-        exc.close = not drainable(request, request.app.state.settings.max_body_bytes)
-        raise
-
-
-def require_probe_token(request: Request) -> None:
-    """For /healthz, /readyz and /metrics: open when `open_probes` is set, else require_token."""
-    checker: TokenChecker = request.app.state.auth
-    if not checker.open_probes:
-        checker.check(request.headers.get("authorization"))
+        return scheme.lower() == "bearer" and any(matches)
 
 
 def open_bind_refusal(settings: Settings, tokens: tuple[str, ...]) -> str | None:

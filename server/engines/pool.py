@@ -1,6 +1,6 @@
 """A pool of engines, one per device, fed from one queue: a job runs on the next free device.
 
-Each device has its own worker (jobs/engine_worker.py); they all take from the pool's FIFO
+Each device has its own worker (engines/worker.py); they all take from the pool's FIFO
 queue, so the engine lane in front of it (capacity: queue_size + devices) is the one
 bound, and a job waits only while every device is busy. A job that fails on a device
 (out of memory, an exception, the device's process dying) fails alone: the device goes on,
@@ -13,21 +13,19 @@ import asyncio
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
 from typing import Any
 
 from pipelines.contract import (
     CacheStats,
     EditRequest,
-    Engine,
     EngineInfo,
     LoraCatalog,
     LoraEntry,
     RunControl,
 )
+from server.engines.interface import Engine, Ran, start_eta
+from server.engines.worker import DEFAULT_JOB_SECONDS, EngineWorker, WorkItem
 from server.errors import NotReady
-from server.jobs.engine_worker import DEFAULT_JOB_SECONDS, EngineWorker, WorkItem
-from server.jobs.engines import Ran, start_eta
 from server.logs import job_id_var
 from server.metrics import Metrics
 
@@ -175,14 +173,13 @@ class EnginePool:
         """Load and warm up every device at once (each on its own thread or process)."""
         await asyncio.gather(*(worker.start() for worker in self.workers))
 
-    async def run(self, request: EditRequest, control: RunControl,
-                  on_start: Callable[[], None]) -> Ran:
+    async def run(self, request: EditRequest, control: RunControl) -> Ran:
         """Queue one edit for the next free device; see Engines.run."""
         refusal = self.unavailable()
         if refusal is not None:
             raise refusal
         item = WorkItem(request, control, asyncio.get_running_loop().create_future(),
-                        on_start, job_id_var.get())
+                        job_id_var.get())
         self.queue.put_nowait(item)
         try:
             result = await asyncio.shield(item.future)

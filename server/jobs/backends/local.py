@@ -1,4 +1,4 @@
-"""The local backend: dev-kontext jobs translated to engine requests and run on the worker."""
+"""The local backend: dev-kontext jobs translated to engine requests and run on the engines."""
 
 from __future__ import annotations
 
@@ -7,30 +7,29 @@ from typing import Any
 
 from pipelines.contract import EditRequest, EditResult
 from pipelines.errors import EngineError
-from server.errors import ApiError, JobTimeout, from_engine_error
+from server.engines.interface import Engines, from_engine_error
+from server.errors import ApiError, JobTimeout
 from server.jobs.admission import Lane
-from server.jobs.backend import JobHandle, Outcome, PreparedJob
-from server.jobs.engines import Engines
-from server.jobs.loras import check_loras, lora_metrics
+from server.jobs.backends.base import Backend, JobHandle, Outcome
+from server.jobs.backends.loras import check_loras, lora_metrics
+from server.jobs.prepared import JobSpec, PreparedJob
 from server.media.marks import OutputMarks
-from server.wire.loras import lora_choices
-from server.wire.models import DevKontextConfig, WireModel
-from server.wire.presets import model_prompt
+from server.wire.models import DevKontextConfig
 
 #: Said in every local job's JSON (`notice`) when the engine runs the demo checkpoint.
 DEMO_NOTICE = ("demo mode: this server runs a tiny checkpoint with random weights; "
                "its images are noise, not edits")
 
 
-def edit_request(config: DevKontextConfig, image, references: tuple = ()) -> EditRequest:
-    """The engine request for a dev-kontext config: style preset applied to the prompt;
+def edit_request(spec: JobSpec, image, references: tuple = ()) -> EditRequest:
+    """The engine request for a prepared dev-kontext config (its style preset applied);
     `image` is input[0], `references` the inputs after it."""
+    config: DevKontextConfig = spec.config  # type: ignore[assignment]
+    width, height = spec.size or (config.width, config.height)
     return EditRequest(
-        prompt=model_prompt(config), image=image,
-        width=config.width, height=config.height, steps=config.steps,
-        guidance_scale=config.guidance_scale, seed=config.seed,
-        references=references, reference_method=config.reference_method,
-        loras=lora_choices(config.loras),
+        prompt=spec.prompt, image=image, width=width, height=height, steps=config.steps,
+        guidance_scale=config.guidance_scale, seed=config.seed, references=references,
+        reference_method=config.reference_method, loras=spec.loras,
     )
 
 
@@ -43,8 +42,8 @@ def input_metrics(result: EditResult) -> dict[str, Any]:
             "reference_tokens": result.reference_tokens}
 
 
-class LocalBackend:
-    """Runs dev-kontext jobs on the local engine worker, behind the engine lane."""
+class LocalBackend(Backend):
+    """Runs dev-kontext jobs on the local engines, behind the engine lane."""
 
     runs_on = "local"
     overlaps_input_check = True
@@ -52,18 +51,18 @@ class LocalBackend:
     def __init__(self, engines: Engines, lane: Lane, time_limit: float | None,
                  jpeg_quality: int = 92, marks: OutputMarks | None = None) -> None:
         self.engines = engines
-        self.lane: Lane | None = lane
+        self.lane = lane
         self.time_limit = time_limit
         self.jpeg_quality = jpeg_quality
         self.marks = marks or OutputMarks()
 
     @property
-    def notice(self) -> str | None:
+    def notice(self) -> str | None:  # type: ignore[override]
         """The demo notice while the engines run the demo checkpoint."""
         return DEMO_NOTICE if self.engines.info.demo else None
 
     @property
-    def label(self) -> str:
+    def label(self) -> str:  # type: ignore[override]
         """The engine tier, for /metrics."""
         return self.engines.info.tier
 
@@ -77,11 +76,10 @@ class LocalBackend:
         """NotReady while the engines load, warm up, failed or stop."""
         return self.engines.unavailable()
 
-    async def check(self, config: WireModel) -> None:
+    async def check(self, job: PreparedJob) -> None:
         """The LoRAs it names exist in the folder and load (400 naming the entry)."""
-        loras = lora_choices(getattr(config, "loras", None))
-        if loras:  # off the loop: it stats the named files
-            await asyncio.to_thread(check_loras, self.engines.loras, loras)
+        if job.spec.loras:  # off the loop: it stats the named files
+            await asyncio.to_thread(check_loras, self.engines.loras, job.spec.loras)
 
     def timed_out(self) -> ApiError:
         """504 for a job that ran past job_timeout_seconds."""
@@ -90,10 +88,10 @@ class LocalBackend:
 
     async def run(self, job: PreparedJob, handle: JobHandle) -> Outcome:
         """Edit the job's input as its config says."""
-        config: DevKontextConfig = job.config  # type: ignore[assignment]
         images = tuple(image.image for image in job.inputs)
-        request = edit_request(config, images[0] if images else None, images[1:])
-        return await self.run_edit(job, request, handle, config.progressive)
+        request = edit_request(job.spec, images[0] if images else None, images[1:])
+        return await self.run_edit(job, request, handle,
+                                   getattr(job.config, "progressive", False))
 
     async def run_edit(self, job: PreparedJob, request: EditRequest, handle: JobHandle,
                        progressive: bool = False, served_by: dict[str, Any] | None = None,
@@ -104,7 +102,7 @@ class LocalBackend:
         `served_by` adds to (or overrides) where() in the job JSON, e.g. the fallback's.
         """
         try:
-            ran = await self.engines.run(request, handle.control, handle.started)
+            ran = await self.engines.run(request, handle.control)
         except EngineError as exc:
             raise from_engine_error(exc) from exc
         result = ran.result
@@ -122,6 +120,3 @@ class LocalBackend:
                        served_by={**self.where(), "device": ran.device, **(served_by or {})},
                        price={"product": job.job_type.name, "dollars": 0},
                        headers=dict(headers or {}))
-
-    async def aclose(self) -> None:
-        """Nothing to close: the worker is stopped by the app's lifespan."""
