@@ -13,6 +13,7 @@ from server.errors import BodyTooLarge, ClientGone, InvalidRequest, UnsupportedM
 from server.jobs.submission import Submission
 from server.media.formats import ImageFormat
 from server.settings import Settings
+from server.wire.json_values import unrepresentable
 from server.wire.models import JobBody, parse_model
 
 MAX_JSON_DEPTH = 32
@@ -133,6 +134,10 @@ def parse_job_json(raw: bytes | bytearray, where: str,
         )
     if _depth(data, limits.max_depth) > limits.max_depth:
         raise InvalidRequest(too_deep, field=where)
+    found = unrepresentable(data)
+    if found is not None:  # 1e400, "\ud800": valid JSON, but no answer could echo them
+        path, problem = found
+        raise InvalidRequest(problem, field=path or where)
     return parse_model(JobBody, data, prefix="")
 
 

@@ -15,6 +15,8 @@ from typing import Any
 from starlette.datastructures import Headers, UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
+from server.wire.json_values import unrepresentable
+
 #: Parts read from one multipart answer; a job answer has two.
 MAX_PARTS = 8
 
@@ -28,12 +30,15 @@ class Answer:
 
 
 def json_object(raw: bytes | str | None) -> dict[str, Any] | None:
-    """`raw` parsed as a JSON object; None when it is empty, not JSON, or not an object."""
+    """`raw` parsed as a JSON object; None when it is empty, not JSON, not an object, or
+    holds a value no answer could echo (`1e400`, a lone surrogate)."""
     try:
         value = json.loads(raw) if raw else None
-    except (ValueError, UnicodeDecodeError):
+        if not isinstance(value, dict) or unrepresentable(value) is not None:
+            return None
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return None
-    return value if isinstance(value, dict) else None
+    return value
 
 
 def media_type(content_type: str | None) -> str:
