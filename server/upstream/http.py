@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 import certifi
 import httpx
-from PIL import UnidentifiedImageError
 
 from server.errors import InvalidInputImage, Overloaded, UpstreamFailed, UpstreamTimeout
 from server.media.decode import ImageLimits, open_image
@@ -211,6 +210,8 @@ def to_output(data: bytes, fmt: ImageFormat, jpeg_quality: int, who: str,
     except InvalidInputImage as exc:
         raise UpstreamFailed(f"{who} sent an image that cannot be read: {exc.message}"
                              ) from exc
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+    except MemoryError:
+        raise
+    except Exception as exc:  # any reader failure on upstream's bytes is upstream's fault
         raise UpstreamFailed(f"{who} sent an image that cannot be read: {exc}") from exc
     return encode_image(image.convert("RGB"), fmt, jpeg_quality=jpeg_quality)
