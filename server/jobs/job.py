@@ -104,8 +104,19 @@ class Job:
         """The job failed with `error`; a job already finished stays as it is."""
         if self.finished:
             return
-        self.error = error
+        self.error = _detached(error)
         self.record.error = error.message
         self.record.move("failed")
         self.ended.set()
         self.notify()
+
+
+def _detached(error: ApiError) -> ApiError:
+    """`error` without its traceback and the exceptions it was raised from (only its status
+    and message are answered). A kept traceback holds every frame the error passed through,
+    their locals (a 50 MB upstream answer, a decoded image) and this job, which holds the
+    error: a cycle that only a full garbage collection frees, so failed jobs piled up
+    gigabytes between collections (benchmarks/RESULTS.md, "Upstream bombs")."""
+    error.__traceback__ = None
+    error.__cause__ = error.__context__ = None
+    return error
