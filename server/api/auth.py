@@ -16,6 +16,7 @@ from starlette.requests import Request
 from server.api.body import drainable
 from server.errors import Unauthorized
 from server.settings import Settings, is_loopback
+from server.settings.serving import token_problem
 
 
 class TokenFileError(Exception):
@@ -28,8 +29,14 @@ def read_token_file(path: Path) -> list[str]:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise TokenFileError(f"cannot read the token file {path}: {exc}") from exc
-    lines = (line.split("#", 1)[0].strip() for line in text.splitlines())
-    tokens = [line for line in lines if line]
+    tokens = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        token = line.split("#", 1)[0].strip()
+        problem = token_problem(token) if token else None
+        if problem:
+            raise TokenFileError(f"the token file {path}, line {number}: {problem}")
+        if token:
+            tokens.append(token)
     if not tokens:
         # An empty file is a mistake, not "no authentication": refuse rather than run open.
         raise TokenFileError(f"the token file {path} holds no token (only blank lines or "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -84,4 +85,27 @@ class ServingSettings(BaseModel):
         tokens = split_commas(value)
         if isinstance(tokens, list) and not all(tokens):
             raise ValueError("a token is empty or only spaces; remove it or give a real one")
+        for token in tokens if isinstance(tokens, list) else ():
+            problem = token_problem(token) if isinstance(token, str) else None
+            if problem:
+                raise ValueError(problem)
         return tokens
+
+
+#: Shorter tokens are refused: they can be guessed, and redacting them from the logs would
+#: replace ordinary text that happens to contain them.
+MIN_TOKEN_CHARS = 16
+_VISIBLE_ASCII = re.compile(r"[\x21-\x7e]+")
+
+
+def token_problem(token: str) -> str | None:
+    """Why `token` cannot be a bearer token (too short, or not visible ASCII), or None.
+
+    The message never quotes the token."""
+    if not _VISIBLE_ASCII.fullmatch(token):
+        return ("a token must be visible ASCII characters, without spaces (what an "
+                "Authorization header carries)")
+    if len(token) < MIN_TOKEN_CHARS:
+        return (f"a token is {len(token)} characters; tokens must be at least "
+                f"{MIN_TOKEN_CHARS} characters (make one with `openssl rand -hex 24`)")
+    return None

@@ -183,13 +183,13 @@ def test_unacceptable_accept_is_406(live):
 
 
 def test_token_required_when_configured(serve):
-    live = serve(tokens=["s3cret-token"])
+    live = serve(tokens=["s3cret-token-0f1e"])
     for token in (None, "wrong"):
         reply = post_job(live.url, CONFIG, PNG, "multipart/form-data", token=token)
         assert reply.status_code == 401
         assert reply.headers["content-type"].startswith("text/plain")
         assert "token is invalid" in reply.text
-    assert post_job(live.url, CONFIG, PNG, token="s3cret-token").status_code == 200
+    assert post_job(live.url, CONFIG, PNG, token="s3cret-token-0f1e").status_code == 200
 
 
 @pytest.mark.parametrize(
@@ -264,7 +264,7 @@ def test_openapi_describes_both_request_forms(live):
 
 
 def test_token_is_checked_before_anything_else(serve):
-    live = serve(tokens=["s3cret-token"])
+    live = serve(tokens=["s3cret-token-0f1e"])
     reply = post_job(live.url, CONFIG, PNG, "text/html")
     assert reply.status_code == 401 and "token is invalid" in reply.text
 

@@ -94,8 +94,8 @@ def test_container_defaults_refuse_an_open_bind(monkeypatch):
     assert settings.host == "0.0.0.0"
     with pytest.raises(ServeRefused, match="no tokens configured"):
         check_serving_safety(settings)
-    monkeypatch.setenv("KONTEXT_TOKENS", "container-token")
-    assert check_serving_safety(Settings()) == ("container-token",)
+    monkeypatch.setenv("KONTEXT_TOKENS", "container-token-0a1b2c")
+    assert check_serving_safety(Settings()) == ("container-token-0a1b2c",)
 
 
 def test_triton_can_build_its_launcher_and_the_gpu_tiers_are_installed():
