@@ -70,7 +70,8 @@ def create_app(settings: Settings, engine: Engine | list[Engine] | None = None, 
     state = app.state
     state.settings, state.jobs, state.metrics, state.shutdown = settings, path, metrics, shutdown
     state.service, state.engines, state.async_jobs = path.service, engines, async_jobs
-    state.auth = TokenChecker(configured_tokens(settings), settings.open_probes)
+    state.auth = TokenChecker(configured_tokens(settings), settings.open_probes,
+                              frozenset(settings.admin_tokens))
     state.uploads = UploadBudget(settings.max_body_bytes_in_flight)
     app.include_router(routes_ops.router)
     app.include_router(routes_jobs.router)

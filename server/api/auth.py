@@ -15,6 +15,7 @@ from starlette.requests import Request
 
 from server.api.body import drainable
 from server.errors import Unauthorized
+from server.jobs.owners import ANYONE, Caller, fingerprint
 from server.settings import Settings, is_loopback
 from server.settings.serving import token_problem
 
@@ -45,42 +46,47 @@ def read_token_file(path: Path) -> list[str]:
 
 
 def configured_tokens(settings: Settings) -> tuple[str, ...]:
-    """Every accepted token: --tokens first, then the token file's, without repeats."""
+    """Every accepted token: --tokens, the token file's, then the admin tokens, without
+    repeats."""
     tokens = list(settings.tokens)
     if settings.token_file is not None:
         tokens += read_token_file(settings.token_file)
-    return tuple(dict.fromkeys(tokens))
+    return tuple(dict.fromkeys([*tokens, *settings.admin_tokens]))
 
 
 @dataclass(frozen=True)
 class TokenChecker:
-    """Checks an Authorization header against the configured tokens (none: everyone passes)."""
+    """Checks an Authorization header against the configured tokens (none: everyone passes,
+    and sees every job); says who the caller is (jobs/owners.py)."""
 
     tokens: tuple[str, ...]
     open_probes: bool = True
+    admin_tokens: frozenset[str] = frozenset()
 
     @property
     def enabled(self) -> bool:
         """Whether a token is required at all."""
         return bool(self.tokens)
 
-    def check(self, authorization: str | None) -> None:
-        """Raise Unauthorized unless the header is `Bearer <one of the tokens>`."""
+    def check(self, authorization: str | None) -> Caller:
+        """The caller, or Unauthorized unless the header is `Bearer <one of the tokens>`."""
         if not self.tokens:
-            return
+            return ANYONE
         scheme, _, token = (authorization or "").partition(" ")
         presented = token.strip().encode()
         # Compare against every token, in constant time, so timing reveals nothing.
-        matches = [hmac.compare_digest(presented, t.encode()) for t in self.tokens]
-        if scheme.lower() != "bearer" or not any(matches):
+        matches = [t for t in self.tokens if hmac.compare_digest(presented, t.encode())]
+        if scheme.lower() != "bearer" or not matches:
             raise Unauthorized("token is invalid")
+        return Caller(fingerprint(matches[0]), admin=matches[0] in self.admin_tokens)
 
 
-def require_token(request: Request) -> None:
-    """Raise Unauthorized unless the request carries a valid token (usable with Depends)."""
+def require_token(request: Request) -> Caller:
+    """The caller, or Unauthorized unless the request carries a valid token (usable with
+    Depends)."""
     checker: TokenChecker = request.app.state.auth
     try:
-        checker.check(request.headers.get("authorization"))
+        return checker.check(request.headers.get("authorization"))
     except Unauthorized as exc:
         exc.close = not drainable(request, request.app.state.settings.max_body_bytes)
         raise

@@ -186,8 +186,8 @@ async def read_job(request: Request, limits: BodyLimits) -> JobSubmission:
 
 
 async def read_submission(request: Request, limits: BodyLimits, output_format: ImageFormat,
-                          price: bool) -> Submission:
-    """The request as a Submission the job service takes."""
+                          price: bool, owner: str | None = None) -> Submission:
+    """The request as a Submission the job service takes (`owner`: its token's)."""
     parsed = await read_job(request, limits)
     return Submission(parsed.body.type, parsed.body.config, tuple(parsed.inputs),
-                      output_format, price)
+                      output_format, price, owner)

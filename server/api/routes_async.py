@@ -23,6 +23,7 @@ from server.api.submit import answer_job
 from server.asyncjobs.jobs import AsyncJobs
 from server.errors import ApiError
 from server.jobs.admission import Reservation
+from server.jobs.owners import Caller
 from server.jobs.record import refused_record
 from server.jobs.submission import Submission
 
@@ -31,8 +32,9 @@ log = logging.getLogger(__name__)
 #: Seconds between keep-alive comments on an idle events stream (proxies drop silent ones).
 PING_SECONDS = 15
 
-_MISSING = {404: {"description": "Unknown job, or past its expires_at."}}
-_AUTHORIZED = [Depends(require_token)]
+_MISSING = {404: {"description": "Unknown job, past its expires_at, or another token's."}}
+#: The caller (jobs/owners.py): a job is visible only to the token that created it.
+_CALLER = Depends(require_token)
 
 router = APIRouter(prefix="/v2/job/async", tags=["async jobs"])
 
@@ -67,55 +69,56 @@ async def submit(request: Request, price: bool = False) -> Response:
     return await answer_job(request, price, accept, _jobs(request).reserve)
 
 
-@router.get("/{job_id}/job.state.current", dependencies=_AUTHORIZED, responses=_MISSING,
+@router.get("/{job_id}/job.state.current", responses=_MISSING,
             response_class=PlainTextResponse)
-async def state(request: Request, job_id: str) -> Response:
+async def state(request: Request, job_id: str, caller: Caller = _CALLER) -> Response:
     """The job's state as plain text: processing, processed or failed."""
-    return _answer(job_id, lambda: PlainTextResponse(_jobs(request).state_text(job_id)))
+    return _answer(job_id, lambda: PlainTextResponse(_jobs(request).state_text(job_id,
+                                                                                caller)))
 
 
-@router.get("/{job_id}/job.json", dependencies=_AUTHORIZED, responses=_MISSING)
-async def job_json(request: Request, job_id: str) -> Response:
+@router.get("/{job_id}/job.json", responses=_MISSING)
+async def job_json(request: Request, job_id: str, caller: Caller = _CALLER) -> Response:
     """The job JSON; while unfinished, `state.progress` has step, steps,
     queue_position (jobs ahead; 0 while running) and eta_seconds."""
     jobs = _jobs(request)
-    return _answer(job_id, lambda: JSONResponse(jobs.job_json(jobs.find(job_id))))
+    return _answer(job_id, lambda: JSONResponse(jobs.job_json(jobs.find(job_id, caller))))
 
 
-@router.get("/{job_id}/output", dependencies=_AUTHORIZED, responses=_MISSING)
-async def outputs(request: Request, job_id: str) -> Response:
+@router.get("/{job_id}/output", responses=_MISSING)
+async def outputs(request: Request, job_id: str, caller: Caller = _CALLER) -> Response:
     """The output file names (a JSON list; empty until the job has completed)."""
-    return _answer(job_id, lambda: JSONResponse(_jobs(request).outputs(job_id)))
+    return _answer(job_id, lambda: JSONResponse(_jobs(request).outputs(job_id, caller)))
 
 
-@router.get("/{job_id}/output/{filename}", dependencies=_AUTHORIZED, responses=_MISSING,
-            response_class=FileResponse)
-async def output(request: Request, job_id: str, filename: str) -> Response:
+@router.get("/{job_id}/output/{filename}", responses=_MISSING, response_class=FileResponse)
+async def output(request: Request, job_id: str, filename: str,
+                 caller: Caller = _CALLER) -> Response:
     """One output file, with its image Content-Type."""
 
     def file() -> Response:
-        path, media_type = _jobs(request).output_file(job_id, filename)
+        path, media_type = _jobs(request).output_file(job_id, filename, caller)
         return FileResponse(path, media_type=media_type, filename=filename,
                             content_disposition_type="inline")
 
     return _answer(job_id, file)
 
 
-@router.get("/{job_id}/events", dependencies=_AUTHORIZED, responses=_MISSING)
-async def events(request: Request, job_id: str) -> Response:
+@router.get("/{job_id}/events", responses=_MISSING)
+async def events(request: Request, job_id: str, caller: Caller = _CALLER) -> Response:
     """Server-sent events: `progress` with the job JSON on every change, then one
     `processed` or `failed` event with the final job JSON; then the stream ends."""
     jobs = _jobs(request)
 
     def stream() -> Response:
-        jobs.find(job_id)  # 404 now, not an empty stream
-        return EventSourceResponse(jobs.events(job_id), ping=PING_SECONDS)
+        jobs.find(job_id, caller)  # 404 now, not an empty stream
+        return EventSourceResponse(jobs.events(job_id, caller), ping=PING_SECONDS)
 
     return _answer(job_id, stream)
 
 
-@router.delete("/{job_id}", dependencies=_AUTHORIZED, responses=_MISSING)
-async def cancel(request: Request, job_id: str) -> Response:
+@router.delete("/{job_id}", responses=_MISSING)
+async def cancel(request: Request, job_id: str, caller: Caller = _CALLER) -> Response:
     """Cancel an unfinished job (it becomes failed, error "cancelled"); answers the
     job JSON. A finished job is left as it is."""
-    return _answer(job_id, lambda: JSONResponse(_jobs(request).cancel(job_id)))
+    return _answer(job_id, lambda: JSONResponse(_jobs(request).cancel(job_id, caller)))

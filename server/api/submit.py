@@ -17,6 +17,7 @@ from server.api.body import BodyLimits, declared_size, drainable, read_submissio
 from server.api.render import error_response
 from server.errors import ApiError, JobFailed
 from server.jobs.admission import Reservation
+from server.jobs.owners import Caller
 from server.jobs.record import new_job_id, refused_record
 from server.jobs.submission import Submission
 from server.jobs.types import JOB_TYPES
@@ -47,7 +48,7 @@ def refused_response(fmt: ResponseFormat | None, exc: ApiError, job_id: str,
 
 
 async def admit_and_read(request: Request, fmt: ResponseFormat, price: bool,
-                         reserve: Reserve) -> tuple[Submission, Reservation]:
+                         reserve: Reserve, caller: Caller) -> tuple[Submission, Reservation]:
     """Everything that can refuse a job before its body is read, then the body.
 
     The declared Content-Length against max_body_bytes (413), room in the lanes (429) or
@@ -62,7 +63,8 @@ async def admit_and_read(request: Request, fmt: ResponseFormat, price: bool,
         reservation = await reservation
     try:
         with request.app.state.uploads.hold(size):
-            submission = await read_submission(request, limits, fmt.image, price)
+            submission = await read_submission(request, limits, fmt.image, price,
+                                               caller.owner)
     except BaseException:
         reservation.release()
         raise
@@ -87,9 +89,9 @@ async def answer_job(request: Request, price: bool, step: JobStep, reserve: Rese
     reservation: Reservation | None = None
     try:
         # The token first: a stranger learns nothing, not even which Accept is valid.
-        require_token(request)
+        caller = require_token(request)
         fmt = negotiate(request.headers.get("accept"))
-        submission, reservation = await admit_and_read(request, fmt, price, reserve)
+        submission, reservation = await admit_and_read(request, fmt, price, reserve, caller)
         return await step(submission, job_id, fmt, reservation)
     except ApiError as exc:
         response = refused_response(fmt, exc, job_id, submission)

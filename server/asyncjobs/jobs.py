@@ -25,6 +25,7 @@ from server.jobs.admission import Lane, Reservation, reserve_in
 from server.jobs.backend import Outcome
 from server.jobs.engines import Engines
 from server.jobs.job import Job
+from server.jobs.owners import ANYONE, Caller
 from server.jobs.progress import progress_json
 from server.jobs.service import JobService
 from server.jobs.submission import Submission
@@ -68,6 +69,7 @@ class AsyncJobs:
                                   settings.results_min_free_bytes, self.retention,
                                   lambda: set(self.active), self.cleanup_seconds)
         self.active: dict[str, Job] = {}
+        self._owners: dict[str, str | None] = {}  # of the active jobs
         self._outputs: dict[str, list[str]] = {}
         self._cleanup: asyncio.Task | None = None
 
@@ -118,11 +120,13 @@ class AsyncJobs:
             self.unfinished.leave(job_id)
             raise
         self.active[job.id] = job
+        self._owners[job.id] = submission.owner
         try:
             # A record is a few hundred bytes: written on the loop, before the 201 goes out.
-            self.store.save(StoredJob(job.record.to_json()))
+            self.store.save(StoredJob(job.record.to_json(), owner=submission.owner))
         except OSError as exc:
             self.active.pop(job.id, None)
+            self._owners.pop(job.id, None)
             self.unfinished.leave(job.id)
             error = StorageFull(f"the job could not be saved to the results folder: "
                                 f"{exc.strerror or exc}")
@@ -147,21 +151,25 @@ class AsyncJobs:
             return
         self.unfinished.leave(job.id)
         outputs = self._outputs.pop(job.id, [])
+        owner = self._owners.pop(job.id, None)
         try:
-            self.store.save(StoredJob(job.record.to_json(), outputs))
+            self.store.save(StoredJob(job.record.to_json(), outputs, owner))
         except OSError:
             log.exception("could not save the async job's record to %s", self.store.root)
         log.info("async job %s: %s", job.record.state, job.record.error or ", ".join(outputs))
 
-    def find(self, job_id: str) -> Job | StoredJob:
-        """The job: in memory while unfinished, else from disk; NotFound (404) if unknown."""
-        active = self.active.get(job_id)
-        if active is not None:
-            return active
-        stored = self.store.load(job_id)
-        if stored is None or stored.expired():
+    def find(self, job_id: str, caller: Caller = ANYONE) -> Job | StoredJob:
+        """The job: in memory while unfinished, else from disk; NotFound (404) if unknown,
+        expired, or not the caller's (the same answer: a stranger learns nothing)."""
+        found: Job | StoredJob | None = self.active.get(job_id)
+        owner = self._owners.get(job_id)
+        if found is None:
+            found = self.store.load(job_id)
+            owner = found.owner if found is not None else None
+        if found is None or (isinstance(found, StoredJob) and found.expired()) \
+                or not caller.may_see(owner):
             raise NotFound(f"no job {job_id!r}: unknown, or past its expires_at")
-        return stored
+        return found
 
     def job_json(self, found: Job | StoredJob) -> dict[str, Any]:
         """The job JSON; an unfinished job's state carries its progress."""
@@ -181,40 +189,42 @@ class AsyncJobs:
             return 0
         return self.engine_lane.position(job.id)
 
-    def state_text(self, job_id: str) -> str:
+    def state_text(self, job_id: str, caller: Caller = ANYONE) -> str:
         """job.state.current as the async API words it: processing, processed or failed."""
-        found = self.find(job_id)
+        found = self.find(job_id, caller)
         return ASYNC_STATES[found.state if isinstance(found, StoredJob) else "processing"]
 
-    def outputs(self, job_id: str) -> list[str]:
+    def outputs(self, job_id: str, caller: Caller = ANYONE) -> list[str]:
         """The output file names (none until the job has completed)."""
-        found = self.find(job_id)
+        found = self.find(job_id, caller)
         return list(found.outputs) if isinstance(found, StoredJob) else []
 
-    def output_file(self, job_id: str, name: str) -> tuple[Path, str]:
+    def output_file(self, job_id: str, name: str, caller: Caller = ANYONE
+                    ) -> tuple[Path, str]:
         """(path, media type) of one output file; NotFound when there is no such output."""
-        found = self.find(job_id)
+        found = self.find(job_id, caller)
         path = self.store.output_path(found, name) if isinstance(found, StoredJob) else None
         media = media_type_of_name(name)
         if path is None or media is None:
             raise NotFound(f"job {job_id!r} has no output {name!r}")
         return path, media
 
-    def cancel(self, job_id: str) -> dict[str, Any]:
+    def cancel(self, job_id: str, caller: Caller = ANYONE) -> dict[str, Any]:
         """Cancel an unfinished job (failed, error "cancelled"); a finished one is unchanged."""
-        found = self.find(job_id)
+        found = self.find(job_id, caller)
         if isinstance(found, StoredJob):
             return found.job
         self.service.cancel(found, JobCancelled(CANCELLED))
         log.info("async job %s cancelled", job_id)
         return found.record.to_json()
 
-    async def events(self, job_id: str) -> AsyncIterator[dict[str, str]]:
+    async def events(self, job_id: str, caller: Caller = ANYONE
+                     ) -> AsyncIterator[dict[str, str]]:
         """Server-sent events: `progress` (job JSON) on every change, then one final
         `processed` or `failed` event with the finished job JSON, and the stream ends."""
         while True:
             try:
-                found = self.find(job_id)
+                found = self.find(job_id, caller)
             except NotFound:
                 return
             if isinstance(found, StoredJob):

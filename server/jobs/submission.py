@@ -16,13 +16,14 @@ from server.media.formats import ImageFormat
 @dataclass(frozen=True)
 class Submission:
     """What a client asked for: a job type, its config as sent, input images, the output
-    format it wants and whether it asked for the price."""
+    format it wants and whether it asked for the price; and who asked (jobs/owners.py)."""
 
     type: str
     config: dict[str, Any] = field(default_factory=dict)
     inputs: tuple[bytes, ...] = ()
     output_format: ImageFormat = "jpeg"
     price: bool = False
+    owner: str | None = None
 
 
 def require_inputs(job_type: JobType, inputs: tuple[bytes, ...]) -> None:

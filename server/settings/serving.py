@@ -26,6 +26,12 @@ class ServingSettings(BaseModel):
         description="Bearer tokens accepted (comma-separated in the environment). Empty: no "
         "authentication.",
     )
+    admin_tokens: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Bearer tokens that may also read, download and cancel every token's "
+        "async jobs (comma-separated in the environment); accepted like --tokens. Other "
+        "tokens see only the jobs they created.",
+    )
     token_file: Path | None = Field(
         None,
         description="File of bearer tokens, one per line (`#` starts a comment); used together "
@@ -77,7 +83,7 @@ class ServingSettings(BaseModel):
         False, description="Debugging aid: log job prompts (never logged otherwise)."
     )
 
-    @field_validator("tokens", mode="before")
+    @field_validator("tokens", "admin_tokens", mode="before")
     @classmethod
     def _split_tokens(cls, value: object) -> object:
         # The flag (repeatable) and the environment both split on commas; spaces around a
