@@ -19,6 +19,7 @@ from server.jobs.local import LocalBackend
 from server.jobs.refusing import RefusingBackend
 from server.jobs.screening import ContentScreen
 from server.jobs.service import JobService
+from server.jobs.work_ahead import WorkAhead
 from server.media.c2pa_signing import C2paSigningError, load_c2pa_credentials
 from server.media.decode import ImageLimits
 from server.media.marks import OutputMarks
@@ -129,9 +130,11 @@ class JobsPath:
 
 
 def engine_lane(settings: Settings, engines: Engines) -> Lane:
-    """The line in front of the engines: `queue_size` waiting plus one running per device."""
+    """The line in front of the engines: `queue_size` waiting plus one running per device
+    (its Retry-After, the work ahead, is bound once the service's jobs exist)."""
     return Lane("engine", settings.queue_size + engines.capacity, engines.seconds_until_free,
-                f"the queue is full ({settings.queue_size} jobs waiting); retry later")
+                f"the queue is full ({settings.queue_size} jobs waiting); retry later",
+                share=settings.client_share)
 
 
 def local_engines(settings: Settings, engine: Engine | list[Engine], metrics: Metrics,
@@ -154,6 +157,8 @@ def build_jobs_path(settings: Settings, engines: Engines, metrics: Metrics) -> J
         "local": local, "upstream": upstream_backend(settings, local, metrics, safeguards.marks)}
     service = JobService(backends, metrics, ImageLimits(max_bytes=settings.max_input_bytes),
                          log_prompts=settings.log_prompts, screen=safeguards.screen)
+    work = WorkAhead(engines, service.jobs)
+    lane.retry_after = lambda: work.until_start(lane.ids(), lane.reserved)
     return JobsPath(service, engines, lane, settings.queue_size, safeguards)
 
 

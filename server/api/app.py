@@ -72,7 +72,7 @@ def create_app(settings: Settings, engine: Engine | list[Engine] | None = None, 
     state.service, state.engines, state.async_jobs = path.service, engines, async_jobs
     state.auth = TokenChecker(configured_tokens(settings), settings.open_probes,
                               frozenset(settings.admin_tokens))
-    state.uploads = UploadBudget(settings.max_body_bytes_in_flight)
+    state.uploads = UploadBudget(settings.max_body_bytes_in_flight, settings.client_share)
     app.include_router(routes_ops.router)
     app.include_router(routes_jobs.router)
     app.include_router(routes_async.router)

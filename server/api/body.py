@@ -186,8 +186,9 @@ async def read_job(request: Request, limits: BodyLimits) -> JobSubmission:
 
 
 async def read_submission(request: Request, limits: BodyLimits, output_format: ImageFormat,
-                          price: bool, owner: str | None = None) -> Submission:
-    """The request as a Submission the job service takes (`owner`: its token's)."""
+                          price: bool, owner: str | None = None,
+                          client: str | None = None) -> Submission:
+    """The request as a Submission the job service takes (`owner`, `client`: who sent it)."""
     parsed = await read_job(request, limits)
     return Submission(parsed.body.type, parsed.body.config, tuple(parsed.inputs),
-                      output_format, price, owner)
+                      output_format, price, owner, client)

@@ -16,7 +16,7 @@ from server.api.auth import require_token
 from server.api.body import BodyLimits, declared_size, drainable, read_submission
 from server.api.render import error_response
 from server.errors import ApiError, JobFailed
-from server.jobs.admission import Reservation
+from server.jobs.admission import Client, Reservation
 from server.jobs.owners import Caller
 from server.jobs.record import new_job_id, refused_record
 from server.jobs.submission import Submission
@@ -28,8 +28,9 @@ log = logging.getLogger(__name__)
 #: A route's own step: given the submission, its job id, the negotiated format and the
 #: place held for it before its body was read, the answer.
 JobStep = Callable[[Submission, str, ResponseFormat, Reservation], Awaitable[Response]]
-#: Before the body is read: a place held for the job, or an ApiError (429, 503, 507).
-Reserve = Callable[[], Reservation | Awaitable[Reservation]]
+#: Before the body is read: a place held for the client's job, or an ApiError (429, 503,
+#: 507).
+Reserve = Callable[[Client], Reservation | Awaitable[Reservation]]
 
 
 def refused_response(fmt: ResponseFormat | None, exc: ApiError, job_id: str,
@@ -47,6 +48,15 @@ def refused_response(fmt: ResponseFormat | None, exc: ApiError, job_id: str,
     return error_response(fmt, exc, record.to_json())
 
 
+def client_of(request: Request, caller: Caller) -> Client:
+    """Who a request counts against for fairness: its token (its fingerprint), or, on a
+    server without tokens, its address (as uvicorn reports it: X-Forwarded-For only from
+    --forwarded-allow-ips, by default 127.0.0.1)."""
+    if caller.owner is not None:
+        return caller.owner
+    return f"addr:{request.client.host}" if request.client is not None else None
+
+
 async def admit_and_read(request: Request, fmt: ResponseFormat, price: bool,
                          reserve: Reserve, caller: Caller) -> tuple[Submission, Reservation]:
     """Everything that can refuse a job before its body is read, then the body.
@@ -58,13 +68,14 @@ async def admit_and_read(request: Request, fmt: ResponseFormat, price: bool,
     settings = request.app.state.settings
     limits = BodyLimits.of(settings)
     size = declared_size(request, limits.max_body)
-    reservation = reserve()
+    client = client_of(request, caller)
+    reservation = reserve(client)
     if inspect.isawaitable(reservation):
         reservation = await reservation
     try:
-        with request.app.state.uploads.hold(size):
+        with request.app.state.uploads.hold(size, client):
             submission = await read_submission(request, limits, fmt.image, price,
-                                               caller.owner)
+                                               caller.owner, client)
     except BaseException:
         reservation.release()
         raise

@@ -21,7 +21,7 @@ from typing import Any
 from server.asyncjobs.quota import ResultsQuota
 from server.asyncjobs.store import JobStore, StoredJob
 from server.errors import ApiError, NotFound, NotReady, StorageFull
-from server.jobs.admission import Lane, Reservation, reserve_in
+from server.jobs.admission import Client, Lane, Reservation, reserve_in
 from server.jobs.backend import Outcome
 from server.jobs.engines import Engines
 from server.jobs.job import Job
@@ -29,6 +29,7 @@ from server.jobs.owners import ANYONE, Caller
 from server.jobs.progress import progress_json
 from server.jobs.service import JobService
 from server.jobs.submission import Submission
+from server.jobs.work_ahead import WorkAhead
 from server.media.formats import file_name, media_type_of_name
 from server.settings import Settings
 
@@ -62,9 +63,12 @@ class AsyncJobs:
         self.store = JobStore(settings.results_dir)
         self.retention = timedelta(seconds=settings.results_retention_seconds)
         self.cleanup_seconds = settings.results_cleanup_seconds
+        self.work = WorkAhead(engines, service.jobs)
         size = settings.async_queue_size
-        self.unfinished = Lane("async", size, engines.seconds_until_free,
-                               f"the async queue is full ({size} unfinished jobs); retry later")
+        self.unfinished = Lane(
+            "async", size, lambda: self.work.until_start(engine_lane.ids(), engine_lane.reserved),
+            f"the async queue is full ({size} unfinished jobs); retry later",
+            share=settings.client_share)
         self.quota = ResultsQuota(self.store, settings.results_max_bytes,
                                   settings.results_min_free_bytes, self.retention,
                                   lambda: set(self.active), self.cleanup_seconds)
@@ -95,14 +99,14 @@ class AsyncJobs:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._cleanup
 
-    async def reserve(self) -> Reservation:
+    async def reserve(self, client: Client = None) -> Reservation:
         """Before a job's body is read: 507 when the results folder is over its quota (after
         deleting expired jobs), 503 while shutting down, 429 when `async_queue_size` jobs are
         unfinished or held for bodies being read; else a place held for it."""
         if not self.service.accepting:
             raise NotReady("the server is shutting down and accepts no new jobs")
         await self.quota.check()
-        return reserve_in([self.unfinished])
+        return reserve_in([self.unfinished], client)
 
     async def submit(self, submission: Submission, job_id: str,
                      reservation: Reservation | None = None) -> dict[str, Any]:
@@ -112,7 +116,7 @@ class AsyncJobs:
         not ready), Overloaded (429) when `async_queue_size` jobs are unfinished, and
         StorageFull (507) when its record cannot be written.
         """
-        (reservation or Reservation([])).admit(self.unfinished, job_id)
+        (reservation or Reservation([], submission.client)).admit(self.unfinished, job_id)
         try:
             job = await self.service.submit(submission, job_id, wait=True,
                                             lifetime=self.retention, sink=self._write_output)
@@ -179,8 +183,11 @@ class AsyncJobs:
         if not found.finished:
             on_engine = found.backend.lane is self.engine_lane
             position = self.position(found) if on_engine else None
-            body["state"]["progress"] = progress_json(found.progress, position,
-                                                      self.engines if on_engine else None)
+            eta = None
+            if position is not None:
+                ahead = self.engine_lane.ids()[:position]
+                eta = self.work.eta(found.id, ahead)
+            body["state"]["progress"] = progress_json(found.progress, position, eta)
         return body
 
     def position(self, job: Job) -> int | None:

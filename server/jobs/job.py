@@ -23,10 +23,13 @@ Listener = Callable[["Job"], None]
 class Job:
     """One accepted job. Its record follows the state machine of jobs/record.py."""
 
-    def __init__(self, prepared: PreparedJob, backend: Backend, record: JobRecord) -> None:
+    def __init__(self, prepared: PreparedJob, backend: Backend, record: JobRecord,
+                 client: str | None = None) -> None:
         self.prepared = prepared
         self.backend = backend
         self.record = record
+        #: Who it counts against in the lanes (jobs/admission.py).
+        self.client = client
         self.progress = Progress(steps=getattr(prepared.config, "steps", None))
         self.control = RunControl()
         self.task: asyncio.Task[None] | None = None

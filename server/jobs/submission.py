@@ -16,7 +16,8 @@ from server.media.formats import ImageFormat
 @dataclass(frozen=True)
 class Submission:
     """What a client asked for: a job type, its config as sent, input images, the output
-    format it wants and whether it asked for the price; and who asked (jobs/owners.py)."""
+    format it wants and whether it asked for the price; and who asked: the owner its job
+    gets (jobs/owners.py) and the client it counts against (jobs/admission.py)."""
 
     type: str
     config: dict[str, Any] = field(default_factory=dict)
@@ -24,6 +25,7 @@ class Submission:
     output_format: ImageFormat = "jpeg"
     price: bool = False
     owner: str | None = None
+    client: str | None = None
 
 
 def require_inputs(job_type: JobType, inputs: tuple[bytes, ...]) -> None:

@@ -25,7 +25,7 @@ from ray.serve.exceptions import BackPressureError
 from pipelines.errors import DeviceLost
 from pipelines.types import EditRequest, EngineInfo, RunControl
 from server.errors import NotReady, Overloaded
-from server.jobs.engine_worker import DEFAULT_JOB_SECONDS
+from server.jobs.engine_worker import DEFAULT_JOB_SECONDS, TYPICAL_STEPS
 from server.jobs.engines import Ran, start_eta
 
 log = logging.getLogger(__name__)
@@ -63,6 +63,11 @@ class RayEngines:
     def mean_job_seconds(self) -> float:
         """Mean engine time of the jobs the replicas ran for this ingress."""
         return self._mean or DEFAULT_JOB_SECONDS
+
+    @property
+    def step_seconds(self) -> float:
+        """A mean job's share of TYPICAL_STEPS (replicas do not report their step time)."""
+        return self.mean_job_seconds / TYPICAL_STEPS
 
     def unavailable(self) -> NotReady | None:
         """NotReady until a replica has answered (loaded and warmed up)."""

@@ -21,6 +21,13 @@ class ServingSettings(BaseModel):
     queue_size: int = Field(
         16, ge=1, description="Jobs that may wait for the GPU; past this, 429 with Retry-After."
     )
+    client_share: float = Field(
+        0.5, gt=0, le=1,
+        description="Fraction of each queue's places (GPU queue, forwarded jobs, unfinished "
+        "async jobs) and of --max-body-bytes-in-flight one client may hold: a token, or a "
+        "client address on a server without tokens. Past it that client gets 429 (its async "
+        "jobs wait without holding up others'); 1 turns the bound off.",
+    )
     tokens: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Bearer tokens accepted (comma-separated in the environment). Empty: no "

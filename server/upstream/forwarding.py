@@ -60,7 +60,8 @@ class ForwardingBackend:
         size = settings.upstream_max_in_flight
         self.lane: Lane | None = Lane(
             "upstream", size, lambda: self.mean_seconds,
-            f"{size} forwarded jobs are in flight already; retry later")
+            f"{size} forwarded jobs are in flight already; retry later",
+            share=settings.client_share)
 
     def unavailable(self) -> ApiError | None:
         """Always available: upstream's own answers say otherwise."""

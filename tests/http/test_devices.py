@@ -142,7 +142,7 @@ def test_a_failed_device_fails_health_when_all_are_needed(serve, tmp_path):
 
 
 def test_queue_bound_and_retry_after_count_every_device(serve, tmp_path):
-    live, engines = two_devices(serve, tmp_path, queue_size=1)
+    live, engines = two_devices(serve, tmp_path, queue_size=1, client_share=1)
     for engine in engines:
         engine.hold()
     with ThreadPoolExecutor(3) as pool:

@@ -208,7 +208,7 @@ def test_engine_failure_is_500_and_the_next_job_succeeds(serve, error, message):
 def test_full_queue_is_429_with_retry_after(serve):
     engine = FakeEngine()
     engine.hold()
-    live = serve(engine, queue_size=1)
+    live = serve(engine, queue_size=1, client_share=1)  # one client: see test_client_fairness
     replies: list[httpx.Response] = []
     threads = [threading.Thread(target=lambda: replies.append(post_job(live.url, CONFIG, PNG)))
                for _ in range(2)]
