@@ -17,6 +17,7 @@ from server.api import routes_async, routes_jobs, routes_loras, routes_ops
 from server.api.auth import TokenChecker, configured_tokens
 from server.api.context import RequestContextMiddleware
 from server.api.playground import mount_playground
+from server.api.probe_port import ProbePortOnly
 from server.api.render import error_response, invalid_params_response
 from server.api.shutdown import ShutdownController
 from server.api.uploads import UploadBudget
@@ -78,6 +79,8 @@ def create_app(settings: Settings, engine: Engine | list[Engine] | None = None, 
     app.include_router(routes_async.router)
     app.include_router(routes_loras.router)
     mount_playground(app)
+    state.probe_port = None  # the probe port's number, once the runner has bound it
+    app.add_middleware(ProbePortOnly, probe_port=lambda: state.probe_port)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
     app.add_exception_handler(Unauthorized, unauthorized_response)
     # A bad query parameter is a 400 failed job, like every other validation error.

@@ -9,7 +9,9 @@ runs. uvicorn's h11 protocol, with what uvicorn has no setting for added here.
   closed. Windows in which the server itself had paused reading do not count.
 - More than `max_connections` connections: the new one is answered 503 with Retry-After
   at once and closed (uvicorn's `limit_concurrency` answers only once a request's headers
-  are in, so silent connections would still pile up).
+  are in, so silent connections would still pile up). The probe port (`probe_port`)
+  counts its own connections, up to PROBE_MAX_CONNECTIONS: a flood of the main port
+  leaves the probes their answers.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ FD_RESERVE = 256
 #: How long a refused over-the-cap connection is read (and discarded) before it is closed,
 #: so the client reads the 503 rather than a reset.
 LINGER_SECONDS = 1.0
+#: Connections the probe port holds at once: probes are few, and an orchestrator's own.
+PROBE_MAX_CONNECTIONS = 64
 
 
 @dataclass(frozen=True)
@@ -86,11 +90,23 @@ class EdgeProtocol(H11Protocol):
         self._watching: str | None = None  # "headers" or "body": what the timer watches
         self._window_bytes = 0
         self._refused = False
+        #: The probe port's connections, shared by every connection of this server.
+        self._probes: set[EdgeProtocol] = getattr(config, "edge_probe_connections", set())
+        self._probe_port: int | None = getattr(config, "edge_probe_port", None)
 
     def connection_made(self, transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        if len(self.connections) > self.limits.max_connections:
-            self._refuse_over_cap()
+        sockname = transport.get_extra_info("sockname")
+        if self._probe_port is not None and isinstance(sockname, tuple) \
+                and sockname[1] == self._probe_port:
+            self._probes.add(self)
+            over = len(self._probes) > PROBE_MAX_CONNECTIONS
+            cap = PROBE_MAX_CONNECTIONS
+        else:
+            cap = self.limits.max_connections
+            over = len(self.connections) - len(self._probes) > cap
+        if over:
+            self._refuse_over_cap(cap)
             return
         self._watch("headers", self.limits.header_timeout)
 
@@ -107,6 +123,7 @@ class EdgeProtocol(H11Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timer()
+        self._probes.discard(self)
         super().connection_lost(exc)
 
     def send_400_response(self, msg: str) -> None:
@@ -190,13 +207,12 @@ class EdgeProtocol(H11Protocol):
             self.transport.write(answer)
         self.transport.close()
 
-    def _refuse_over_cap(self) -> None:
+    def _refuse_over_cap(self, cap: int) -> None:
         self._refused = True
-        log.warning("refused a connection: %d are open (max_connections)",
-                    self.limits.max_connections)
+        log.warning("refused a connection: %d are open (max_connections)", cap)
         self.transport.write(canned(
             503, "Service Unavailable", f"the server holds its maximum of "
-            f"{self.limits.max_connections} connections (max_connections); retry later",
+            f"{cap} connections (max_connections); retry later",
             "retry-after: 1"))
         self._timer = self.loop.call_later(LINGER_SECONDS, self.transport.close)
 
