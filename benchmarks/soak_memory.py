@@ -27,11 +27,10 @@ from collections import Counter
 from pathlib import Path
 
 import httpx
+from benchmarks_results import write_section
 from edge_benchmark import free_port
 from edge_probes import MIB, MemoryWatch
 from PIL import Image
-
-from benchmarks_results import write_section
 
 ROOT = Path(__file__).resolve().parent.parent
 DEV = "inference.flux-fast.dev-kontext.img2img.v1"
