@@ -34,7 +34,7 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 DEV = "inference.flux-fast.dev-kontext.img2img.v1"
-SIZES = [(512, 512), (768, 512), (512, 1024), (1024, 1024), (1040, 592)]
+SIZES = [(512, 512), (768, 512), (512, 768), (1024, 1024), (1040, 592)]
 
 
 def _png(width: int, height: int, noise: bool = False) -> bytes:
@@ -45,7 +45,15 @@ def _png(width: int, height: int, noise: bool = False) -> bytes:
     return buffer.getvalue()
 
 
-SMALL, BIG = _png(640, 480), _png(1000, 1000, noise=True)  # BIG: about 3 MB
+def _photo(width: int, height: int) -> bytes:
+    """A phone-sized JPEG (the largest side the contract takes), with structure."""
+    image = Image.linear_gradient("L").resize((width, height)).convert("RGB")
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
+SMALL, BIG, PHOTO = _png(640, 480), _png(1000, 1000, noise=True), _photo(1920, 1440)
 
 
 def _files(image: bytes, config: dict) -> list:
@@ -56,8 +64,8 @@ def _files(image: bytes, config: dict) -> list:
 
 def _one(http: httpx.Client, rng: random.Random) -> int | str:
     width, height = rng.choice(SIZES)
-    config = {"prompt": "soak", "width": width, "height": height, "steps": rng.choice([2, 4])}
-    kind = rng.randrange(8)
+    config = {"prompt": "soak", "width": width, "height": height, "steps": rng.choice([1, 2])}
+    kind = rng.randrange(9)
     try:
         if kind in (0, 1):
             return http.post("/v2/job", files=_files(SMALL, config),
@@ -66,7 +74,8 @@ def _one(http: httpx.Client, rng: random.Random) -> int | str:
         if kind == 2:
             return _async_job(http, config)
         if kind == 3:
-            return http.post("/v2/job", files=_files(BIG, config)).status_code
+            return http.post("/v2/job", files=_files(rng.choice([BIG, PHOTO]), config)
+                             ).status_code
         if kind == 4:
             return http.post("/v2/job", files=_files(SMALL[:400], config)).status_code
         if kind == 5:
@@ -90,21 +99,23 @@ def _async_job(http: httpx.Client, config: dict) -> int:
     return 500
 
 
-def _serve(port: int, env: dict[str, str], workdir: Path) -> subprocess.Popen:
+def _serve(port: int, env: dict[str, str], workdir: Path, root: Path) -> subprocess.Popen:
     environment = {k: v for k, v in os.environ.items() if not k.startswith("KONTEXT_")}
     environment.update(env)
     environment["KONTEXT_RESULTS_DIR"] = str(workdir / "results")
     return subprocess.Popen(
         [sys.executable, "-m", "server.cli.main", "serve", "--demo", "--port", str(port),
-         "--log-level", "warning", "--queue-size", "32"], cwd=ROOT, env=environment,
+         "--log-level", "warning", "--queue-size", "32"], cwd=root,
+        env={**environment, "PYTHONPATH": str(root)},
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def soak(seconds: float, clients: int, env: dict[str, str]) -> dict:
-    """Run the mix against a fresh server; RSS samples and answers."""
+def soak(seconds: float, clients: int, env: dict[str, str], root: Path = ROOT) -> dict:
+    """Run the mix against a fresh server (the code of the checkout at `root`); RSS samples
+    and answers."""
     port = free_port()
     with tempfile.TemporaryDirectory() as workdir:
-        proc = _serve(port, env, Path(workdir))
+        proc = _serve(port, env, Path(workdir), root)
         try:
             deadline = time.monotonic() + 300
             while True:
@@ -157,10 +168,13 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--env", nargs="*", default=[], help="KEY=VALUE for the server")
     parser.add_argument("--label", default="as shipped")
+    parser.add_argument("--server-root", type=Path, default=ROOT,
+                        help="serve another checkout's code (e.g. an export of the code "
+                        "before a change), with this script's load")
     parser.add_argument("--write-results", action="store_true")
     args = parser.parse_args()
     env = dict(pair.split("=", 1) for pair in args.env)
-    found = soak(args.seconds, args.clients, env)
+    found = soak(args.seconds, args.clients, env, args.server_root)
     mib = [f"{value / MIB:.0f}" for value in found["samples"]]
     row = (f"| {args.label} | {' '.join(args.env) or '-'} | {found['start'] / MIB:.0f} → "
            f"{' → '.join(mib)} | {found['peak'] / MIB:.0f} | {found['idle'] / MIB:.0f} | "

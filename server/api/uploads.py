@@ -35,12 +35,14 @@ class UploadBudget:
         self.peak = 0
         self._by_client: Counter[str | None] = Counter()
 
-    def _refusal(self, size: int, client: str | None) -> UploadsBusy | None:
+    def _check(self, size: int, client: str | None) -> None:
+        """UploadsBusy when `client`'s body of `size` bytes does not fit (raised here, with
+        no local holding it: a kept exception would hold the frames that hold it)."""
         mine = self._by_client[client]
         if mine and mine + size > self.client_limit:
             log.info("upload refused: this client has %d bytes of bodies being read already "
                      "(client_share of max_body_bytes_in_flight: %d)", mine, self.client_limit)
-            return UploadsBusy(
+            raise UploadsBusy(
                 f"this client is sending {mine} bytes of other uploads; this {size}-byte body "
                 f"would pass its share of the upload memory ({self.client_limit} bytes: "
                 "client_share of max_body_bytes_in_flight); retry when one is done",
@@ -48,19 +50,16 @@ class UploadBudget:
         if self.in_flight and self.in_flight + size > self.limit:
             log.info("upload refused: %d bytes of bodies are being read already "
                      "(max_body_bytes_in_flight %d)", self.in_flight, self.limit)
-            return UploadsBusy(
+            raise UploadsBusy(
                 f"the server is reading {self.in_flight} bytes of other uploads; this "
                 f"{size}-byte body would pass max_body_bytes_in_flight ({self.limit}); retry "
                 "shortly", retry_after=RETRY_AFTER)
-        return None
 
     @contextlib.contextmanager
     def hold(self, size: int, client: str | None = None) -> Iterator[None]:
         """Count `size` bytes of `client` while the block reads a body; UploadsBusy (429)
         if there is no room for it."""
-        refusal = self._refusal(size, client)
-        if refusal is not None:
-            raise refusal
+        self._check(size, client)
         self.in_flight += size
         self._by_client[client] += size
         self.peak = max(self.peak, self.in_flight)

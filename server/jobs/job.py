@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import traceback
 from collections.abc import Callable
 
 from pipelines.types import RunControl
@@ -18,6 +19,8 @@ from server.jobs.record import JobRecord
 from server.jobs.screening import MODERATION_HEADER
 
 Listener = Callable[["Job"], None]
+#: How far down a failed job's chain of exceptions their frames are emptied.
+MAX_CHAIN = 16
 
 
 class Job:
@@ -116,10 +119,17 @@ class Job:
 
 def _detached(error: ApiError) -> ApiError:
     """`error` without its traceback and the exceptions it was raised from (only its status
-    and message are answered). A kept traceback holds every frame the error passed through,
-    their locals (a 50 MB upstream answer, a decoded image) and this job, which holds the
-    error: a cycle that only a full garbage collection frees, so failed jobs piled up
-    gigabytes between collections (benchmarks/RESULTS.md, "Upstream bombs")."""
+    and message are answered), their finished frames emptied. A traceback holds every
+    frame the error passed through and their locals (a 50 MB upstream answer, the engine's
+    work item with the inputs and this job, which holds the error): cycles that only a
+    full garbage collection frees, so failed jobs piled up gigabytes between collections
+    (benchmarks/RESULTS.md, "Upstream bombs")."""
+    chained: BaseException | None = error
+    for _ in range(MAX_CHAIN):
+        if chained is None:
+            break
+        traceback.clear_frames(chained.__traceback__)  # a running frame is left as it is
+        chained = chained.__cause__ or chained.__context__
     error.__traceback__ = None
     error.__cause__ = error.__context__ = None
     return error

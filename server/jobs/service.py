@@ -194,6 +194,7 @@ class JobService:
         self.cancel(job, job.backend.timed_out())
 
     def _ended(self, job: Job, started: float) -> None:
+        job.control.on_step = None  # its closure holds the job: a cycle only a full GC frees
         timer = self._timers.pop(job.id, None)
         if timer is not None:
             timer.cancel()
