@@ -92,7 +92,9 @@ def run_bombs(fake: FakeUpstream, kind: str, count: int, parallel: int) -> list[
     env = {"KONTEXT_UPSTREAM": "hosted", "KONTEXT_HOSTED_URL": f"{fake.url()}/v2",
            "KONTEXT_HOSTED_TOKEN_ENV": "BENCH_HOSTED_TOKEN", "BENCH_HOSTED_TOKEN": TOKEN,
            "KONTEXT_UPSTREAM_CA_FILE": str(fake.ca_file), "KONTEXT_TOKENS": TOKEN,
-           "KONTEXT_UPSTREAM_MAX_IN_FLIGHT": str(parallel), "KONTEXT_UPSTREAM_TIMEOUT": "5"}
+           "KONTEXT_UPSTREAM_MAX_IN_FLIGHT": str(parallel), "KONTEXT_UPSTREAM_TIMEOUT": "5",
+           # one client sends every bomb: its share of the forwarded jobs is the whole lane
+           "KONTEXT_CLIENT_SHARE": "1"}
     with Server(command_for(CHOSEN, port), port, env) as server:
         pid = server.proc.pid
         _send(port)  # one job first: imports, pools and buffers in place

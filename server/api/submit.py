@@ -50,8 +50,8 @@ def refused_response(fmt: ResponseFormat | None, exc: ApiError, job_id: str,
 
 def client_of(request: Request, caller: Caller) -> Client:
     """Who a request counts against for fairness: its token (its fingerprint), or, on a
-    server without tokens, its address (as uvicorn reports it: X-Forwarded-For only from
-    --forwarded-allow-ips, by default 127.0.0.1)."""
+    server without tokens, its address as uvicorn reports it (X-Forwarded-For is honoured
+    only from the proxies in uvicorn's FORWARDED_ALLOW_IPS, by default loopback)."""
     if caller.owner is not None:
         return caller.owner
     return f"addr:{request.client.host}" if request.client is not None else None
