@@ -188,7 +188,7 @@ def _cpu_plan(tier: Tier, memory_mode: MemoryMode, device: str) -> EnginePlan:
 def _fp8_missing(tier: Tier, caps: Capabilities) -> str:
     if not caps.torchao:
         return (f"--tier {tier} needs torchao for float8 matmuls, which is not installed: "
-                "pip install 'kontext-server[gpu]' (or pip install torchao), or use --tier exact.")
+                "pip install -e '.[gpu]' (or pip install torchao), or use --tier exact.")
     cc = caps.compute_capability or (0, 0)
     return (f"--tier {tier} needs float8 tensor cores (compute capability "
             f"{FP8_MIN_CAPABILITY[0]}.{FP8_MIN_CAPABILITY[1]}+, Ada or Hopper); this GPU is "

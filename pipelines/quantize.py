@@ -57,7 +57,7 @@ def quantize_fp8_linears(transformer, device: str) -> None:
         )
     except ImportError as exc:  # the plan checks first; this is for hand-built plans
         raise InvalidInput(
-            "fp8 linears need torchao: pip install 'kontext-server[gpu]'") from exc
+            "fp8 linears need torchao: pip install -e '.[gpu]'") from exc
     config = Float8DynamicActivationFloat8WeightConfig(granularity=PerRow(),
                                                        set_inductor_config=False)
     quantize_(transformer, config, device=device)

@@ -77,10 +77,10 @@ def load_pipeline(source: WeightsSource, torch_dtype):
                 source.location, dtype=torch_dtype, local_files_only=True
             )
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
-        raise WeightsError(
-            f"Could not load weights from {source.describe()}: {exc}. "
-            f"Run `kontext weights check {source.location}` for details. {HELP_POINTER}"
-        ) from exc
+        # `kontext weights check` passed (engine_build.py runs it first): what failed here
+        # is past what headers and configs show, so the library's words are the best guide.
+        raise WeightsError(f"Could not load weights from {source.describe()}: {exc}. "
+                           f"{HELP_POINTER}") from exc
     for component in pipe.components.values():
         # Eval mode: T5's dropout would otherwise make seeded runs differ.
         if hasattr(component, "eval"):

@@ -1,8 +1,10 @@
 """Say what a weights folder, cached repo or single file holds and whether `kontext serve` loads it.
 
-Only safetensors headers are read (never whole tensors), so checking the 58 GB real
-checkpoint takes well under a second. Nothing is ever downloaded: a repo id is looked up
-in the local Hugging Face cache only.
+Only safetensors headers are read, never a tensor's data: every model component is built
+from its config on the meta device and its tensors' names and shapes are matched against
+it by the libraries' own loading rules (pipelines/weights_fit.py), so "OK" means serve
+would load it, and checking the 58 GB real checkpoint takes seconds and no memory. Nothing
+is ever downloaded: a repo id is looked up in the local Hugging Face cache only.
 """
 
 from __future__ import annotations
@@ -10,11 +12,21 @@ from __future__ import annotations
 import json
 import math
 import struct
-from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipelines.errors import WeightsError
 from pipelines.tiny_checkpoint import is_tiny_checkpoint
-from pipelines.weights import DEFAULT_REPO
+from pipelines.weights import DEFAULT_REPO, HELP_POINTER
+from pipelines.weights_fit import (
+    component_class,
+    fit_model,
+    fit_single_file,
+    is_weightless,
+    load_weightless,
+    meta_tensors,
+    missing_pipeline_components,
+)
+from pipelines.weights_report import ComponentReport, WeightsReport
 
 #: The real FLUX.1-Kontext-dev transformer config (identical to FLUX.1-dev's).
 KONTEXT_DEV_TRANSFORMER = {
@@ -41,84 +53,7 @@ PUBLISHED_FILES = {
         "afc8e28272cd15db3919bacdb6918ce9c1ed22e96cb12c4d5ed0fba823529e38",
     ),
 }
-_NO_WEIGHTS = ("Tokenizer", "Scheduler", "FeatureExtractor", "ImageProcessor")
 _MAX_HEADER = 100 * 1024 * 1024
-
-
-def _human_bytes(n: int) -> str:
-    """1234567 -> '1.2 MB' (decimal units, as Hugging Face shows sizes)."""
-    exp = min(int(math.log10(n)) // 3, 3) if n >= 1000 else 0
-    return f"{n} bytes" if exp == 0 else f"{n / 1000**exp:.1f} {('kB', 'MB', 'GB')[exp - 1]}"
-
-
-@dataclass
-class ComponentReport:
-    """One pipeline component (or a single file): what it is and what its files hold."""
-
-    name: str
-    class_name: str
-    files: list[str] = field(default_factory=list)
-    total_bytes: int = 0
-    dtypes: set[str] = field(default_factory=set)
-    parameters: int = 0
-
-    def line(self) -> str:
-        """One summary line for render()."""
-        parts = [f"{self.name}: {self.class_name}", f"{len(self.files)} file(s)"]
-        parts.append(_human_bytes(self.total_bytes))
-        if self.parameters:
-            parts.append(f"{self.parameters:,} parameters")
-        if self.dtypes:
-            parts.append("dtypes " + ", ".join(sorted(self.dtypes)))
-        return "  " + ", ".join(parts)
-
-
-@dataclass
-class WeightsReport:
-    """What `check_weights` found. `loadable` is whether `kontext serve` could load it."""
-
-    location: str
-    kind: str = "unknown"  # "folder", "repo", "single_file" or "unknown"
-    path: str | None = None
-    components: list[ComponentReport] = field(default_factory=list)
-    missing: list[str] = field(default_factory=list)
-    corrupt: list[str] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    is_tiny: bool = False
-    matches_kontext_dev: bool | None = None
-    base: WeightsReport | None = None
-
-    @property
-    def reasons(self) -> list[str]:
-        """Every reason this cannot be loaded, the base's included; empty when loadable."""
-        own = [f"missing {m}" for m in self.missing] + [f"corrupt {c}" for c in self.corrupt]
-        base = [f"base {r}" for r in self.base.reasons] if self.base else []
-        return own + self.problems + base
-
-    @property
-    def loadable(self) -> bool:
-        """Whether `kontext serve --weights` could load this."""
-        return not self.reasons
-
-    def render(self) -> str:
-        """A readable multi-line report ending in an OK / NOT LOADABLE verdict."""
-        lines = [f"{self.location} ({self.kind})" + (f" -> {self.path}" if self.path else "")]
-        if self.is_tiny:
-            lines.append("!! TINY RANDOM CHECKPOINT: every image it makes is NOISE (demo only)")
-        lines += [c.line() for c in self.components]
-        lines += [f"  missing: {m}" for m in self.missing]
-        lines += [f"  CORRUPT: {c}" for c in self.corrupt]
-        lines += [f"  problem: {p}" for p in self.problems]
-        lines += [f"  note: {n}" for n in self.notes]
-        if self.base is not None:
-            lines.append("base components:")
-            lines += ["  " + line for line in self.base.render().splitlines()[:-1]]
-        if self.loadable:
-            lines.append("OK: kontext serve can load this")
-        else:
-            lines.append("NOT LOADABLE: " + "; ".join(self.reasons))
-        return "\n".join(lines)
 
 
 def read_safetensors_header(path: Path) -> dict:
@@ -174,27 +109,60 @@ def _weight_files(folder: Path, rel: str, report: WeightsReport) -> list[Path]:
     return [folder / s for s in shards if s not in absent]
 
 
-def _check_component(
-    root: Path, name: str, class_name: str, report: WeightsReport, needs_weights: bool
-) -> ComponentReport | None:
-    """Check one component folder of a diffusers-layout checkpoint."""
-    folder = root / name
+def _check_component(root: Path, name: str, spec: list, report: WeightsReport,
+                     check_tensors: bool) -> ComponentReport | None:
+    """Check one component folder of a diffusers-layout checkpoint: its config, its files'
+    headers, and (on the meta device) that its tensors fit the model its config describes."""
+    folder, class_name = root / name, str(spec[-1])
     if not folder.is_dir():
         report.missing.append(f"component folder {name}/ ({class_name})")
         return None
     comp = ComponentReport(name, class_name)
+    comp.files += [f"{name}/{p.name}" for p in folder.iterdir() if p.suffix != ".safetensors"]
     configs = ["tokenizer_config.json", "tokenizer.json", "spiece.model", "vocab.json"]
     if not class_name.endswith("Tokenizer") and "TokenizerFast" not in class_name:
         configs = ["scheduler_config.json"] if "Scheduler" in class_name else ["config.json"]
-    if not any((folder / c).is_file() for c in configs):
+    has_config = any((folder / c).is_file() for c in configs)
+    if not has_config:
         report.missing.append(f"{name}/{configs[0]}")
-    weights = _weight_files(folder, name, report)
-    for path in weights:
-        _add_file(comp, path, f"{name}/{path.name}", report)
-    if needs_weights and not weights and not list(folder.glob("*.bin")):
-        report.missing.append(f"weight files in {name}/ (no *.safetensors)")
-    comp.files += [f"{name}/{p.name}" for p in folder.iterdir() if p.suffix != ".safetensors"]
+    try:
+        cls = component_class(str(spec[0]), class_name)
+    except ValueError as exc:
+        report.problems.append(f"{name}: {exc}")
+        return comp
+    if is_weightless(class_name):
+        error = load_weightless(cls, folder) if has_config else None
+        if error:
+            report.problems.append(f"{name}: its {class_name} does not load: {error}")
+        return comp
+    if check_tensors:
+        _check_tensors(folder, name, cls, comp, report, has_config)
     return comp
+
+
+def _check_tensors(folder: Path, name: str, cls: type, comp: ComponentReport,
+                   report: WeightsReport, has_config: bool) -> None:
+    """Read the component's headers and match its tensors against its model."""
+    corrupt_before = len(report.corrupt)
+    weights = _weight_files(folder, name, report)
+    header: dict = {}
+    for path in weights:
+        header.update(_add_file(comp, path, f"{name}/{path.name}", report))
+    if not weights:
+        if list(folder.glob("*.bin")):
+            report.notes.append(f"{name}: only .bin files: its tensors were not checked")
+        else:
+            report.missing.append(f"weight files in {name}/ (no *.safetensors)")
+        return
+    if len(report.corrupt) > corrupt_before or not has_config:
+        return  # already reported; nothing sound to match
+    try:
+        fit = fit_model(cls, folder, meta_tensors(header))
+    except ValueError as exc:
+        report.problems.append(f"{name}: {exc}")
+        return
+    report.problems += fit.problems(name)
+    report.notes += fit.notes(name)
 
 
 def _compare_transformer(root: Path, report: WeightsReport) -> None:
@@ -203,10 +171,11 @@ def _compare_transformer(root: Path, report: WeightsReport) -> None:
         config = json.loads((root / "transformer" / "config.json").read_text())
     except (OSError, ValueError):
         return
+    # An absent key takes the class default, which is the real geometry.
     diffs = [
         f"{k}={config.get(k)!r} (real {v!r})"
         for k, v in KONTEXT_DEV_TRANSFORMER.items()
-        if config.get(k) != v and not (isinstance(v, list) and list(config.get(k, [])) == v)
+        if k in config and config[k] != v
     ]
     report.matches_kontext_dev = not diffs
     if diffs:
@@ -233,11 +202,14 @@ def _check_folder(root: Path, report: WeightsReport, skip_weights: tuple[str, ..
             f"pipeline class is {index.get('_class_name')}, not "
             "FluxKontextPipeline: edits may not follow the reference image"
         )
+    absent = missing_pipeline_components(index)
+    if absent:
+        report.missing.append(f"{', '.join(absent)} in model_index.json (a FluxKontextPipeline "
+                              "needs every one)")
     for name, spec in index.items():
         if name.startswith("_") or not isinstance(spec, list) or spec[-1] is None:
             continue
-        needs = name not in skip_weights and not any(s in spec[-1] for s in _NO_WEIGHTS)
-        comp = _check_component(root, name, spec[-1], report, needs)
+        comp = _check_component(root, name, spec, report, name not in skip_weights)
         if comp is not None:
             report.components.append(comp)
     report.is_tiny = is_tiny_checkpoint(root)
@@ -331,4 +303,29 @@ def check_weights(location: str, base: str | None = None) -> WeightsReport:
         _check_location(base or DEFAULT_REPO, report.base, skip=("transformer",))
         if report.base.kind == "single_file":
             report.base.problems.append("the base must be a diffusers folder or cached repo id")
+        elif report.base.path and not report.corrupt and not report.problems:
+            _fit_single_file(Path(report.path or location), Path(report.base.path), report)
     return report
+
+
+def _fit_single_file(path: Path, base: Path, report: WeightsReport) -> None:
+    """Match the file's tensors against the base's transformer config, on the meta device."""
+    if not (base / "transformer" / "config.json").is_file():
+        return  # the base's report names it missing
+    try:
+        tensors = meta_tensors(read_safetensors_header(path))
+    except ValueError as exc:
+        report.problems.append(f"{path.name}: {exc}")
+        return
+    fit = fit_single_file(tensors, base / "transformer")
+    report.problems += fit.problems(path.name)
+    report.notes += fit.notes(path.name)
+
+
+def require_loadable(location: str, base: str | None = None) -> None:
+    """Raise WeightsError naming every reason `location` would not load (what `kontext
+    weights check` says), before any weight is read."""
+    report = check_weights(location, base)
+    if not report.loadable:
+        raise WeightsError(f"{location} cannot be loaded: {'; '.join(report.reasons)}. "
+                           f"{HELP_POINTER}")

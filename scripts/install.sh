@@ -3,7 +3,8 @@
 # (constraints.txt; refreshed with ./scripts/lock.sh). `--test` adds the test tools, the
 # official JS client (npm) and, when run as root, the Debian packages the tests use:
 # chromium (playground), libimage-exiftool-perl (exiftool reads the disclosure marks), curl
-# (the README's examples) and nginx-light (the reverse-proxy test).
+# (the README's examples), openssl (docs/safety.md's test CA) and nginx-light (the
+# reverse-proxy test).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 with_tests=false
@@ -46,13 +47,14 @@ if $with_tests; then
   command -v chromium >/dev/null 2>&1 || missing+=(chromium)
   command -v exiftool >/dev/null 2>&1 || missing+=(libimage-exiftool-perl)
   command -v curl >/dev/null 2>&1 || missing+=(curl)  # the README's curl examples are run
+  command -v openssl >/dev/null 2>&1 || missing+=(openssl)  # docs/safety.md's test CA is made
   if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then
       apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
         "${missing[@]}" >/dev/null
     else
       echo "install the Debian packages ${missing[*]} (sudo apt-get install ${missing[*]})" \
-        "for the playground, disclosure and curl-example tests" >&2
+        "for the playground, disclosure and doc-example tests" >&2
     fi
   fi
   # nginx runs docs/nginx-kontext.conf in front of a server in the reverse-proxy test.

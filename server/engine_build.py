@@ -23,6 +23,7 @@ def build_engine(settings: Settings, device: str | None = None) -> Engine:
     with a pointer to the docs."""
     from pipelines.engine import KontextEngine
     from pipelines.weights import resolve_weights
+    from pipelines.weights_check import require_loadable
 
     options = {"warmup_steps": settings.warmup_steps, "tier": settings.tier,
                "memory_mode": settings.memory_mode,
@@ -33,6 +34,9 @@ def build_engine(settings: Settings, device: str | None = None) -> Engine:
         device = device or ("cpu" if settings.device == "auto" else settings.device)
         return KontextEngine(source, device=device, demo=True, **options)
     source = resolve_weights(settings.weights, settings.base_weights)
+    # What `kontext weights check` says, before a byte is loaded: a folder that cannot load
+    # is refused here in one line, naming every reason.
+    require_loadable(source.location, source.base)
     return KontextEngine(source, device=device or settings.device, **options)
 
 

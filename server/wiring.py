@@ -53,12 +53,16 @@ class Safeguards:
     marks: OutputMarks
     policy: str
     warnings: tuple[str, ...] = ()
+    #: Said of the filter at startup and in /readyz (the demo classifier is one).
+    note: str | None = None
 
     def status(self) -> dict[str, Any]:
         """/readyz's `safety` and `disclosure`, with the warnings the log gave at startup."""
         safety: dict[str, Any] = {"policy": self.policy,
                                   "checks": self.screen.describe() if self.screen else []}
         disclosure = self.marks.status()
+        if self.note:
+            safety["note"] = self.note
         if NO_FILTER in self.warnings:
             safety["warning"] = NO_FILTER
         if NO_MARKS in self.warnings:
@@ -66,12 +70,24 @@ class Safeguards:
         return {"safety": safety, "disclosure": disclosure}
 
 
-def _content_screen(settings: Settings, metrics: Metrics) -> ContentScreen:
+def _classifier(settings: Settings, demo: bool) -> tuple[str, str | None]:
+    """The content filter's classifier, and a note when it is the demo one: in demo mode,
+    unless --safety-model names another, a tiny classifier written beside the demo
+    checkpoint (it flags mostly-red images), so the filter can be tried without weights."""
+    if not demo or settings.safety_model != Settings.model_fields["safety_model"].default:
+        return settings.safety_model, None
+    from pipelines.safety.demo_classifier import DEMO_CLASSIFIER_NOTE, ensure_demo_classifier
+
+    folder = ensure_demo_classifier(settings.demo_dir.parent / "demo-classifier")
+    return str(folder), DEMO_CLASSIFIER_NOTE
+
+
+def _content_screen(settings: Settings, model: str, metrics: Metrics) -> ContentScreen:
     """Load the content filter (torch and the classifier, now: never at import)."""
     from pipelines.safety import build_content_filter
 
     content_filter = build_content_filter(
-        model=settings.safety_model, threshold=settings.safety_threshold,
+        model=model, threshold=settings.safety_threshold,
         device=settings.safety_device, unsafe_labels=settings.safety_unsafe_labels,
         terms_file=settings.safety_terms_file)
     return ContentScreen(content_filter, settings.safety, settings.safety_threshold, metrics)
@@ -81,7 +97,10 @@ def build_safeguards(settings: Settings, demo: bool, metrics: Metrics) -> Safegu
     """The content filter and the output marks the settings ask for, each built once (the
     classifier loaded, the C2PA pair test-signed); SafeguardsError saying what is wrong."""
     try:
-        screen = None if settings.safety == "off" else _content_screen(settings, metrics)
+        screen, note = None, None
+        if settings.safety != "off":
+            model, note = _classifier(settings, demo)
+            screen = _content_screen(settings, model, metrics)
         c2pa = None if settings.c2pa_cert is None or settings.c2pa_key is None else \
             load_c2pa_credentials(settings.c2pa_cert, settings.c2pa_key, settings.c2pa_tsa_url)
     except (WeightsError, C2paSigningError, ValueError, OSError) as exc:
@@ -91,7 +110,7 @@ def build_safeguards(settings: Settings, demo: bool, metrics: Metrics) -> Safegu
     ) if applies)
     return Safeguards(screen, OutputMarks(settings.disclosure == "on",
                                           settings.disclosure_include_prompt, c2pa),
-                      settings.safety, warnings)
+                      settings.safety, warnings, note)
 
 
 def _announce(safeguards: Safeguards) -> None:
@@ -101,6 +120,8 @@ def _announce(safeguards: Safeguards) -> None:
     if safeguards.screen is not None:
         log.info("content filter (%s): %s", safeguards.policy,
                  "; ".join(safeguards.screen.describe()))
+    if safeguards.note:
+        log.warning("DEMO MODE: %s", safeguards.note)
     marks = safeguards.marks.status()
     log.info("disclosure marks %s (C2PA %s)", marks["marks"],
              "signed" if marks["c2pa"] else "not configured")
@@ -155,8 +176,9 @@ def build_jobs_path(settings: Settings, engines: Engines, metrics: Metrics) -> J
                          safeguards.marks)
     backends: dict[str, Backend] = {
         "local": local, "upstream": upstream_backend(settings, local, metrics, safeguards.marks)}
-    service = JobService(backends, metrics, ImageLimits(max_bytes=settings.max_input_bytes),
-                         log_prompts=settings.log_prompts, screen=safeguards.screen)
+    limits = ImageLimits(max_bytes=settings.max_input_bytes, downscale=settings.downscale_inputs)
+    service = JobService(backends, metrics, limits, log_prompts=settings.log_prompts,
+                         screen=safeguards.screen)
     work = WorkAhead(engines, service.jobs)
     lane.retry_after = lambda: work.until_start(lane.ids(), lane.reserved)
     return JobsPath(service, engines, lane, settings.queue_size, safeguards)

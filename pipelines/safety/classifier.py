@@ -32,6 +32,8 @@ def _local_folder(location: str, cache_dir: Path | None) -> str:
     source = Path(location).expanduser()
     if source.is_dir():
         return str(source)
+    if location.startswith((".", "/", "~")) or location.count("/") != 1:
+        raise FileNotFoundError(f"no such folder: {source}")  # a path, not a repo id
     from huggingface_hub import snapshot_download
 
     return snapshot_download(location, local_files_only=True, cache_dir=cache_dir)

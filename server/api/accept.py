@@ -6,7 +6,7 @@ after the `;`, not a `k=v` parameter. No HTTP library parses that, hence this mo
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from server.errors import NotAcceptable
@@ -19,18 +19,36 @@ MAX_ACCEPT_LENGTH = 4096
 
 @dataclass(frozen=True)
 class ResponseFormat:
-    """How to answer: the container, and the image format inside it."""
+    """How to answer: the container, the image format inside it, and whether a failure
+    must be JSON even though the client asked for multipart (`json_errors`)."""
 
     container: Container = "raw"
     image: ImageFormat = "jpeg"
+    json_errors: bool = False
 
     @property
     def allows_multipart(self) -> bool:
         """Whether errors may be answered as multipart (the client asked for multipart)."""
-        return self.container == "multipart"
+        return self.container == "multipart" and not self.json_errors
 
 
 DEFAULT = ResponseFormat()
+
+#: User-Agent marks of clients that read a failure's reason only from a JSON body. The AI
+#: SDK's provider (`@ai-sdk/prodia`) asks for multipart but parses errors with a JSON
+#: handler (`error`, `message` or `detail` becomes the message it throws); a multipart
+#: failure leaves its users with the bare status text ("Service Unavailable"). Its requests
+#: carry the SDK's HTTP helper's mark (`ai/7.0.173 ai-sdk/provider-utils/4.0.45 ...`), and
+#: the provider's own where its headers survive.
+JSON_ERROR_CLIENTS = ("ai-sdk/provider-utils/", "ai-sdk/prodia/")
+
+
+def for_client(fmt: ResponseFormat, user_agent: str | None) -> ResponseFormat:
+    """`fmt`, with failures as JSON for a client that reads no other kind."""
+    if fmt.container == "multipart" and any(mark in (user_agent or "")
+                                            for mark in JSON_ERROR_CLIENTS):
+        return replace(fmt, json_errors=True)
+    return fmt
 
 
 def _parse_range(text: str) -> tuple[str, float, ImageFormat | None]:

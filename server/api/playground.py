@@ -18,12 +18,13 @@ from server.jobs.service import JobService
 from server.jobs.types import DEV_KONTEXT, JOB_TYPES, JobType
 from server.wire.hosted import hosted_kind
 from server.wire.loras import LoraSpec
-from server.wire.ratio import ASPECT_RULE
+from server.wire.models import MAX_SIDE, MIN_SIDE, SIDE_UNIT
+from server.wire.ratio import ASPECT_RULE, SHAPE_AREA
 
 STATIC = Path(__file__).parent / "static"
 
 #: Bumped when the shape of config.json changes (the page checks it).
-CONFIG_VERSION = 3
+CONFIG_VERSION = 4
 
 #: The form fields the page shows per job type, in order (the prompt has its own box).
 #: A new form field is one name here and one renderer in static/fields.js.
@@ -36,6 +37,9 @@ FORM_FIELDS = {
 #: Fields that only mean something with this many input images: the page shows and sends
 #: them only then (a one-image job's JSON stays as the hosted API knows it).
 FIELD_MIN_INPUTS = {"reference_method": 2}
+
+#: Fields the page fills itself when left empty (the output size: the input's shape).
+AUTO_FIELDS = ("width", "height")
 
 #: Ratios offered for aspect_ratio (any W:H between 21:9 and 9:21 is accepted).
 ASPECT_RATIOS = ("21:9", "16:9", "3:2", "4:3", "1:1", "3:4", "2:3", "9:16", "9:21")
@@ -74,6 +78,8 @@ def field_spec(name: str, info: dict[str, Any]) -> dict[str, Any]:
         spec.update(options=list(ASPECT_RATIOS), rule=ASPECT_RULE)
     if name in FIELD_MIN_INPUTS:
         spec["min_inputs"] = FIELD_MIN_INPUTS[name]
+    if name in AUTO_FIELDS:
+        spec["auto"] = True
     if kind == "loras":  # a picker over GET /v2/loras (static/loras.js)
         scale = LoraSpec.model_json_schema()["properties"]["scale"]
         spec.update(max_items=info["anyOf"][0]["maxItems"], list_url="/v2/loras",
@@ -103,20 +109,29 @@ def job_type_entry(job_type: JobType, service: JobService) -> dict[str, Any]:
     runs_on, reason = runner(service.backend_for(job_type))
     properties = job_type.config_model.model_json_schema()["properties"]
     prompt = properties["prompt"]
+    names = FORM_FIELDS[job_type.backend]
+    sized = all(name in names for name in AUTO_FIELDS) and job_type.min_inputs > 0
     return {
         "type": job_type.name, "label": _label(job_type),
         "min_inputs": job_type.min_inputs, "max_inputs": job_type.max_inputs,
+        # With no size typed, the input's shape at about 1 MP (static/size.js does the
+        # arithmetic of server/wire/ratio.py: size_for_shape, with these bounds).
+        "size_from_input": {"low": MIN_SIDE, "high": MAX_SIDE, "unit": SIDE_UNIT,
+                            "area": SHAPE_AREA} if sized else None,
         "runnable": runs_on is not None, "runs_on": runs_on, "reason": reason,
         "prompt": {"min_length": prompt["minLength"], "max_length": prompt["maxLength"],
                    "description": prompt.get("description", "")},
-        "fields": [field_spec(name, properties[name]) for name in FORM_FIELDS[job_type.backend]],
+        "fields": [field_spec(name, properties[name]) for name in names],
     }
 
 
 def playground_config(service: JobService, auth_required: bool) -> dict[str, Any]:
     """The body of /playground/config.json (schema: docs/async.md, "The playground")."""
+    limits = service.image_limits
     return {
         "version": CONFIG_VERSION, "auth_required": auth_required,
+        # Photos over these are shrunk in the page before they are sent (shape kept).
+        "input_limits": {"max_side": limits.max_side, "max_bytes": limits.max_bytes},
         "default_job_type": DEV_KONTEXT, "output_formats": list(OUTPUT_FORMATS),
         "job_types": [job_type_entry(job_type, service) for job_type in JOB_TYPES.values()],
     }

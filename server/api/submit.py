@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from starlette.requests import Request
 from starlette.responses import Response
 
-from server.api.accept import ResponseFormat, negotiate
+from server.api.accept import ResponseFormat, for_client, negotiate
 from server.api.auth import require_token
 from server.api.body import BodyLimits, declared_size, drainable, read_submission
 from server.api.render import error_response
@@ -101,7 +101,8 @@ async def answer_job(request: Request, price: bool, step: JobStep, reserve: Rese
     try:
         # The token first: a stranger learns nothing, not even which Accept is valid.
         caller = require_token(request)
-        fmt = negotiate(request.headers.get("accept"))
+        fmt = for_client(negotiate(request.headers.get("accept")),
+                         request.headers.get("user-agent"))
         submission, reservation = await admit_and_read(request, fmt, price, reserve, caller)
         return await step(submission, job_id, fmt, reservation)
     except ApiError as exc:

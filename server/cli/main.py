@@ -9,7 +9,12 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from server.cli.settings_flags import add_settings, serve_fields, settings_from_args
+from server.cli.settings_flags import (
+    add_settings,
+    serve_fields,
+    settings_error,
+    settings_from_args,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = settings_from_args(args, serve_fields())
     except ValidationError as exc:
-        print(f"kontext serve: invalid setting:\n{exc}", file=sys.stderr)
+        print(f"kontext serve: {settings_error(exc)}", file=sys.stderr)
         return 2
     from server.cli.serve import serve
 
@@ -72,7 +77,11 @@ def _weights(args: argparse.Namespace) -> int:
     if args.weights_command == "tiny":
         from pipelines.tiny_checkpoint import write_tiny_checkpoint
 
-        path = write_tiny_checkpoint(args.directory)
+        try:
+            path = write_tiny_checkpoint(args.directory)
+        except OSError as exc:
+            print(f"kontext weights tiny: cannot write {args.directory}: {exc}", file=sys.stderr)
+            return 2
         print(f"wrote a tiny random FLUX.1 Kontext checkpoint to {path} (images are noise)")
         return 0
     from pipelines.weights_check import check_weights

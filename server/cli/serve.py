@@ -76,9 +76,7 @@ def serve(settings: Settings, tokens_from_flag: bool = False) -> int:
     for warning in startup_warnings(tokens, tokens_from_flag):
         log.warning(warning)
     if settings.ray_address:
-        from server.ray.app import serve_on_ray  # needs kontext-server[ray]
-
-        return serve_on_ray(settings)
+        return _serve_on_ray(settings)
     try:
         engines, labels = build_local_engines(settings)
     except EngineError as exc:
@@ -93,3 +91,18 @@ def serve(settings: Settings, tokens_from_flag: bool = False) -> int:
         print(f"kontext serve: {exc}", file=sys.stderr)
         return 2
     return run_app(app, settings.host, settings.port)
+
+
+def _serve_on_ray(settings: Settings) -> int:
+    """Serve on the Ray cluster; a missing Ray or an unreachable cluster is one line, exit 2."""
+    try:
+        from server.ray.app import serve_on_ray
+    except ImportError as exc:
+        print(f"kontext serve: --ray-address needs Ray ({exc}): pip install -e '.[ray]'",
+              file=sys.stderr)
+        return 2
+    try:
+        return serve_on_ray(settings)
+    except ConnectionError as exc:  # ray.init: no cluster at that address
+        print(f"kontext serve: --ray-address {settings.ray_address}: {exc}", file=sys.stderr)
+        return 2

@@ -5,10 +5,12 @@ out of the CLI. `kontext batch` takes the fields tagged `batch` in Settings."""
 from __future__ import annotations
 
 import argparse
+import re
 import types
 import typing
 from typing import Any
 
+from pydantic import ValidationError
 from pydantic.fields import FieldInfo
 
 from server.settings import Settings
@@ -69,3 +71,49 @@ def settings_from_args(args: argparse.Namespace, names: tuple[str, ...] | None =
     by default every field)."""
     names = serve_fields() if names is None else names
     return Settings(**{name: getattr(args, name) for name in names if hasattr(args, name)})
+
+
+def setting_name(name: str) -> str:
+    """How a user sets a field: `--queue-size (KONTEXT_QUEUE_SIZE)`."""
+    return f"--{name.replace('_', '-')} (KONTEXT_{name.upper()})"
+
+
+#: Fields whose value is never echoed in an error (it may be a secret).
+SECRET_FIELDS = ("tokens",)
+
+
+def _setting_rule(error: dict[str, Any], name: str | None) -> str:
+    """One settings error's rule in our words (values from flags and variables are text)."""
+    from server.wire.models import error_rule
+
+    kind, value = error["type"], error.get("input")
+    got = "" if name in SECRET_FIELDS else f", got {value!r}"
+    if kind == "value_error":
+        return str(error["msg"]).removeprefix("Value error, ")
+    rules = {"int_parsing": f"must be a whole number{got}",
+             "float_parsing": f"must be a number{got}",
+             "bool_parsing": f"must be true or false (also on/off, yes/no, 1/0){got}",
+             "path_not_file": f"no such file{got}",
+             "path_not_directory": f"no such folder{got}",
+             "list_type": f"must be a comma-separated list{got}"}
+    if kind in rules:
+        return rules[kind]
+    return error_rule({**error, "input": "…"} if name in SECRET_FIELDS else error)
+
+
+def settings_error(exc: ValidationError) -> str:
+    """Every error of a Settings validation, on one line, in our words: each names the flag
+    and its environment variable, then the rule (never pydantic's own text or links)."""
+    parts = []
+    for error in exc.errors():
+        name = str(error["loc"][0]) if error["loc"] else None
+        rule = _setting_rule(error, name)
+        if name in Settings.model_fields:
+            parts.append(f"{setting_name(name)}: {rule}")
+        else:  # a rule across fields names them in its text: the flags and variables instead
+            # (names with an underscore only: `host` or `port` may be plain words there)
+            for field in sorted(Settings.model_fields, key=len, reverse=True):
+                if "_" in field:
+                    rule = re.sub(rf"\b{field}\b", setting_name(field), rule)
+            parts.append(rule)
+    return "; ".join(parts)

@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Literal
 
-from pipelines.errors import Cancelled, DeviceLost, OutOfMemory
+from pipelines.errors import Cancelled, DeviceLost, EngineError, OutOfMemory
 from pipelines.types import EditRequest, EditResult, Engine, RunControl
 from server.logs import job_id_var
 from server.metrics import Metrics
@@ -128,7 +128,10 @@ class EngineWorker:
                 await loop.run_in_executor(self._executor, self.engine.warmup)
         except Exception as exc:
             self.state, self.error = "failed", f"{type(exc).__name__}: {exc}"
-            log.exception("engine on %s failed to start", self.label)
+            if isinstance(exc, EngineError):  # a reason meant for the operator: one line
+                log.error("engine on %s failed to start: %s", self.label, exc)
+            else:
+                log.exception("engine on %s failed to start", self.label)
             return False
         self.state, self.error = "ready", None
         log.info("engine ready on %s: %s", self.label, self.engine.info)

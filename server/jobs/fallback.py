@@ -64,9 +64,9 @@ class FallbackBackend:
             width, height = nearest_preferred(*image.size) if image else (1024, 1024)
         request = EditRequest(prompt=config.prompt, image=image, width=width, height=height,
                               steps=self.steps, guidance_scale=self.guidance, seed=config.seed)
-        served_by = {"backend": SERVED_BY, "model": "FLUX.1-Kontext-dev", "width": width,
-                     "height": height, "steps": self.steps,
-                     "not_applied": not_applied(job.screening.active)}
+        # The model is the local engine's own (where(): the demo checkpoint says it is one).
+        served_by = {"backend": SERVED_BY, "width": width, "height": height,
+                     "steps": self.steps, "not_applied": not_applied(job.screening.active)}
         return await self.local.run_edit(job, request, handle, served_by=served_by,
                                          headers={SERVED_BY_HEADER: SERVED_BY})
 

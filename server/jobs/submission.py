@@ -9,7 +9,7 @@ from typing import Any
 from server.errors import InvalidInputImage
 from server.jobs.backend import InputImage
 from server.jobs.types import JobType
-from server.media.decode import ImageLimits, decode_input_image, image_format
+from server.media.decode import ImageLimits, decode_input
 from server.media.formats import ImageFormat
 
 
@@ -55,8 +55,8 @@ def _decode_all(inputs: tuple[bytes, ...], limits: ImageLimits) -> tuple[InputIm
     decoded = []
     for index, data in enumerate(inputs):
         name = "input" if len(inputs) == 1 else f"input[{index}]"
-        decoded.append(InputImage(data, decode_input_image(data, name, limits),
-                                  image_format(data)))
+        image, data, fmt = decode_input(data, name, limits)
+        decoded.append(InputImage(data, image, fmt))
     return tuple(decoded)
 
 

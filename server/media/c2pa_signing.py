@@ -76,7 +76,13 @@ def load_c2pa_credentials(cert: Path, key: Path, tsa_url: str | None = None
     credentials = C2paCredentials(cert.read_bytes(), key_pem, _alg_for_key(key_pem), tsa_url)
     probe = io.BytesIO()
     Image.new("RGB", (16, 16)).save(probe, "PNG")
-    signed = sign_c2pa(probe.getvalue(), "image/png", Disclosure(edited=False), credentials)
+    try:
+        signed = sign_c2pa(probe.getvalue(), "image/png", Disclosure(edited=False), credentials)
+    except C2paSigningError as exc:
+        if not str(exc).startswith("C2PA signing failed"):
+            raise
+        raise C2paSigningError(f"{exc}; docs/safety.md says what certificate c2pa takes and "
+                               "how to make a test chain") from exc
     failures = [code for code in _failure_codes(signed, "image/png")
                 if code != "signingCredential.untrusted"]
     if failures:
@@ -127,8 +133,8 @@ def sign_c2pa(data: bytes, mime: str, disclosure: Disclosure,
     try:
         import c2pa
     except ImportError as exc:
-        raise C2paSigningError("C2PA signing needs c2pa-python: pip install "
-                               "'kontext-server[safety]'") from exc
+        raise C2paSigningError("C2PA signing needs c2pa-python: in the clone, pip install -e "
+                               "'.[safety]'") from exc
 
     with_parent = disclosure.edited and parent is not None
     info = c2pa.C2paSignerInfo(alg=credentials.alg, sign_cert=credentials.cert_chain_pem,

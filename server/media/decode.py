@@ -13,22 +13,34 @@ from PIL import Image, UnidentifiedImageError
 
 from server.errors import InvalidInputImage
 from server.media.formats import FORMAT_OF_PIL, ImageFormat
+from server.media.shrink import fitted_size, reduce_while_decoding, shrink, shrunk_bytes
 
 MB = 1024 * 1024
-#: Pillow's decompression-bomb guard, process-wide: it refuses images over twice this many
-#: pixels (about 29 MP here, 179 MP by default) as soon as their header is read. Anything
-#: under it reaches the side check below, whose message is clearer; nothing over 1920 px a
-#: side is ever decoded either way.
-Image.MAX_IMAGE_PIXELS = 4 * 1920 * 1920
+#: The most pixels an input may have: refused from its header, before any pixel is decoded
+#: (about 29 MP; nothing over 1920 px a side is decoded then anyway) ...
+MAX_PIXELS = 8 * 1920 * 1920
+#: ... and with --downscale-inputs, which decodes larger photos to shrink them: 50 MP
+#: (8160 × 6120, the largest common phone photo), at most 150 MB decoded.
+MAX_DOWNSCALE_PIXELS = 50_000_000
+#: Pillow's decompression-bomb guard, process-wide, a backstop behind the checks above (and
+#: for the photos our clients shrink before sending): it refuses over twice this at open.
+Image.MAX_IMAGE_PIXELS = 128_000_000
 
 
 @dataclass(frozen=True)
 class ImageLimits:
-    """Limits on one input image."""
+    """Limits on one input image. `downscale`: an image over `max_side` is shrunk to it
+    (shape kept) instead of refused."""
 
     max_bytes: int = 10 * MB
     min_side: int = 256
     max_side: int = 1920
+    downscale: bool = False
+
+    @property
+    def max_pixels(self) -> int:
+        """The most pixels accepted, from the header."""
+        return MAX_DOWNSCALE_PIXELS if self.downscale else MAX_PIXELS
 
 
 #: The readers Pillow may use: the contract's formats only (its JPEG reader hands MPO files
@@ -57,14 +69,8 @@ def _named_format(data: bytes) -> str | None:
     return None
 
 
-def _open(data: bytes, field: str, limits: ImageLimits) -> Image.Image:
-    if not data:
-        raise InvalidInputImage("is an empty file", field=field)
-    if len(data) > limits.max_bytes:
-        raise InvalidInputImage(
-            f"is {len(data) / MB:.1f} MB, over the {limits.max_bytes / MB:.0f} MB limit",
-            field=field,
-        )
+def _read_header(data: bytes, field: str) -> Image.Image:
+    """Image.open under the contract's readers only; any failure is InvalidInputImage."""
     try:
         # Image.open reads only the header: sizes are checked before any pixel is decoded.
         return Image.open(io.BytesIO(data), formats=READERS)
@@ -84,12 +90,36 @@ def _open(data: bytes, field: str, limits: ImageLimits) -> Image.Image:
                                 field=field) from exc
 
 
+def _open(data: bytes, field: str, limits: ImageLimits) -> Image.Image:
+    if not data:
+        raise InvalidInputImage("is an empty file", field=field)
+    if len(data) > limits.max_bytes:
+        raise InvalidInputImage(
+            f"is {len(data) / MB:.1f} MB, over the {limits.max_bytes / MB:.0f} MB limit",
+            field=field,
+        )
+    image = _read_header(data, field)
+    width, height = image.size
+    if width * height > limits.max_pixels:
+        raise InvalidInputImage(f"has too many pixels: {width}x{height} is over "
+                                f"{limits.max_pixels:,}", field=field)
+    if image.format not in FORMAT_OF_PIL:
+        raise InvalidInputImage(
+            f"is {image.format}; only PNG, JPEG and WebP are accepted", field=field
+        )
+    return image
+
+
 def _check_size(image: Image.Image, field: str, limits: ImageLimits) -> None:
     width, height = image.size
     if max(width, height) > limits.max_side:
-        raise InvalidInputImage(
-            f"is {width}x{height}; each side must be at most {limits.max_side} px", field=field
-        )
+        if not limits.downscale:
+            raise InvalidInputImage(f"is {width}x{height}; each side must be at most "
+                                    f"{limits.max_side} px", field=field)
+        if min(fitted_size(width, height, limits.max_side)) < limits.min_side:
+            raise InvalidInputImage(f"is {width}x{height}; brought down to {limits.max_side} px "
+                                    f"its short side would be under {limits.min_side} px",
+                                    field=field)
     if min(width, height) < limits.min_side:
         raise InvalidInputImage(
             f"is {width}x{height}; each side must be at least {limits.min_side} px", field=field
@@ -139,18 +169,39 @@ def _upright(image: Image.Image) -> Image.Image:
 
 def decode_input_image(data: bytes, field: str = "input", limits: ImageLimits | None = None
                        ) -> Image.Image:
-    """Decode one input image, or raise InvalidInputImage naming `field` and the limit."""
-    image = open_image(data, field, limits or ImageLimits())
+    """Decode one input image, or raise InvalidInputImage naming `field` and the limit.
+
+    With `limits.downscale`, an image over `max_side` comes back shrunk to it (shape kept).
+    """
+    limits = limits or ImageLimits()
+    image = open_image(data, field, limits)
     try:
         image.seek(0)
+        if limits.downscale:
+            reduce_while_decoding(image, limits.max_side)
         image.load()
-        return _to_rgb(_upright(image))
+        image = _to_rgb(_upright(image))
     except MemoryError:
         raise
     except Exception as exc:  # a decoder failure on crafted bytes is the input's fault
         raise InvalidInputImage(
             f"could not be decoded (truncated or corrupt data: {exc})", field=field
         ) from exc
+    return shrink(image, limits.max_side) if limits.downscale else image
+
+
+def decode_input(data: bytes, field: str = "input", limits: ImageLimits | None = None
+                 ) -> tuple[Image.Image, bytes, ImageFormat]:
+    """decode_input_image, with the bytes and format to pass on (a forwarded job's input,
+    the C2PA parent): re-encoded when the image was shrunk, so they show what was edited."""
+    limits = limits or ImageLimits()
+    image = decode_input_image(data, field, limits)
+    fmt = image_format(data)
+    if limits.downscale and max(image.size) == limits.max_side:
+        with Image.open(io.BytesIO(data), formats=READERS) as original:
+            if max(original.size) > limits.max_side:
+                data, fmt = shrunk_bytes(image, original.format)
+    return image, data, fmt
 
 
 def image_format(data: bytes) -> ImageFormat:

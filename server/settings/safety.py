@@ -11,7 +11,7 @@ from server.settings.common import BATCH, split_commas
 
 
 class SafetySettings(BaseModel):
-    """Content safety and AI disclosure (issue 14; docs/safety.md)."""
+    """Content safety and AI disclosure (docs/safety.md)."""
 
     safety: Literal["block", "flag", "off"] = Field(
         "off",
@@ -62,7 +62,7 @@ class SafetySettings(BaseModel):
     c2pa_cert: FilePath | None = Field(
         None,
         description="PEM certificate chain (signer first) for C2PA content credentials on "
-        "every output; needs --c2pa-key and `pip install 'kontext-server[safety]'`.", **BATCH
+        "every output; needs --c2pa-key and `pip install -e '.[safety]'`.", **BATCH
     )
     c2pa_key: FilePath | None = Field(
         None, description="PEM private key (unencrypted) of --c2pa-cert.", **BATCH

@@ -58,6 +58,13 @@ class ServingSettings(BaseModel):
     max_input_bytes: int = Field(
         10 * MB, ge=1024, description="Largest input image file accepted; larger is 400.", **BATCH
     )
+    downscale_inputs: bool = Field(
+        False,
+        description="Accept input images over 1920 px a side (up to 50 MP, within "
+        "--max-input-bytes) and shrink them to 1920 px, keeping their shape, instead of "
+        "answering 400 as the hosted API does. Our own clients shrink photos before sending "
+        "either way.",
+    )
     max_input_parts: int = Field(
         # The official JS client sends each image twice: four images are eight parts.
         2 * MAX_INPUT_IMAGES, ge=1,

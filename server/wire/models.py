@@ -137,7 +137,7 @@ def _num(value: object) -> object:
     return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
-def _rule(error: dict[str, Any]) -> str:
+def error_rule(error: dict[str, Any]) -> str:
     """Our wording for one pydantic error: the rule, then what was sent."""
     kind, ctx, value = error["type"], error.get("ctx") or {}, error.get("input")
     if "field" in ctx:  # a model-level rule naming its field: its message stands alone
@@ -189,7 +189,7 @@ def validation_message(exc: ValidationError, prefix: str) -> tuple[str, str]:
     """(field, rule) of the first error, with `prefix` (e.g. "config") before the path."""
     first = exc.errors()[0]
     loc = first["loc"] or ((first.get("ctx") or {}).get("field", ""),)
-    return field_path(prefix, loc), _rule(first)
+    return field_path(prefix, loc), error_rule(first)
 
 
 def parse_model(model: type[WireModel], data: object, prefix: str) -> Any:

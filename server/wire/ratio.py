@@ -10,6 +10,8 @@ from pydantic_core import PydanticCustomError
 
 _RATIO = re.compile(r"^([0-9]{1,5}):([0-9]{1,5})$")
 ASPECT_RULE = "must be W:H with positive integers, between 21:9 and 9:21"
+#: The pixels a size for a ratio or a shape aims at: about 1 MP, Kontext's training size.
+SHAPE_AREA = 1024 * 1024
 
 
 def check_ratio(value: object) -> object:
@@ -62,10 +64,18 @@ def parse_ratio(text: str) -> tuple[int, int]:
 
 
 def size_for_ratio(ratio: str, low: int, high: int, unit: int,
-                   area: int = 1024 * 1024) -> tuple[int, int]:
+                   area: int = SHAPE_AREA) -> tuple[int, int]:
     """The width × height closest to `ratio` with about `area` pixels, each side a multiple
     of `unit` within [low, high] (a ratio past high:low is clamped to it)."""
-    rw, rh = parse_ratio(ratio)
+    return size_for_shape(*parse_ratio(ratio), low, high, unit, area)
+
+
+def size_for_shape(shape_width: float, shape_height: float, low: int, high: int, unit: int,
+                   area: int = SHAPE_AREA) -> tuple[int, int]:
+    """The width × height of `shape_width`:`shape_height` (a ratio, or an image's size) with
+    about `area` pixels, each side a multiple of `unit` within [low, high]. Our clients ask
+    for an input photo's own shape this way (static/size.js does the same in the browser)."""
+    rw, rh = shape_width, shape_height
     width, height = math.sqrt(area * rw / rh), math.sqrt(area * rh / rw)
     shrink = min(1.0, high / max(width, height))
 

@@ -12,7 +12,7 @@ import json
 
 import pytest
 from helpers.fake_engine import FakeEngine
-from helpers.http import image_of
+from helpers.http import image_of, post_job
 from helpers.images import gradient_png
 from helpers.js_client import run_ai_sdk_edit, run_ai_sdk_image
 
@@ -71,10 +71,28 @@ def test_validation_error_reaches_the_sdk_with_our_message(serve):
     live = serve(FakeEngine(), fallback="local")
     result = run_ai_sdk_image(live.v2, PRO_TXT, "ab")
     assert not result["ok"] and result["statusCode"] == 400
-    # As the contract says, a client accepting multipart gets the failed job as multipart;
-    # the SDK parses only JSON errors, so its message is the status text and our error is
-    # in the response body it keeps.
-    assert "config.prompt: must be at least 3 characters, got 2" in result["responseBody"]
+    # The SDK asks for multipart but reads errors only from JSON (its provider's
+    # prodiaFailedResponseHandler: `error` becomes the message): it gets the failed job as
+    # JSON, so its users see our words, not "Bad Request".
+    assert result["message"] == "config.prompt: must be at least 3 characters, got 2"
+    assert json.loads(result["responseBody"])["state"]["current"] == "failed"
+
+
+def test_a_503s_reason_reaches_the_sdks_users(serve):
+    # [pro] with no upstream and no fallback: 503, which the SDK retries (3 attempts in
+    # all), then throws with the last error's message: ours, naming what to configure.
+    result = run_ai_sdk_image(serve(FakeEngine()).v2, PRO_TXT, "a lighthouse at dusk")
+    assert not result["ok"] and result["errorClass"] == "RetryError", result
+    assert result["message"].startswith("Failed after 3 attempts. Last error: ")
+    assert "no upstream is configured" in result["message"]
+    assert "--fallback local" in result["message"]
+
+
+def test_other_clients_asking_for_multipart_still_get_multipart_failures(serve):
+    reply = post_job(serve(FakeEngine()).url, {"prompt": "ab"}, gradient_png(),
+                     accept="multipart/form-data; image/png")
+    assert reply.status_code == 400
+    assert reply.headers["content-type"].startswith("multipart/form-data")
 
 
 def test_generate_text_edits_on_dev_kontext(serve, photo):

@@ -15,6 +15,7 @@ from PIL import Image
 
 from server.atomic_files import TEMP_SUFFIX
 from server.cli.main import main
+from server.jobs.local import DEMO_NOTICE
 
 
 def _report(path: Path) -> list[dict]:
@@ -63,6 +64,12 @@ def test_interrupt_then_resume_runs_only_the_remaining_rows(
                               "0 failed")
     second = _report(out / "report.jsonl")
     assert len(second) == 6
+    # Each row says what the server's job JSON would: the demo notice, the inputs used.
+    assert f"kontext batch: notice: {DEMO_NOTICE}" in captured.out
+    for line in second:
+        if line["status"] == "ok":
+            assert line["notice"] == DEMO_NOTICE
+            assert line["metrics"]["inputs"][0]["width"] > 0 and line["metrics"]["tier"]
     status = {line["output"]: line["status"] for line in second}
     assert {o for o, s in status.items() if s == "skipped"} == done
     assert all(s == "ok" for o, s in status.items() if o not in done)

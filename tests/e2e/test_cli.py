@@ -65,10 +65,41 @@ def test_environment_then_flags(monkeypatch: pytest.MonkeyPatch):
     assert settings.tokens == ["alpha-0123456789ab", "beta-0123456789abc"]
 
 
-def test_invalid_setting_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, capsys):
+def test_invalid_settings_are_one_line_naming_the_flag_and_variable(
+        monkeypatch: pytest.MonkeyPatch, capsys, tmp_path):
     monkeypatch.setenv("KONTEXT_QUEUE_SIZE", "zero")
     assert main(["serve"]) == 2
-    assert "queue_size" in capsys.readouterr().err
+    assert capsys.readouterr().err == ("kontext serve: --queue-size (KONTEXT_QUEUE_SIZE): must "
+                                       "be a whole number, got 'zero'\n")
+    monkeypatch.delenv("KONTEXT_QUEUE_SIZE")
+    cert = tmp_path / "chain.pem"
+    cert.write_text("-")
+    # Several at once, a secret never echoed; all on one line.
+    monkeypatch.setenv("KONTEXT_LOG_LEVEL", "loud")
+    assert main(["serve", "--tokens", "s3cret,"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "pydantic" not in err and "s3cret" not in err, err
+    assert "--log-level (KONTEXT_LOG_LEVEL): must be one of 'debug', 'info', 'warning' or " \
+           "'error', got 'loud'" in err
+    assert "--tokens (KONTEXT_TOKENS): a token is empty" in err
+    # A rule across two fields names both flags and variables.
+    monkeypatch.delenv("KONTEXT_LOG_LEVEL")
+    assert main(["serve", "--c2pa-cert", str(cert)]) == 2
+    assert capsys.readouterr().err == (
+        "kontext serve: --c2pa-cert (KONTEXT_C2PA_CERT) and --c2pa-key (KONTEXT_C2PA_KEY) go "
+        "together: give both or neither\n")
+
+
+def test_serve_with_no_ray_cluster_to_join_is_one_line(tmp_path):
+    pytest.importorskip("ray")
+    # `auto` looks for a cluster this machine started, under RAY_TMPDIR: none there.
+    env = {k: v for k, v in os.environ.items()
+           if k != "RAY_ADDRESS" and not k.startswith("KONTEXT_")}
+    done = run("serve", "--demo", "--ray-address", "auto",
+               env={**env, "RAY_TMPDIR": str(tmp_path)})
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines()[-1].startswith("kontext serve: --ray-address auto: ")
+    assert "Traceback" not in done.stderr
 
 
 def test_weights_tiny_then_check(tmp_path):

@@ -412,3 +412,51 @@ def test_two_images_reordered_and_kept_across_a_reload(serve, tmp_path, open_pag
     page.select_option("#job-type", "inference.flux-kontext.pro.img2img.v2")
     page.wait_for_function("document.querySelectorAll('#inputs li').length === 1")
     assert page.is_hidden("#ref-drop") and page.text_content("#inputs") == "scene.png (640 × 480)"
+
+
+def exif_rotated_jpeg(path: Path, stored=(2400, 1800)) -> Path:
+    """A photo stored landscape with EXIF orientation 6 (shown portrait), as phones write."""
+    image = Image.new("RGB", stored, (90, 140, 200))
+    ImageDraw.Draw(image).rectangle([0, 0, stored[0] // 4, stored[1] // 4], fill=(250, 60, 40))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    image.save(path, "JPEG", quality=85, exif=exif)
+    return path
+
+
+def test_a_large_photo_is_shrunk_and_its_shape_is_the_output_size(serve, tmp_path, open_page):
+    engine = FakeEngine()
+    live = serve(engine=engine, results_dir=tmp_path)
+    page = open_page(live.url)
+    start_chain(page, exif_rotated_jpeg(tmp_path / "photo.jpg"), prompt="add a hat", steps=1)
+    # Shown upright (1800 x 2400), over the 1920 px the server takes: shrunk, said in a line.
+    assert page.text_content("#status") == (
+        "photo.jpg: 1800 × 2400 is over the 1920 px a side this server takes; it is sent as "
+        "1440 × 1920 (same shape).")
+    assert page.text_content("#inputs") == "photo.jpg (1440 × 1920)"
+    # No size typed: the page says what it will ask for, the photo's 3:4 at about 1 MP.
+    assert page.text_content("#size-note").startswith("Output: 784 × 1040 — the input's shape")
+    run_edit(page, 2)
+    request = engine.requests[-1]
+    assert request.image.size == (1440, 1920) and (request.width, request.height) == (784, 1040)
+    page.click("#copy-curl")
+    assert '"width":784,"height":1040' in page.text_content("#snippet")
+    # Typed sizes win, and the note follows them.
+    page.fill("#field-width", "512")
+    page.fill("#field-height", "640")
+    assert page.text_content("#size-note") == "Output: 512 × 640"
+
+
+def test_the_page_picks_the_size_the_command_line_clients_pick(serve, tmp_path, open_page):
+    from server.cli.photos import output_size
+
+    page = open_page(serve(engine=FakeEngine(), results_dir=tmp_path).url)
+    shapes = [(4032, 3024), (3024, 4032), (1920, 1080), (1000, 1000), (640, 480), (6000, 1000),
+              (1000, 6000), (2048, 1536), (1170, 2532), (4000, 3000), (801, 600)]
+    rule = page.evaluate("fetch('/playground/config.json').then(r => r.json())")[
+        "job_types"][0]["size_from_input"]
+    in_page = page.evaluate("""async ([shapes, rule]) => {
+        const { sizeForShape } = await import('/static/size.js');
+        return shapes.map(([w, h]) => { const s = sizeForShape(w, h, rule);
+                                        return [s.width, s.height]; }); }""", [shapes, rule])
+    assert [tuple(size) for size in in_page] == [output_size(shape) for shape in shapes]

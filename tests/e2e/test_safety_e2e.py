@@ -7,6 +7,9 @@ which needs an output whose colour a test controls, is proven in tests/http/test
 from __future__ import annotations
 
 import json
+import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import httpx
@@ -26,6 +29,7 @@ from server.cli.main import main
 from server.media.provenance import EDITED
 from server.wiring import SafeguardsError
 
+ROOT = Path(__file__).resolve().parents[2]
 DEV = "inference.flux-fast.dev-kontext.img2img.v1"
 BLUE_PNG = image_bytes(320, 256, color=BLUE)
 RED_PNG = image_bytes(320, 256, color=RED)
@@ -160,6 +164,37 @@ def test_readyz_says_what_the_filter_and_the_marks_do(servers):
     # The tiny checkpoint is demo mode: no licence warning, which real weights would get.
     assert off["safety"] == {"policy": "off", "checks": []}
     assert off["disclosure"]["c2pa"] is True
+
+
+def test_demo_mode_filters_with_its_demo_classifier_and_says_so(tiny_engine, tmp_path):
+    # The real classifier is not on disk (343 MB): demo mode writes a tiny one that flags
+    # mostly-red images, so `--demo --safety block` runs and can be tried.
+    settings = make_settings(safety="block", demo_dir=tmp_path / "tiny-checkpoint")
+    live = start_server(create_app(settings, tiny_engine))
+    try:
+        ready = httpx.get(f"{live.url}/readyz", timeout=10).json()["safety"]
+        assert "demo classifier: flags mostly-red images" in ready["note"]
+        assert str(tmp_path / "demo-classifier") in ready["checks"][1]
+        assert refusal(live, "make the sky stormy", RED_PNG) == (400, INPUT_REFUSED)
+        assert post_job(live.url, config(), BLUE_PNG, "image/png").status_code == 200
+    finally:
+        live.stop()
+
+
+def test_the_test_chain_of_the_docs_is_accepted_and_a_self_signed_one_is_not(tmp_path):
+    # docs/safety.md's openssl commands, run as written; the server's own startup check.
+    from server.media.c2pa_signing import C2paSigningError, load_c2pa_credentials
+
+    if shutil.which("openssl") is None:
+        pytest.fail("openssl is not installed (Debian: apt-get install openssl)")
+    docs = (ROOT / "docs" / "safety.md").read_text()
+    block = next(b for b in re.findall(r"```bash\n(.*?)```", docs, re.S) if "openssl" in b)
+    script = "\n".join(line for line in block.splitlines() if not line.startswith("kontext"))
+    subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=tmp_path, check=True,
+                   capture_output=True, timeout=60)
+    assert load_c2pa_credentials(tmp_path / "chain.pem", tmp_path / "key.pem").alg == "es256"
+    with pytest.raises(C2paSigningError, match=r"self-signed.*docs/safety\.md"):
+        load_c2pa_credentials(tmp_path / "ca.pem", tmp_path / "ca-key.pem")
 
 
 def test_every_output_form_carries_the_marks(servers, tiny_dir, tiny_classifier_dir,

@@ -101,7 +101,7 @@ def test_memory_modes_trade_exactness_and_compile_for_memory():
     ("turbo", "full", "cpu", CPU, "Use --tier exact on cpu"),
     ("exact", "24gb", "cpu", CPU, "--memory-mode 24gb limits GPU memory and needs a CUDA"),
     ("exact", "full", "cuda", CPU, "no CUDA device is available"),
-    ("fp8", "full", "cuda", NO_TORCHAO, "pip install 'kontext-server[gpu]'"),
+    ("fp8", "full", "cuda", NO_TORCHAO, "pip install -e '.[gpu]'"),
     ("fp8", "full", "cuda", A100, "this GPU is 8.0"),
     ("turbo", "16gb", "cuda", H100, "--memory-mode 16gb is not supported"),
 ])

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers.bfl_layout import diffusers_to_bfl
 from safetensors.torch import load_file, save_file
 
 from pipelines.tiny_checkpoint import write_tiny_checkpoint
@@ -20,84 +21,6 @@ from pipelines.weights import DEFAULT_REPO, load_pipeline, resolve_weights
 from pipelines.weights_check import check_weights
 
 TRANSFORMER_FILE = "transformer/diffusion_pytorch_model.safetensors"
-
-# diffusers name -> BFL name, for parameters that are only renamed.
-_RENAMED = {
-    "time_text_embed.timestep_embedder.linear_1": "time_in.in_layer",
-    "time_text_embed.timestep_embedder.linear_2": "time_in.out_layer",
-    "time_text_embed.text_embedder.linear_1": "vector_in.in_layer",
-    "time_text_embed.text_embedder.linear_2": "vector_in.out_layer",
-    "time_text_embed.guidance_embedder.linear_1": "guidance_in.in_layer",
-    "time_text_embed.guidance_embedder.linear_2": "guidance_in.out_layer",
-    "context_embedder": "txt_in",
-    "x_embedder": "img_in",
-    "proj_out": "final_layer.linear",
-}
-_DOUBLE_RENAMED = {
-    "norm1.linear": "img_mod.lin",
-    "norm1_context.linear": "txt_mod.lin",
-    "ff.net.0.proj": "img_mlp.0",
-    "ff.net.2": "img_mlp.2",
-    "ff_context.net.0.proj": "txt_mlp.0",
-    "ff_context.net.2": "txt_mlp.2",
-    "attn.to_out.0": "img_attn.proj",
-    "attn.to_add_out": "txt_attn.proj",
-}
-# RMSNorm weights: diffusers `<name>.weight` -> BFL `<name>.scale`.
-_DOUBLE_NORMS = {
-    "attn.norm_q": "img_attn.norm.query_norm",
-    "attn.norm_k": "img_attn.norm.key_norm",
-    "attn.norm_added_q": "txt_attn.norm.query_norm",
-    "attn.norm_added_k": "txt_attn.norm.key_norm",
-}
-
-
-def _block_count(sd: dict, prefix: str) -> int:
-    return 1 + max(int(k.split(".")[1]) for k in sd if k.startswith(prefix))
-
-
-def _swap_halves(weight: torch.Tensor) -> torch.Tensor:
-    """diffusers' norm_out is (scale, shift); BFL's final adaLN is (shift, scale)."""
-    first, second = weight.chunk(2, dim=0)
-    return torch.cat([second, first], dim=0)
-
-
-def _double_block(sd: dict, i: int, out: dict) -> None:
-    p, q = f"transformer_blocks.{i}.", f"double_blocks.{i}."
-    for s in ("weight", "bias"):
-        for ours, theirs in _DOUBLE_RENAMED.items():
-            out[f"{q}{theirs}.{s}"] = sd.pop(f"{p}{ours}.{s}")
-        out[f"{q}img_attn.qkv.{s}"] = torch.cat([sd.pop(f"{p}attn.to_{x}.{s}") for x in "qkv"])
-        added = [sd.pop(f"{p}attn.add_{x}_proj.{s}") for x in "qkv"]
-        out[f"{q}txt_attn.qkv.{s}"] = torch.cat(added)
-    for ours, theirs in _DOUBLE_NORMS.items():
-        out[f"{q}{theirs}.scale"] = sd.pop(f"{p}{ours}.weight")
-
-
-def _single_block(sd: dict, i: int, out: dict) -> None:
-    p, q = f"single_transformer_blocks.{i}.", f"single_blocks.{i}."
-    for s in ("weight", "bias"):
-        out[f"{q}modulation.lin.{s}"] = sd.pop(f"{p}norm.linear.{s}")
-        fused = ("attn.to_q", "attn.to_k", "attn.to_v", "proj_mlp")
-        out[f"{q}linear1.{s}"] = torch.cat([sd.pop(f"{p}{x}.{s}") for x in fused])
-        out[f"{q}linear2.{s}"] = sd.pop(f"{p}proj_out.{s}")
-    out[f"{q}norm.query_norm.scale"] = sd.pop(f"{p}attn.norm_q.weight")
-    out[f"{q}norm.key_norm.scale"] = sd.pop(f"{p}attn.norm_k.weight")
-
-
-def diffusers_to_bfl(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """A FluxTransformer2DModel state dict in BFL's original single-file key layout."""
-    sd, out = dict(state_dict), {}
-    for i in range(_block_count(sd, "transformer_blocks.")):
-        _double_block(sd, i, out)
-    for i in range(_block_count(sd, "single_transformer_blocks.")):
-        _single_block(sd, i, out)
-    for s in ("weight", "bias"):
-        for ours, theirs in _RENAMED.items():
-            out[f"{theirs}.{s}"] = sd.pop(f"{ours}.{s}")
-        out[f"final_layer.adaLN_modulation.1.{s}"] = _swap_halves(sd.pop(f"norm_out.linear.{s}"))
-    assert not sd, f"unconverted keys: {sorted(sd)}"
-    return {k: v.contiguous() for k, v in out.items()}
 
 
 class _TorchWithTinySplit:
@@ -170,7 +93,26 @@ def test_single_file_loads_every_parameter_exactly(
         assert torch.equal(loaded[name], tensor), name
 
 
-def test_check_single_file_with_base(bfl_file: Path, base_without_transformer_weights: Path):
+@pytest.fixture
+def tiny_width_conversion(monkeypatch: pytest.MonkeyPatch) -> None:
+    """diffusers' BFL converter made to handle tiny width (as when loading, above)."""
+    from diffusers.loaders import single_file_utils
+
+    monkeypatch.setattr(single_file_utils, "torch", _TorchWithTinySplit())
+
+
+def test_check_single_file_at_tiny_width_is_not_loadable(
+        bfl_file: Path, base_without_transformer_weights: Path) -> None:
+    # The truth: diffusers converts BFL's layout at FLUX's full width only, so serve could
+    # not load this file. (At full width: tests/engine/test_weights_fit.py.)
+    report = check_weights(str(bfl_file), base=str(base_without_transformer_weights))
+    verdict = report.render().splitlines()[-1]
+    assert not report.loadable
+    assert "not a complete FLUX transformer in BFL's layout" in verdict, verdict
+
+
+def test_check_single_file_with_base(bfl_file: Path, base_without_transformer_weights: Path,
+                                     tiny_width_conversion: None) -> None:
     report = check_weights(str(bfl_file), base=str(base_without_transformer_weights))
     text = report.render()
     assert report.kind == "single_file" and report.loadable, text

@@ -1,55 +1,13 @@
-"""A tiny NSFW-style image classifier built from the real transformers ViT classes.
-
-Two labels, ("normal", "nsfw"), and weights arranged so that the answer is known: an image
-whose patches are mostly red (mean red > 0.6) scores "nsfw" ≈ 1, any other ≈ 0. How:
-the patch embedding writes (r - 0.6, 0.6 - r) per patch; attention with zero queries and
-keys averages the tokens into the class token; the MLP adds nothing; after the final layer
-norm the class token's first feature is +√2 or -√2 by the sign of (r - 0.6), and the head
-turns that into a logit of ±4√2 for "nsfw" (probability 0.9965 or 0.0035).
-
-The boundary is 0.6, not 0.5, because the tiny engine's outputs are noise whose mean is
-about 0.50 in every channel: they must fall clearly on the "normal" side.
-"""
+"""The tiny classifier of the tests is the demo one (pipelines/safety/demo_classifier.py):
+it flags mostly-red images. Colours the tests use, by what the classifier says of them."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from pipelines.safety.demo_classifier import build_demo_classifier as build_tiny_classifier
+from pipelines.safety.demo_classifier import write_demo_classifier as write_tiny_classifier
+
+__all__ = ["BLUE", "GREY", "RED", "build_tiny_classifier", "write_tiny_classifier"]
 
 RED = (220, 30, 30)      # flagged
 BLUE = (30, 30, 220)     # not flagged
 GREY = (100, 100, 100)   # not flagged
-
-
-def build_tiny_classifier():
-    """(model, processor) of the tiny ViT classifier, not saved."""
-    import torch
-    from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
-
-    config = ViTConfig(hidden_size=4, num_hidden_layers=1, num_attention_heads=1,
-                       intermediate_size=4, image_size=32, patch_size=16, qkv_bias=True,
-                       id2label={0: "normal", 1: "nsfw"}, label2id={"normal": 0, "nsfw": 1},
-                       problem_type="single_label_classification")
-    model = ViTForImageClassification(config).eval()
-    state = {name: torch.zeros_like(value) for name, value in model.state_dict().items()}
-    for name in state:
-        if "layernorm" in name and name.endswith("weight"):
-            state[name] = torch.ones_like(state[name])
-    conv = "vit.embeddings.patch_embeddings.projection"
-    state[f"{conv}.weight"][0, 0] = 1 / 256   # mean red of the 16x16 patch
-    state[f"{conv}.weight"][1, 0] = -1 / 256
-    state[f"{conv}.bias"] = torch.tensor([-0.6, 0.6, 0.0, 0.0])
-    for projection in ("v_proj", "o_proj"):
-        state[f"vit.layers.0.attention.{projection}.weight"] = torch.eye(4)
-    state["classifier.weight"][1] = torch.tensor([2.0, -2.0, 0.0, 0.0])
-    model.load_state_dict(state)
-    processor = ViTImageProcessor(size={"height": 32, "width": 32}, image_mean=[0.0] * 3,
-                                  image_std=[1.0] * 3)
-    return model, processor
-
-
-def write_tiny_classifier(directory: Path) -> Path:
-    """Save the tiny classifier as a real model folder (config, safetensors, processor)."""
-    model, processor = build_tiny_classifier()
-    model.save_pretrained(directory)
-    processor.save_pretrained(directory)
-    return directory

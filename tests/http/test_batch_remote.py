@@ -172,3 +172,31 @@ def test_ctrl_c_lets_jobs_in_flight_finish_and_starts_no_more(tmp_path: Path, se
     assert written == sorted([Path(line["output"]).name for line in report.values()]
                              + ["report.jsonl"])
     assert f"interrupted with {8 - len(report)} rows not run" in stdout
+
+
+def test_photos_are_shrunk_to_the_servers_limit_and_keep_their_shape(
+        tmp_path: Path, serve, capsys: pytest.CaptureFixture[str]) -> None:
+    engine = FakeEngine()
+    server = serve(engine=engine)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.new("RGB", (4032, 3024), (90, 140, 200)).save(photos / "phone.jpg", quality=80)
+    (photos / "tall.png").write_bytes(gradient_png(600, 800))
+    out = tmp_path / "out"
+    argv = ["batch", "--images", str(photos), "--prompt", "add a hat", "--out", str(out),
+            "--server", server.url, "--steps", "1", "--concurrency", "1"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "kontext batch: 1 photo(s) over the size a /v2/job server takes were shrunk" in printed
+    report = _report(out / "report.jsonl")
+    assert report[1]["shrunk"] == [{"image": "phone.jpg", "from": [4032, 3024],
+                                    "sent": [1920, 1440]}]
+    assert "shrunk" not in report[2]
+    # No size given: each photo's own shape at about 1 MP, the nearest valid size.
+    assert [(report[n]["config"]["width"], report[n]["config"]["height"]) for n in (1, 2)] == [
+        (1040, 784), (784, 1040)]
+    assert sorted(request.image.size for request in engine.requests) == [(600, 800),
+                                                                         (1920, 1440)]
+    for name, size in (("phone.png", (1040, 784)), ("tall.png", (784, 1040))):
+        with Image.open(out / name) as image:
+            assert image.size == size

@@ -9,6 +9,7 @@ import json
 
 import httpx
 import pytest
+from helpers.fake_engine import FakeEngine
 from helpers.http import DEV, image_of, post_job
 from PIL import Image
 
@@ -95,3 +96,32 @@ def test_animations_stay_refused(serve, fmt, words):
     reply = post_job(live.url, CONFIG, animated(fmt), accept="application/json")
     assert reply.status_code == 400, reply.text
     assert words in reply.json()["error"]
+
+
+def phone_photo(stored=(4032, 3024), orientation: int | None = None) -> bytes:
+    """A phone-sized JPEG (the hosted API, and this server by default, refuse it)."""
+    buffer = io.BytesIO()
+    exif = Image.Exif()
+    if orientation:
+        exif[0x0112] = orientation
+    Image.new("RGB", stored, (30, 160, 60)).save(buffer, "JPEG", quality=80, exif=exif)
+    return buffer.getvalue()
+
+
+def test_a_phone_photo_is_refused_by_default_and_shrunk_when_the_operator_allows(serve):
+    refused = post_job(serve().url, CONFIG, phone_photo(), accept="application/json")
+    assert refused.status_code == 400
+    assert refused.json()["error"] == "input: is 4032x3024; each side must be at most 1920 px"
+    engine = FakeEngine()
+    live = serve(engine, downscale_inputs=True)
+    for orientation, shown in ((None, (1920, 1440)), (6, (1440, 1920))):
+        reply = post_job(live.url, CONFIG, phone_photo(orientation=orientation),
+                         accept="application/json")
+        assert reply.status_code == 200, reply.text
+        assert engine.requests[-1].image.size == shown  # upright, shape kept
+    # Too long and thin to keep a 256 px short side at 1920 px: refused, saying why.
+    thin = post_job(live.url, CONFIG, phone_photo((4000, 400)), accept="application/json")
+    assert thin.status_code == 400
+    assert thin.json()["error"] == ("input: is 4000x400; brought down to 1920 px its short "
+                                    "side would be under 256 px")
+

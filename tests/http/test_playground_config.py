@@ -20,7 +20,8 @@ def entries(settings: Settings) -> dict[str, dict]:
     engines = local_engines(settings, FakeEngine(), metrics)
     service = build_jobs_path(settings, engines, metrics).service
     config = playground_config(service, auth_required=False)
-    assert config["version"] == 3
+    assert config["version"] == 4
+    assert config["input_limits"] == {"max_side": 1920, "max_bytes": settings.max_input_bytes}
     return {entry["type"]: entry for entry in config["job_types"]}
 
 
@@ -38,6 +39,9 @@ def test_dev_fields_come_from_the_wire_model():
     schema = DevKontextConfig.model_json_schema()["properties"]["width"]
     assert (width["kind"], width["min"], width["max"], width["step"], width["default"]) == (
         "integer", schema["minimum"], schema["maximum"], schema["multipleOf"], 1024)
+    # Left empty, the page asks for the input's shape, by the wire's own size rule.
+    assert width["auto"] and fields(dev)["height"]["auto"]
+    assert dev["size_from_input"] == {"low": 512, "high": 1040, "unit": 16, "area": 1024**2}
     assert fields(dev)["guidance_scale"]["kind"] == "number"
     seed = fields(dev)["seed"]
     assert (seed["kind"], seed["min"], seed["max"]) == ("seed", "0", str(2**63 - 1))
@@ -68,6 +72,7 @@ def test_hosted_fields_per_type():
         "default": False, "description": ""}
     assert [(found[name]["min_inputs"], found[name]["max_inputs"])
             for name in (PRO_IMG2IMG, MAX_TXT2IMG)] == [(1, 1), (0, 0)]
+    assert found[PRO_IMG2IMG]["size_from_input"] is None  # its aspect_ratio says the shape
 
 
 @pytest.mark.parametrize(("settings", "env", "runs_on", "reason"), [

@@ -21,7 +21,11 @@ from helpers.fake_engine import FakeEngine
 from helpers.http import image_of
 from helpers.images import image_bytes
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+ROOT = Path(__file__).resolve().parents[2]
+README = ROOT / "README.md"
+#: Every user doc with shell examples.
+DOCS = [README, *sorted((ROOT / "docs").glob("*.md")), ROOT / "weights" / "README.md",
+        ROOT / "benchmarks" / "README.md"]
 BASES = ("http://127.0.0.1:8000", "http://localhost:8000")
 SYNC = r":8000/v2/job(\s|$)"
 
@@ -37,7 +41,8 @@ def readme_curl_commands() -> list[str]:
     return commands
 
 
-def run_curl(command: str, base: str, photo: Path, cwd: Path, job_id: str = "") -> str:
+def run_curl(command: str, base: str, photo: Path, cwd: Path, job_id: str = "",
+             expect: int = 0) -> str:
     """Run one README command (no shell) with the substitutions; its stdout."""
     args = shlex.split(command, comments=True)
     for url in BASES:
@@ -46,7 +51,7 @@ def run_curl(command: str, base: str, photo: Path, cwd: Path, job_id: str = "") 
     args = [arg.replace("@photo.jpg", f"@{photo}").replace("$ID", job_id) for arg in args]
     done = subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=60,
                           check=False)
-    assert done.returncode == 0, (command, done.stderr)
+    assert done.returncode == expect, (command, done.stderr)
     return done.stdout
 
 
@@ -72,6 +77,24 @@ def test_the_readme_has_the_examples_this_test_runs():
     assert len(by_path(commands, SYNC)) == 2  # "Try it", and an edit with a reference
     assert len(by_path(commands, "/v2/job/async")) == 3  # submit, state, output
     assert by_path(commands, "/metrics")
+
+
+def test_every_curl_example_in_the_docs_fails_loudly_on_an_http_error():
+    # Without --fail-with-body, curl saves an error's JSON as `-o edited.png` and exits 0.
+    for doc in DOCS:
+        for block in re.findall(r"```(?:bash|sh)\n(.*?)```", doc.read_text(), re.S):
+            for line in block.replace("\\\n", " ").splitlines():
+                if re.search(r"(^|\$\()\s*curl ", line):
+                    assert "--fail-with-body" in line, (doc.name, line)
+
+
+def test_an_http_error_exits_non_zero(setting):
+    base, photo, cwd, _ = setting
+    photo.write_bytes(b"not an image")
+    command = by_path(readme_curl_commands(), SYNC)[0]
+    run_curl(command, base, photo, cwd, expect=22)  # curl's exit status for HTTP >= 400
+    # The body kept is the server's reason, for `cat edited.png` to show.
+    assert json.loads((cwd / "edited.png").read_text())["error"].startswith("input: ")
 
 
 def test_synchronous_example(setting):

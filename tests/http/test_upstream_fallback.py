@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
 from helpers.fake_engine import FakeEngine
 from helpers.http import MAX_IMG, MAX_TXT, PRO_IMG, PRO_TXT, image_of, multipart_parts, post_job
 from helpers.images import gradient_png, image_bytes
+
+from server.jobs.local import DEMO_NOTICE
 
 
 def test_no_upstream_is_503_naming_the_configuration(serve):
@@ -31,6 +34,8 @@ def test_no_upstream_still_validates_first(serve):
 @pytest.mark.parametrize("job_type", [PRO_TXT, MAX_TXT])
 def test_fallback_txt2img_runs_on_dev_without_an_image(serve, job_type):
     engine = FakeEngine()
+    engine.info = dataclasses.replace(engine.info, model="FLUX.1-Kontext-dev (tiny random "
+                                      "demo checkpoint)", demo=True)
     live = serve(engine=engine, fallback="local", fallback_steps=3)
     config = {"prompt": "a red fox", "aspect_ratio": "16:9", "seed": 5,
               "prompt_upsampling": True}
@@ -40,10 +45,12 @@ def test_fallback_txt2img_runs_on_dev_without_an_image(serve, job_type):
     assert answer.headers["x-kontext-served-by"] == "local-dev-fallback"
     parts = multipart_parts(answer)
     job = json.loads(parts["job"][1])
+    # Where it ran, as the engine names itself: a demo checkpoint is never called the model.
     assert job["served_by"] == {
-        "backend": "local-dev-fallback", "model": "FLUX.1-Kontext-dev", "device": "cpu",
+        "backend": "local-dev-fallback", "model": engine.info.model, "device": "cpu",
         "width": 1392, "height": 752, "steps": 3,
         "not_applied": ["prompt_upsampling", "safety_tolerance"]}
+    assert job["notice"] == DEMO_NOTICE
     assert job["config"]["safety_tolerance"] == 4
     assert image_of(parts["output"][1]).size == (1392, 752)
     (request,) = engine.requests

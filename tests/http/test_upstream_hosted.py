@@ -83,6 +83,16 @@ def test_img2img_round_trip_with_server_credentials(hosted, fake):
     assert CLIENT_TOKEN.encode() not in seen.body + json.dumps(seen.headers).encode()
 
 
+def test_an_input_the_server_shrinks_is_forwarded_shrunk(hosted, fake):
+    # --downscale-inputs: upstream gets what this server decided to edit, not the original.
+    answer = send(hosted(downscale_inputs=True), image=image_bytes(3000, 2000, "JPEG"),
+                  accept="application/json")
+    assert answer.status_code == 200, answer.text
+    (seen,) = fake.requests("hosted")
+    sent = image_of(seen.form["input"])
+    assert (sent.format, sent.size) == ("JPEG", (1920, 1280))
+
+
 @pytest.mark.parametrize("job_type", [PRO_TXT, PRO_IMG, MAX_TXT, MAX_IMG])
 def test_every_pro_max_type_is_forwarded(hosted, fake, job_type):
     image = b"default" if job_type.endswith("img2img.v2") else None

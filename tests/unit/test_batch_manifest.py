@@ -45,7 +45,9 @@ def test_jsonl_rows_resolve_with_the_server_model(workdir: Path) -> None:
     # No seed: a random one is drawn now (so it can be reported), and marked as not given.
     assert not second.seed_given and isinstance(second.config.seed, int)
     assert second.output == (workdir / "out" / "sub" / "hat.webp").resolve()
-    assert second.fmt == "webp" and second.config.width == 1024
+    # No size: the photo's shape (600 x 400, 3:2) at about 1 MP, not the wire's 1024 x 1024.
+    assert second.fmt == "webp"
+    assert (second.config.width, second.config.height) == (1040, 688)
     assert second.source == "edits.jsonl line 3"
 
 
@@ -99,7 +101,9 @@ def test_csv_rows_get_real_types_and_server_wording(workdir: Path) -> None:
     blue, green, bad_steps, extra = rows
     assert isinstance(blue, Row) and blue.fmt == "jpeg" and blue.config.progressive is True
     assert (blue.config.steps, blue.config.guidance_scale, blue.config.seed) == (2, 3.5, 11)
-    assert isinstance(green, Row) and green.config.width == 1024 and not green.seed_given
+    # Empty cells are defaults (the size: b.jpg's 3:2 shape at about 1 MP).
+    assert isinstance(green, Row) and not green.seed_given
+    assert (green.config.width, green.config.height) == (1040, 688)
     assert isinstance(bad_steps, BadRow)
     assert bad_steps.error == "config.steps: must be an integer, got 'many'"
     assert isinstance(extra, BadRow) and "more cells than the header" in extra.error

@@ -6,9 +6,12 @@ import { lorasKind } from "./loras.js";
 
 const el = (tag, props = {}) => Object.assign(document.createElement(tag), props);
 
+// A field with `auto` starts empty: the page then picks its value (the output size: the
+// input's shape, size.js) and says which.
 function numberInput(field) {
   return el("input", { type: "number", min: field.min, max: field.max, step: field.step,
-                       value: field.default ?? "" });
+                       value: field.auto ? "" : field.default ?? "",
+                       placeholder: field.auto ? "auto" : "" });
 }
 
 const KINDS = {

@@ -10,12 +10,13 @@ import { forget, imageSize, remember, urlOf } from "./images.js";
 import { currentInputs, renderInputs } from "./inputs.js";
 import { buildJob } from "./job.js";
 import { addRefs, emptyRefs, moveInput, removeRef } from "./references.js";
+import { plannedSize } from "./size.js";
 import { curlSnippet, jsSnippet } from "./snippets.js";
 import { renderStage, setSplit } from "./stage.js";
 import { hideProgress, setBusy, setStatus, showError, showNotice, showProgress, showSteps }
   from "./status.js";
 import * as store from "./store.js";
-import { keepStep, keepUpload, sizeOf, wireDropZone } from "./uploads.js";
+import { keepStep, keepUpload, shrunkNote, sizeOf, wireDropZone } from "./uploads.js";
 
 const $ = (id) => document.getElementById(id);
 const EXTENSIONS = { jpeg: "jpg", png: "png", webp: "webp" };
@@ -24,12 +25,28 @@ const page = { config: null, chain: emptyChain(), refs: emptyRefs(), running: nu
 const jobTypeOf = (name) => page.config.job_types.find((entry) => entry.type === name);
 const currentJobType = () => jobTypeOf($("job-type").value);
 
-/** The job for the current settings (the one builder; see job.js). */
+/** The job for the current settings (the one builder; see job.js). With no size typed,
+ * it asks for the input's shape (size.js). */
 function currentJob() {
   const jobType = currentJobType();
-  return buildJob({ jobType, prompt: $("prompt").value,
-                    values: readFields($("fields"), jobType),
-                    inputs: currentInputs(page.chain, page.refs, jobType) });
+  const inputs = currentInputs(page.chain, page.refs, jobType);
+  const values = readFields($("fields"), jobType);
+  const size = plannedSize(jobType, values, inputs[0]);
+  if (size?.auto) Object.assign(values, { width: size.width, height: size.height });
+  return buildJob({ jobType, prompt: $("prompt").value, values, inputs });
+}
+
+/** Say what size the next job will ask for (hidden when the job type has none). */
+function showSize() {
+  const jobType = currentJobType();
+  const size = plannedSize(jobType, readFields($("fields"), jobType),
+                           currentInputs(page.chain, page.refs, jobType)[0]);
+  $("size-note").hidden = !size;
+  if (size) {
+    $("size-note").textContent = `Output: ${size.width} × ${size.height}`
+      + (size.auto ? " — the input's shape at about 1 MP (type a width and height to choose)"
+        : "");
+  }
 }
 
 // --- the chain: change it, store it, show it ----------------------------------------
@@ -50,6 +67,7 @@ async function render() {
   $("clear").disabled = chain.steps.length === 0;
   const inputs = currentInputs(chain, page.refs, currentJobType());
   showFields($("fields"), currentJobType(), inputs.length);
+  showSize();
   await Promise.all([
     renderStage(inputStep(chain), result),
     renderHistory($("history"), chain, pickStep),
@@ -80,13 +98,20 @@ async function addReferences(files) {
   const added = [];
   for (const file of files.slice(0, room)) {
     const size = await sizeOf(file);
-    const step = size && await keepUpload(file, "reference", size);
+    const step = size && await keepUpload(file, "reference", size, page.config.input_limits);
     if (step) added.push(step);
   }
+  sayShrunk(added);
   if (added.length) await setRefs(addRefs(page.refs, added));
   if (files.length > room) {
     showError(`This model takes at most ${most} reference images: remove one to add another.`);
   }
+}
+
+/** One line for the images just picked that were shrunk to the server's limits. */
+function sayShrunk(steps) {
+  const notes = steps.map((step) => shrunkNote(step, page.config.input_limits)).filter(Boolean);
+  if (notes.length) setStatus(notes.join(" "));
 }
 
 function idle() {
@@ -103,8 +128,9 @@ async function pickFiles(files) {
   if (!size) return;
   const old = page.chain.steps;
   await store.deleteImages(old.map((step) => step.id));
-  const step = await keepUpload(file, "upload", size);
+  const step = await keepUpload(file, "upload", size, page.config.input_limits);
   if (!step) return;
+  sayShrunk([step]);
   await setChain(startChain(step), old);
   if (rest.length && currentJobType().max_inputs > 1) await addReferences(rest);
 }
@@ -246,7 +272,7 @@ function wireControls() {
       run();
     }
   });
-  $("controls").addEventListener("input", saveForm);
+  $("controls").addEventListener("input", () => { saveForm(); showSize(); });
   $("job-type").addEventListener("change", () => { chooseJobType($("job-type").value); saveForm(); });
   $("token").addEventListener("input", () => api.setToken($("token").value));
   $("cancel").addEventListener("click", cancel);

@@ -3,6 +3,7 @@
 
 import { newStepId } from "./chain.js";
 import { imageSize, remember } from "./images.js";
+import { shrinkToLimits } from "./size.js";
 import { showError } from "./status.js";
 import * as store from "./store.js";
 
@@ -22,16 +23,42 @@ export async function sizeOf(file) {
   }
 }
 
-/** A new step of `kind` for `file`, its image kept; null (error shown) if it cannot be. */
-export async function keepUpload(file, kind, size) {
+/** A new step of `kind` for `file`, its image kept; null (error shown) if it cannot be.
+ * A photo over the server's `limits` is kept shrunk to them (shape kept), as it will be
+ * sent; the step then has `shrunkFrom`, its size before. */
+export async function keepUpload(file, kind, size, limits) {
   const step = { id: newStepId(), kind, index: 0, fileName: file.name, ...size,
                  createdAt: new Date().toISOString() };
-  try { await keepStep(step, file); } catch (error) {
+  let blob = file;
+  // A browser that cannot shrink it sends it as it is: the server then says why not.
+  const shrunk = limits && await shrinkToLimits(file, size, limits).catch(() => null);
+  if (shrunk) {
+    blob = shrunk.blob;
+    Object.assign(step, { width: shrunk.width, height: shrunk.height,
+                          shrunkFrom: { ...size, name: file.name },
+                          fileName: renamed(file.name, shrunk.blob.type) });
+  }
+  try { await keepStep(step, blob); } catch (error) {
     // e.g. storage full or disabled: the image cannot survive a reload
     showError(`This browser refused to keep the image: ${error?.message ?? error}`);
     return null;
   }
   return step;
+}
+
+// A file name whose extension says what the (re-encoded) image now is.
+function renamed(name, type) {
+  const extension = type === "image/jpeg" ? /\.jpe?g$/i : /\.png$/i;
+  if (extension.test(name)) return name;
+  return `${name.replace(/\.[^.]*$/, "")}.${type === "image/jpeg" ? "jpg" : "png"}`;
+}
+
+/** The line saying a step's image was shrunk to the server's limits, or "". */
+export function shrunkNote(step, limits) {
+  if (!step.shrunkFrom) return "";
+  const { width, height, name } = step.shrunkFrom;
+  return `${name}: ${width} × ${height} is over the ${limits.max_side} px a side this `
+    + `server takes; it is sent as ${step.width} × ${step.height} (same shape).`;
 }
 
 /** Files dropped on `zoneId` or picked with `fileId` go to `onFiles([File…])`. */

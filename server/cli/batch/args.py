@@ -29,6 +29,10 @@ partial files. Ctrl-C stops cleanly: --local abandons the edit in progress, --se
 the requests in flight finish (Ctrl-C again abandons them); the report is written either
 way and the exit status is 130.
 
+Sizes: a row that gives no width, height or aspect_ratio gets its photo's shape at about
+1 MP (the nearest valid size). Photos over 1920 px a side (or 10 MB) are shrunk before
+they are sent, shape kept; the report lists them (`shrunk`).
+
 Seeds: a row without a seed gets a random one at run time, recorded in the report
 (`config.seed`). Re-running such a row produces a different image unless its output
 already exists (then it is skipped and its earlier seed is carried over in the report).
@@ -54,8 +58,8 @@ def _add_config_defaults(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--style-preset", dest="style_preset",
                        choices=StylePreset.__args__, help="a style preset")
     group.add_argument("--width", type=int, help="output width (512-1040, multiple of 16; "
-                       "default 1024)")
-    group.add_argument("--height", type=int, help="output height (default 1024)")
+                       "default: each row's photo's shape at about 1 MP)")
+    group.add_argument("--height", type=int, help="output height (default: as --width)")
     group.add_argument("--steps", type=int, help="denoising steps (1-50; default 30)")
     group.add_argument("--guidance-scale", dest="guidance_scale", type=float,
                        help="guidance scale (1-10; default 2.5)")

@@ -24,7 +24,7 @@ from server.cli.batch.progress import Progress
 from server.cli.batch.report import Report, row_line, summary
 from server.cli.batch.stop import StopRequest
 from server.cli.batch.validate import resolve_rows
-from server.cli.settings_flags import batch_fields, settings_from_args
+from server.cli.settings_flags import batch_fields, settings_error, settings_from_args
 from server.settings import Settings
 
 EXIT_OK, EXIT_FAILED, EXIT_SETUP, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -94,7 +94,7 @@ def main_batch(args: argparse.Namespace) -> int:
     try:
         settings = settings_from_args(args, batch_fields())
     except ValidationError as exc:
-        print(f"kontext batch: invalid setting:\n{exc}", file=sys.stderr)
+        print(f"kontext batch: {settings_error(exc)}", file=sys.stderr)
         return EXIT_SETUP
     return run_batch(args, settings)
 
@@ -161,6 +161,11 @@ def _conclude(report: Report, total: int, started: float, reason: str | None) ->
     cut_short = sum(counts.values()) < total
     if reason:
         print(f"kontext batch: stopped: {reason}", file=sys.stderr)
+    if report.notice:
+        print(f"kontext batch: notice: {report.notice}")
+    if report.shrunk:
+        print(f"kontext batch: {report.shrunk} photo(s) over the size a /v2/job server takes "
+              "were shrunk before sending, shape kept (`shrunk` in the report)")
     print(summary(counts, total, time.monotonic() - started, report.path,
                   cut_short and not reason))
     if reason or (counts["failed"] and not cut_short):

@@ -12,6 +12,7 @@ from typing import Any
 
 from server.atomic_files import TEMP_SUFFIX
 from server.cli.batch.manifest import BadRow, Row
+from server.cli.photos import Photo
 
 #: The runners' callback for a finished row: finish(row, status, **report fields).
 Finish = Callable[..., None]
@@ -39,6 +40,16 @@ def image_field(images: tuple[Path, ...]) -> str | list[str] | None:
     return [str(image) for image in images] or None
 
 
+def job_notes(notice: str | None, photos: list[Photo]) -> dict[str, Any]:
+    """A done row's report fields beyond its result: the server's `notice` (a demo server's
+    images are noise) and the inputs shrunk before sending."""
+    notes: dict[str, Any] = {"notice": notice} if notice else {}
+    shrunk = [entry for photo in photos if (entry := photo.shrunk()) is not None]
+    if shrunk:
+        notes["shrunk"] = shrunk
+    return notes
+
+
 def row_line(row: Row | BadRow, status: str, **extra: Any) -> dict[str, Any]:
     """The report line of one row; `extra` adds config, seconds, error, reason, …"""
     line: dict[str, Any] = {
@@ -59,6 +70,9 @@ class Report:
         self.path = path
         self.previous = previous_configs(path)
         self.counts: Counter[str] = Counter()
+        #: Inputs shrunk before sending, and the server's notice, for the closing lines.
+        self.shrunk = 0
+        self.notice: str | None = None
         path.parent.mkdir(parents=True, exist_ok=True)
         # Written beside the old report so a killed run leaves the old one intact.
         self._temp = path.with_name(f".{path.name}.{os.getpid()}{TEMP_SUFFIX}")
@@ -67,6 +81,8 @@ class Report:
     def write(self, line: dict[str, Any]) -> None:
         """Record one row."""
         self.counts[line["status"]] += 1
+        self.shrunk += len(line.get("shrunk", ()))
+        self.notice = self.notice or line.get("notice")
         self._file.write(json.dumps(line) + "\n")
         self._file.flush()
 

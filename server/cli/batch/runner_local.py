@@ -17,8 +17,9 @@ from typing import Any
 from pipelines.errors import EngineFailure
 from server.atomic_files import write_atomic
 from server.cli.batch.manifest import Row
-from server.cli.batch.report import Finish
+from server.cli.batch.report import Finish, job_notes
 from server.cli.batch.stop import StopRequest
+from server.cli.photos import Photo, read_photo
 from server.errors import ApiError, ClientGone
 from server.jobs.job import Job, Listener
 from server.jobs.record import new_job_id
@@ -93,7 +94,10 @@ class LocalRunner:
                 return
             started = time.monotonic()
             try:
-                job = await self._run_job(await self._submission(row), stopped.wait)
+                photos = await asyncio.to_thread(self._photos, row)
+                submission = Submission(DEV_KONTEXT, row.config.model_dump(exclude_none=True),
+                                        tuple(photo.data for photo in photos), row.fmt)
+                job = await self._run_job(submission, stopped.wait)
             except OSError as exc:
                 _fail(finish, row, f"{type(exc).__name__}: {exc}", started)
                 continue
@@ -105,24 +109,24 @@ class LocalRunner:
             if job.error is not None:  # e.g. the content filter refused its image
                 _fail(finish, row, _row_error(job.error), started)
                 continue
-            self._write(row, job, finish, started)
+            self._write(row, job, photos, finish, started)
 
-    @staticmethod
-    async def _submission(row: Row) -> Submission:
-        data = await asyncio.to_thread(lambda: tuple(path.read_bytes() for path in row.images))
-        return Submission(DEV_KONTEXT, row.config.model_dump(exclude_none=True), data, row.fmt)
+    def _photos(self, row: Row) -> list[Photo]:
+        """The row's images as a client sends them (shrunk when over the limits)."""
+        return [read_photo(path, self.path.service.image_limits) for path in row.images]
 
-    def _write(self, row: Row, job: Job, finish: Finish, started: float) -> None:
+    def _write(self, row: Row, job: Job, photos: list[Photo], finish: Finish,
+               started: float) -> None:
         assert job.outcome is not None
         try:
             write_atomic(row.output, job.outcome.output)
         except OSError as exc:
             _fail(finish, row, f"cannot write {row.output}: {exc}", started)
             return
-        metrics: dict[str, Any] = job.record.metrics or {}
+        # The job's metrics as the server's job JSON has them (inputs, LoRAs, tier, ...).
         finish(row, "ok", seconds=round(time.monotonic() - started, 3),
-               config=row.config.model_dump(),
-               metrics={"elapsed": metrics.get("elapsed"), "ips": metrics.get("ips")})
+               config=row.config.model_dump(), metrics=dict(job.record.metrics or {}),
+               **job_notes(job.record.extra.get("notice"), photos))
 
 
 def _row_error(exc: ApiError) -> str:

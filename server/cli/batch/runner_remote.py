@@ -18,8 +18,9 @@ from PIL import Image
 from server.atomic_files import write_atomic
 from server.cli.batch.manifest import Row
 from server.cli.batch.remote_client import RetryPolicy, Unreachable, job_url, post_job
-from server.cli.batch.report import Finish
+from server.cli.batch.report import Finish, job_notes
 from server.cli.batch.stop import StopRequest
+from server.cli.photos import Photo, read_photo
 from server.errors import ApiError
 from server.media.decode import ImageLimits, decode_input_image
 
@@ -93,8 +94,9 @@ async def _run_row(client: httpx.AsyncClient, url: str, row: Row,
                    options: RemoteOptions) -> dict[str, Any]:
     """Check the image, post the job, check and write the output; the report fields."""
     try:
-        images = await asyncio.to_thread(_read_images, row, options.limits)
-        answer = await post_job(client, url, _send_config(row), images, row.fmt,
+        photos = await asyncio.to_thread(_read_images, row, options.limits)
+        answer = await post_job(client, url, _send_config(row),
+                                [(photo.name, photo.data) for photo in photos], row.fmt,
                                 options.policy)
     except Unreachable as exc:
         raise RowFailed(str(exc), exc.attempts) from exc
@@ -111,19 +113,20 @@ async def _run_row(client: httpx.AsyncClient, url: str, row: Row,
         raise RowFailed(f"cannot write {row.output}: {exc}", answer.attempts) from exc
     job = answer.job or {}
     return {"config": job.get("config") or _send_config(row), "metrics": job.get("metrics"),
-            "job_id": job.get("id"), "attempts": answer.attempts}
+            "job_id": job.get("id"), "attempts": answer.attempts,
+            **job_notes(job.get("notice"), photos)}
 
 
-def _read_images(row: Row, limits: ImageLimits) -> list[tuple[str, bytes]]:
-    """(file name, bytes) of each input, after checking them with the server's own image
-    rules (named as the row names them: `image`, or `image[i]` for several)."""
+def _read_images(row: Row, limits: ImageLimits) -> list[Photo]:
+    """Each input as it will be sent (shrunk when too large), after checking it with the
+    server's own image rules (named as the row names them: `image`, or `image[i]`)."""
     several = len(row.images) > 1
-    inputs = []
+    photos = []
     for index, path in enumerate(row.images):
-        data = path.read_bytes()
-        decode_input_image(data, f"image[{index}]" if several else "image", limits)
-        inputs.append((path.name, data))
-    return inputs
+        photo = read_photo(path, limits)
+        decode_input_image(photo.data, f"image[{index}]" if several else "image", limits)
+        photos.append(photo)
+    return photos
 
 
 def _check_output(data: bytes, size: tuple[int, int], attempts: int) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 
 from pipelines.references import MAX_INPUT_IMAGES
 from server.cli.batch.manifest import BadRow, RawRow, Row
+from server.cli.photos import photo_shape, with_photo_size
 from server.errors import ApiError
 from server.media.formats import FORMAT_OF_SUFFIX, ImageFormat, file_name
 from server.wire.models import DevKontextConfig, parse_model
@@ -76,7 +77,9 @@ def resolve_row(raw: RawRow, defaults: dict[str, Any], base_dir: Path, out_dir: 
             raise RowError(f"output: {output} is an input image itself; choose another "
                            "--out folder or `output` name")
         config_fields = {k: v for k, v in fields.items() if k not in ("image", "output")}
-        config = parse_model(DevKontextConfig, config_fields, "config")
+        # No size asked for: the photo's own shape (read from its header).
+        sized = with_photo_size(config_fields, photo_shape(images[0]))
+        config = parse_model(DevKontextConfig, sized, "config")
     except (RowError, ApiError) as exc:
         return BadRow(raw.number, raw.source, str(exc), fields, images, output)
     return Row(raw.number, raw.source, images, output, fmt, config,

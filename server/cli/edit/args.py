@@ -23,7 +23,10 @@ Prints the seed used and where the file was written.
 EPILOG = f"""\
 The output format follows -o's extension (.png, .jpg/.jpeg, .webp; default
 IMAGE-edited.png in the current folder). The token for --server is --token or ${TOKEN_ENV}.
-Exit status: 0 written, 1 the edit failed or was refused, 2 a bad argument or config,
+A photo over 1920 px a side (or 10 MB) is shrunk before it is sent, shape kept (a /v2/job
+server takes no larger), and a line says so.
+Exit status: 0 written, 1 the edit failed or was refused, 2 a bad argument, config or
+setting, or --local that cannot start (weights, content filter, C2PA pair),
 130 interrupted (Ctrl-C cancels the edit, on the server too).
 """
 
@@ -52,8 +55,8 @@ def add_edit_arguments(parser: argparse.ArgumentParser) -> None:
     config = parser.add_argument_group("edit config (the server's defaults when not given)")
     config.add_argument("--seed", type=int, help="seed (default: random, printed)")
     config.add_argument("--width", type=int, help="output width (512-1040, multiple of 16; "
-                        "default 1024)")
-    config.add_argument("--height", type=int, help="output height (default 1024)")
+                        "default: the photo's shape at about 1 MP, e.g. 1040x784 for 4:3)")
+    config.add_argument("--height", type=int, help="output height (default: as --width)")
     config.add_argument("--aspect-ratio", dest="aspect_ratio", metavar="W:H",
                         help="instead of --width/--height: the output's shape")
     config.add_argument("--steps", type=int, help="denoising steps (1-50; default 30)")

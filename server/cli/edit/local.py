@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from pipelines.errors import EngineError
 from server.cli.batch.runner_local import LocalRunner
 from server.cli.batch.stop import StopRequest
 from server.cli.edit.progress import StepProgress
-from server.cli.edit.result import Edited, EditFailed
+from server.cli.edit.result import Edited, EditFailed, SetupFailed
 from server.errors import ApiError, ClientGone
 from server.jobs.job import Job
 from server.jobs.progress import progress_json
@@ -17,13 +18,17 @@ from server.jobs.types import DEV_KONTEXT
 from server.jobs.work_ahead import WorkAhead
 from server.media.formats import ImageFormat
 from server.settings import Settings
+from server.wiring import SafeguardsError
 
 
 def edit_local(settings: Settings, config: dict[str, Any], image: bytes, fmt: ImageFormat,
                progress: StepProgress) -> Edited:
     """Load the engine, run the edit; EditFailed with the server's message on failure,
     KeyboardInterrupt when Ctrl-C cancelled it."""
-    runner = LocalRunner(settings)  # EngineError here: bad --weights, or the load failed
+    try:
+        runner = LocalRunner(settings)
+    except (EngineError, SafeguardsError) as exc:  # bad --weights, classifier, C2PA pair
+        raise SetupFailed(str(exc)) from exc
 
     def show(job: Job) -> None:
         running = job.record.state == "processing"

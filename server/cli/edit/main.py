@@ -6,9 +6,14 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from server.cli.edit.args import edit_config
 from server.media.formats import FORMAT_OF_SUFFIX, ImageFormat
+
+if TYPE_CHECKING:
+    from server.cli.photos import Photo
+    from server.media.decode import ImageLimits
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -27,8 +32,11 @@ def output_path(image: Path, out: Path | None) -> tuple[Path, ImageFormat]:
     return out, fmt  # type: ignore[return-value]
 
 
-def _checked(args: argparse.Namespace) -> tuple[dict, bytes, Path, ImageFormat]:
-    """The config (validated as the server validates it), the image bytes, the output."""
+def _checked(args: argparse.Namespace, limits: ImageLimits
+             ) -> tuple[dict, Photo, Path, ImageFormat]:
+    """The config (validated as the server validates it; of the photo's shape when it asks
+    for no size), the photo as it will be sent (shrunk if too large), the output."""
+    from server.cli.photos import read_photo, with_photo_size
     from server.errors import ApiError
     from server.wire.models import DevKontextConfig, parse_model
 
@@ -40,47 +48,55 @@ def _checked(args: argparse.Namespace) -> tuple[dict, bytes, Path, ImageFormat]:
     if not args.image.is_file():
         raise Usage(f"image: no such file: {args.image}")
     out, fmt = output_path(args.image, args.out)
-    return config, args.image.read_bytes(), out, fmt
+    photo = read_photo(args.image, limits)
+    return with_photo_size(config, photo.shape), photo, out, fmt
 
 
 def main_edit(args: argparse.Namespace) -> int:
     """`kontext edit`: the exit status (0 written, 1 failed, 2 usage, 130 interrupted)."""
     from pydantic import ValidationError
 
-    from server.cli.settings_flags import batch_fields, settings_from_args
+    from server.cli.settings_flags import batch_fields, settings_error, settings_from_args
     from server.logs import configure_logging
+    from server.media.decode import ImageLimits
 
     try:
         settings = settings_from_args(args, batch_fields())
-        config, image, out, fmt = _checked(args)
+        config, photo, out, fmt = _checked(args, ImageLimits(max_bytes=settings.max_input_bytes))
     except ValidationError as exc:
-        print(f"kontext edit: invalid setting:\n{exc}", file=sys.stderr)
+        print(f"kontext edit: {settings_error(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except Usage as exc:
         print(f"kontext edit: {exc}", file=sys.stderr)
         return EXIT_USAGE
     configure_logging(settings.log_level, secrets=[args.token] if args.token else [])
     logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
-    return _run(args, settings, config, image, out, fmt)
+    if photo.note:
+        print(f"kontext edit: {photo.note}", file=sys.stderr)
+    return _run(args, settings, config, photo, out, fmt)
 
 
-def _run(args: argparse.Namespace, settings, config: dict, image: bytes, out: Path,
+def _run(args: argparse.Namespace, settings, config: dict, photo: Photo, out: Path,
          fmt: ImageFormat) -> int:
     from pipelines.errors import EngineError
     from server.atomic_files import write_atomic
     from server.cli.edit.progress import StepProgress
     from server.cli.edit.remote import edit_remote
-    from server.cli.edit.result import EditFailed
+    from server.cli.edit.result import EditFailed, SetupFailed
 
     progress = StepProgress()
     try:
         if args.local:
             from server.cli.edit.local import edit_local
 
-            edited = edit_local(settings, config, image, fmt, progress)
+            edited = edit_local(settings, config, photo.data, fmt, progress)
         else:
-            edited = edit_remote(args.server, args.token, config, image, args.image.name, fmt,
+            edited = edit_remote(args.server, args.token, config, photo.data, photo.name, fmt,
                                  progress, args.timeout)
+    except SetupFailed as exc:
+        progress.close()
+        print(f"kontext edit: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except (EditFailed, EngineError) as exc:
         progress.close()
         print(f"kontext edit: {exc}", file=sys.stderr)
@@ -91,6 +107,9 @@ def _run(args: argparse.Namespace, settings, config: dict, image: bytes, out: Pa
         return EXIT_INTERRUPTED
     progress.close()
     write_atomic(out, edited.output)
-    print(f"seed: {edited.job['config']['seed']}")
-    print(f"wrote: {out}")
+    done = edited.job["config"]
+    print(f"seed: {done['seed']}")
+    print(f"wrote: {out} ({done['width']}x{done['height']})")
+    if edited.job.get("notice"):  # e.g. a demo server's: its images are noise
+        print(f"notice: {edited.job['notice']}")
     return EXIT_OK

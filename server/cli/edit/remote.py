@@ -4,6 +4,8 @@ through the job's server-sent events; Ctrl-C cancels the job on the server."""
 from __future__ import annotations
 
 import json
+import sys
+import time
 from typing import Any
 
 import httpx
@@ -27,15 +29,49 @@ def _refusal(response: httpx.Response) -> EditFailed:
 
 
 def _submit(client: httpx.Client, url: str, config: dict[str, Any], image: bytes,
-            filename: str, fmt: ImageFormat) -> dict[str, Any]:
+            filename: str, fmt: ImageFormat, timeout: float) -> dict[str, Any]:
     body = json.dumps({"type": DEV_KONTEXT, "config": config}).encode()
     files = [("job", ("job.json", body, "application/json")),
              ("input", (filename, image, "application/octet-stream"))]
-    # The output file is named after the format Accept chooses (output.png, ...).
-    response = client.post(url, files=files, headers={"Accept": MEDIA_TYPES[fmt]})
+
+    def post() -> httpx.Response:
+        # The output file is named after the format Accept chooses (output.png, ...).
+        return client.post(url, files=files, headers={"Accept": MEDIA_TYPES[fmt]})
+
+    response = post()
+    if response.status_code == 503 and _waited_until_ready(client, url, timeout):
+        response = post()
     if response.status_code != 201:
         raise _refusal(response)
     return response.json()
+
+
+#: /readyz states from which a server becomes ready by itself.
+COMING_UP = ("loading", "warming_up")
+
+
+def _waited_until_ready(client: httpx.Client, url: str, timeout: float) -> bool:
+    """While the server is still loading its model (its /readyz says so), wait for it: a
+    new user starts the demo server and edits at once. Any other answer (failed, shutting
+    down, no /readyz on another kind of server) returns False: the job's 503 says why."""
+    readyz = url.removesuffix("/async").removesuffix("/v2/job") + "/readyz"
+    deadline, said = time.monotonic() + timeout, False
+    while time.monotonic() < deadline:
+        try:
+            answer = client.get(readyz)
+            state = answer.json().get("state") if answer.status_code == 503 else None
+        except (httpx.HTTPError, ValueError, AttributeError):
+            return False
+        if answer.status_code == 200:
+            return said
+        if state not in COMING_UP:
+            return False
+        if not said:
+            print("kontext edit: the server is still loading its model; waiting for it "
+                  "(Ctrl-C stops)", file=sys.stderr, flush=True)
+            said = True
+        time.sleep(1.0)  # a person waiting: once a second is plenty, and cheap for it
+    return False
 
 
 def _follow(client: httpx.Client, url: str, progress: StepProgress) -> dict[str, Any]:
@@ -61,7 +97,7 @@ def edit_remote(server: str, token: str | None, config: dict[str, Any], image: b
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
         with httpx.Client(headers=headers, timeout=timeout) as client:
-            job_id = _submit(client, url, config, image, filename, fmt)["id"]
+            job_id = _submit(client, url, config, image, filename, fmt, timeout)["id"]
             try:
                 final = _follow(client, f"{url}/{job_id}/events", progress)
             except KeyboardInterrupt:
@@ -74,5 +110,8 @@ def edit_remote(server: str, token: str | None, config: dict[str, Any], image: b
             if output.status_code != 200:
                 raise _refusal(output)
             return Edited(output.content, final)
+    except httpx.ConnectError as exc:
+        raise EditFailed(f"no server answers at {server} ({exc}): start one (./scripts/demo.sh "
+                         "or kontext serve), or name another with --server URL") from exc
     except httpx.HTTPError as exc:
         raise EditFailed(f"{type(exc).__name__} talking to {url}: {exc}") from exc
