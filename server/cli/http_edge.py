@@ -93,6 +93,8 @@ class EdgeProtocol(H11Protocol):
         #: The probe port's connections, shared by every connection of this server.
         self._probes: set[EdgeProtocol] = getattr(config, "edge_probe_connections", set())
         self._probe_port: int | None = getattr(config, "edge_probe_port", None)
+        #: The app's /metrics, which counts the edge's own refusals too (None: no app's).
+        self._metrics = getattr(getattr(config.app, "state", None), "metrics", None)
 
     def connection_made(self, transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -126,7 +128,14 @@ class EdgeProtocol(H11Protocol):
         self._probes.discard(self)
         super().connection_lost(exc)
 
+    def _count(self, status: int, reason: str) -> None:
+        """Count an answer the edge gave itself in kontext_http_errors_total."""
+        if self._metrics is not None:
+            self._metrics.count_error(status, reason)
+
     def send_400_response(self, msg: str) -> None:
+        self._count(self.conn.error_status, "edge_header_size" if self.conn.error_status == 431
+                    else "edge_malformed")
         if self.conn.error_status == 431:
             log.warning("refused a request whose headers are over %d bytes (max_header_bytes)",
                         self.limits.max_header_bytes)
@@ -177,6 +186,7 @@ class EdgeProtocol(H11Protocol):
         else:
             log.warning("closed a connection whose body arrived at %.0f bytes/s, under "
                         "min_body_rate", self._window_bytes / self.limits.body_window)
+            self._count(408, "edge_body_rate")
             self._answer_and_close(canned(
                 408, "Request Timeout", f"the request body arrived slower than "
                 f"{self.limits.min_body_rate} bytes/s (min_body_rate)"))
@@ -187,6 +197,7 @@ class EdgeProtocol(H11Protocol):
             return
         log.warning("closed a connection that sent no complete headers in %g s "
                     "(header_timeout_seconds)", self.limits.header_timeout)
+        self._count(408, "edge_header_timeout")
         self._answer_and_close(canned(
             408, "Request Timeout", f"the request headers took longer than "
             f"{self.limits.header_timeout:g} s (header_timeout_seconds)"))
@@ -210,6 +221,7 @@ class EdgeProtocol(H11Protocol):
     def _refuse_over_cap(self, cap: int) -> None:
         self._refused = True
         log.warning("refused a connection: %d are open (max_connections)", cap)
+        self._count(503, "max_connections")
         self.transport.write(canned(
             503, "Service Unavailable", f"the server holds its maximum of "
             f"{cap} connections (max_connections); retry later",
