@@ -14,7 +14,7 @@ import subprocess
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from pipelines.step_timer import StepTimer as StepClock  # noqa: F401 - the benchmarks' clock
+from pipelines.engine.step_timer import StepTimer as StepClock  # noqa: F401 - the benchmarks' clock
 
 HERE = Path(__file__).resolve().parent
 CONFIGS = HERE / "kontext_dev_configs.json"
@@ -57,7 +57,7 @@ def build_random_pipeline(device: str = "cuda", seed: int = 0):
     )
     from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
 
-    from pipelines.tiny_checkpoint import _clip_tokenizer, _t5_tokenizer
+    from pipelines.weights.tiny import _clip_tokenizer, _t5_tokenizer
 
     configs = json.loads(CONFIGS.read_text())
 
@@ -102,7 +102,7 @@ def build_random_checkpoint(directory: Path, device: str = "cuda") -> Path:
 def ensure_checkpoint(directory: Path, tiny: bool, device: str) -> Path:
     """The benchmark checkpoint: built once, then reused from local disk."""
     if tiny:
-        from pipelines.tiny_checkpoint import is_tiny_checkpoint, write_tiny_checkpoint
+        from pipelines.weights.tiny import is_tiny_checkpoint, write_tiny_checkpoint
 
         return directory if is_tiny_checkpoint(directory) else write_tiny_checkpoint(directory)
     if (directory / MARKER).is_file():

@@ -37,10 +37,11 @@ WARNING = ("Random weights are not trained weights: these figures measure the ar
 
 def run_ours(checkpoint: Path, device: str, spec: str, size: tuple[int, int], steps: int):
     """(latents, image) from our engine; `spec` is a tier[@memory_mode] or `cpu-step-cache`."""
-    from pipelines.engine import KontextEngine
-    from pipelines.engine_plan import EnginePlan, StepCacheSpec
-    from pipelines.types import EditRequest, RunControl
-    from pipelines.weights import resolve_weights
+    from pipelines.contract import EditRequest, RunControl
+    from pipelines.engine.kontext import KontextEngine
+    from pipelines.engine.options import EngineOptions
+    from pipelines.levers.plan import EnginePlan, StepCacheSpec
+    from pipelines.weights.source import resolve_weights
 
     plan = None
     tier, _, memory_mode = spec.partition("@")
@@ -48,8 +49,8 @@ def run_ours(checkpoint: Path, device: str, spec: str, size: tuple[int, int], st
         plan = EnginePlan(tier="turbo", memory_mode="full", device="cpu", dtype="float32",
                           attention_backend="native", step_cache=StepCacheSpec())
         tier = "turbo"
-    engine = KontextEngine(resolve_weights(str(checkpoint)), device=device, tier=tier,
-                           memory_mode=memory_mode or "full", plan=plan, warmup_steps=2)
+    engine = KontextEngine(resolve_weights(str(checkpoint)), EngineOptions(
+        device=device, tier=tier, memory_mode=memory_mode or "full", plan=plan, warmup_steps=2))
     engine.load()
     try:
         engine.warmup()

@@ -37,7 +37,7 @@ from bench_common import (
     synchronize,
 )
 
-from pipelines.shapes import ShapeCase
+from pipelines.engine.warmup import ShapeCase
 
 DEFAULT_ENGINES = "stock,exact,fp8,turbo,exact@24gb,fp8@24gb,exact@16gb"
 PROMPT, SEED, GUIDANCE = "replace the sky with a stormy one", 42, 2.5
@@ -107,7 +107,7 @@ def ablated_plan(tier: str, memory_mode: str, device: str, drop: list[str]):
     """The server's plan for (tier, memory mode), minus the levers named in `drop`."""
     import dataclasses
 
-    from pipelines.engine_plan import detect_capabilities, plan_engine
+    from pipelines.levers.plan import detect_capabilities, plan_engine
 
     plan = plan_engine(tier, memory_mode, device, detect_capabilities())
     for lever in drop:
@@ -119,17 +119,17 @@ class EngineRunner:
     """Our KontextEngine at one tier and memory mode, loaded the way the server loads it."""
 
     def __init__(self, checkpoint: Path, device: str, spec: str) -> None:
-        from pipelines.engine import KontextEngine
-        from pipelines.weights import resolve_weights
+        from pipelines.engine.kontext import KontextEngine
+        from pipelines.engine.options import EngineOptions
+        from pipelines.weights.source import resolve_weights
 
         base, *drop = spec.split("~")
         tier, _, memory_mode = base.partition("@")
         memory_mode = memory_mode or "full"
         self.name = spec
         plan = ablated_plan(tier, memory_mode, device, drop) if drop else None
-        self.engine = KontextEngine(resolve_weights(str(checkpoint)), device=device,
-                                    tier=tier, memory_mode=memory_mode, plan=plan,
-                                    warmup_steps=2)
+        self.engine = KontextEngine(resolve_weights(str(checkpoint)), EngineOptions(
+            device=device, tier=tier, memory_mode=memory_mode, plan=plan, warmup_steps=2))
         self.engine.load()
         self.transformer = self.engine.pipe.transformer
         self.levers = ", ".join(self.engine.plan.levers()) or "none"
@@ -141,7 +141,7 @@ class EngineRunner:
             self.engine.warmup()
 
     def run(self, image, width: int, height: int, steps: int) -> None:
-        from pipelines.types import EditRequest, RunControl
+        from pipelines.contract import EditRequest, RunControl
 
         self.engine.run(EditRequest(PROMPT, image, width, height, steps, GUIDANCE, SEED),
                         RunControl())

@@ -11,7 +11,7 @@ import numpy as np
 from bench_common import StepClock, build_random_pipeline, environment, floor_seconds
 from engine_benchmark import GUIDANCE, PROMPT, SEED, reference_image
 
-from pipelines.shapes import ShapeCase
+from pipelines.engine.warmup import ShapeCase
 
 #: Attention backends timed by the micro-benchmark ("native": what SDPA picks itself).
 ATTENTION = ("native", "_flash_3", "_native_cudnn", "_native_flash", "_native_efficient")
@@ -25,7 +25,7 @@ def facts(ctx) -> dict:
     """Versions and device facts."""
     import torch
 
-    from pipelines.attention import backend_unavailable
+    from pipelines.levers.attention import backend_unavailable
 
     out = {"environment": environment(ctx.device), "torch": torch.__version__,
            "flash_attn_3": backend_unavailable("_flash_3") or "usable"}
@@ -40,7 +40,7 @@ def micro_attention(ctx) -> dict:
     """One attention call at the full-size geometry per backend, in ms."""
     import torch
 
-    from pipelines.attention import time_backends
+    from pipelines.levers.attention import time_backends
 
     heads, dim, tokens = (24, 128, 8704) if not ctx.tiny else (2, 16, 1024)
     timings = time_backends(ATTENTION, heads, dim, torch.bfloat16, tokens, device=ctx.device)
@@ -52,7 +52,7 @@ def micro_gemm(ctx) -> dict:
     """bf16 vs float8 row-wise GEMM at the MLP's shape: TFLOP/s."""
     import torch
 
-    from pipelines.attention import median_seconds
+    from pipelines.levers.attention import median_seconds
 
     m, k, n = (8704, 3072, 12288) if not ctx.tiny else (256, 128, 512)
     a = torch.randn(m, k, device=ctx.device, dtype=torch.bfloat16)
@@ -72,7 +72,7 @@ def micro_gemm(ctx) -> dict:
 def make_pipeline(ctx, device: str | None = None):
     """The random model, rebuilt from the same seed (identical weights), on `device`."""
     if ctx.tiny:
-        from pipelines.tiny_checkpoint import build_tiny_pipeline
+        from pipelines.weights.tiny import build_tiny_pipeline
 
         pipe = build_tiny_pipeline()
         for component in pipe.components.values():
@@ -91,7 +91,7 @@ def _dtype():
 
 def engine_plan(ctx, tier: str, memory_mode: str = "full"):
     """The server's plan; on the CPU smoke run, the H100 plan moved to the CPU."""
-    from pipelines.engine_plan import Capabilities, detect_capabilities, plan_engine
+    from pipelines.levers.plan import Capabilities, detect_capabilities, plan_engine
 
     if ctx.device == "cuda":
         return plan_engine(tier, memory_mode, "cuda", detect_capabilities())
@@ -207,15 +207,15 @@ class _Ours(_Stock):
     """Our KontextEngine with the server's plan, on the same random model."""
 
     def __init__(self, ctx, tier: str, memory_mode: str, device: str | None = None) -> None:
-        from pipelines.engine import KontextEngine
-        from pipelines.weights import WeightsSource
+        from pipelines.engine.kontext import KontextEngine
+        from pipelines.engine.options import EngineOptions
+        from pipelines.weights.source import WeightsSource
 
         self.ctx, self.latents = ctx, None
-        self.engine = KontextEngine(
-            WeightsSource("folder", "random full-size model, seed 0"), device=ctx.device,
-            plan=engine_plan(ctx, tier, memory_mode), warmup_steps=2,
-            warmup_size=(ctx.size, ctx.size),
-            pipeline_factory=lambda: make_pipeline(ctx, device))
+        source = WeightsSource("folder", "random full-size model, seed 0")
+        self.engine = KontextEngine(source, EngineOptions(
+            device=ctx.device, plan=engine_plan(ctx, tier, memory_mode), warmup_steps=2,
+            warmup_size=(ctx.size, ctx.size), pipeline_factory=lambda: make_pipeline(ctx, device)))
         self.engine.load()
         self.transformer = self.engine.pipe.transformer
 
@@ -223,7 +223,7 @@ class _Ours(_Stock):
         self.engine.warmup()
 
     def run(self, width, height, image, steps) -> None:
-        from pipelines.types import EditRequest, RunControl
+        from pipelines.contract import EditRequest, RunControl
 
         request = EditRequest(PROMPT, image, width, height, steps, GUIDANCE, SEED)
         with mock.patch.object(self.engine, "_decode", wraps=self.engine._decode) as decode:
@@ -296,14 +296,14 @@ def memory_mode(ctx, mode: str) -> dict:
 
 
 def memory_plans(ctx) -> dict:
-    """The meta-device memory plan of every mode (pipelines/memory_plan.py), to set beside
+    """The meta-device memory plan of every mode (pipelines/memory/plan.py), to set beside
     the measured peaks."""
     import json
 
     import torch
     from bench_common import CONFIGS
 
-    from pipelines.memory_plan import plan_memory
+    from pipelines.memory.plan import plan_memory
 
     configs = json.loads(CONFIGS.read_text())
     gpu = torch.cuda.get_device_properties(0).total_memory if ctx.device == "cuda" \

@@ -32,14 +32,15 @@ sys.path.insert(0, str(ROOT / "tests"))
 from benchmarks_results import write_section  # noqa: E402
 from helpers.live_server import start_server  # noqa: E402
 
-from pipelines.engine import KontextEngine  # noqa: E402
-from pipelines.tiny_checkpoint import write_tiny_checkpoint  # noqa: E402
-from pipelines.types import RunControl  # noqa: E402
-from pipelines.weights import resolve_weights  # noqa: E402
+from pipelines.contract import RunControl  # noqa: E402
+from pipelines.engine.kontext import KontextEngine  # noqa: E402
+from pipelines.engine.options import EngineOptions  # noqa: E402
+from pipelines.weights.source import resolve_weights  # noqa: E402
+from pipelines.weights.tiny import write_tiny_checkpoint  # noqa: E402
 from server.api.app import create_app  # noqa: E402
-from server.jobs.local import edit_request  # noqa: E402
+from server.jobs.backends.local import edit_request  # noqa: E402
+from server.jobs.prepared import prepare  # noqa: E402
 from server.settings import Settings  # noqa: E402
-from server.wire.models import DevKontextConfig  # noqa: E402
 
 DEV = "inference.flux-fast.dev-kontext.img2img.v1"
 
@@ -59,14 +60,14 @@ def main() -> None:
     args = parser.parse_args()
 
     checkpoint = write_tiny_checkpoint(Path(tempfile.mkdtemp()) / "tiny")
-    engine = KontextEngine(resolve_weights(str(checkpoint)), device="cpu", demo=True)
+    engine = KontextEngine(resolve_weights(str(checkpoint)), EngineOptions(device="cpu", demo=True))
     live = start_server(create_app(Settings(warmup=True, warmup_steps=1), engine))
     source = io.BytesIO()
     Image.linear_gradient("L").resize((1024, 1024)).convert("RGB").save(source, "PNG")
     png = source.getvalue()
     config = {"prompt": "make the sky stormy", "width": 1024, "height": 1024,
               "steps": args.steps, "seed": 1}
-    request = edit_request(DevKontextConfig(**config), Image.open(io.BytesIO(png)).convert("RGB"))
+    request = edit_request(prepare(DEV, config), Image.open(io.BytesIO(png)).convert("RGB"))
     files = [("input", ("in.png", png, "image/png")),
              ("job", ("job.json", json.dumps({"type": DEV, "config": config}),
                       "application/json"))]

@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench_common import StepClock, ensure_checkpoint, environment, synchronize
 
-from pipelines.types import EditRequest, LoraChoice, RunControl
+from pipelines.contract import EditRequest, LoraChoice, RunControl
 
 PROMPT, SEED = "relight the scene with warm sunset light", 42
 TINY_NOTE = ("Tiny checkpoint on a shared CPU (its Linears are 32–192 wide): these runs "
@@ -110,12 +110,13 @@ def step_ms(engine, variants: dict[str, tuple[LoraChoice, ...]], size: tuple[int
 
 def build_engine(args: argparse.Namespace, checkpoint: Path, lora_dir: Path | None):
     """The server's own engine for --tier (CUDA: its levers, compile, warm-up)."""
-    from pipelines.engine import KontextEngine
-    from pipelines.weights import resolve_weights
+    from pipelines.engine.kontext import KontextEngine
+    from pipelines.engine.options import EngineOptions, LoraOptions
+    from pipelines.weights.source import resolve_weights
 
-    engine = KontextEngine(resolve_weights(str(checkpoint)), device=args.device,
-                           tier=args.tier, lora_dir=lora_dir, lora_max_rank=args.rank,
-                           warmup_steps=1)
+    engine = KontextEngine(resolve_weights(str(checkpoint)), EngineOptions(
+        device=args.device, tier=args.tier, warmup_steps=1,
+        loras=LoraOptions(lora_dir, max_rank=args.rank)))
     engine.load()
     if args.full_size:
         engine.warmup()

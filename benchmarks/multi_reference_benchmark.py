@@ -35,13 +35,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench_common import ensure_checkpoint, environment, flops_per_step
 from engine_benchmark import reference_image
 
-from pipelines.references import (
+from pipelines.engine.warmup import TEXT_TOKENS, tokens_for
+from pipelines.references.plan import (
     DEFAULT_REFERENCE_TOKEN_BUDGET,
     LARGEST_CANVAS_TOKENS,
     MAX_INPUT_IMAGES,
     REFERENCE_METHODS,
 )
-from pipelines.shapes import TEXT_TOKENS, tokens_for
 
 PROMPT, SEED, GUIDANCE, SIDE = "put the object from the second image on the table", 42, 2.5, 1024
 #: Large enough that four 1024² inputs keep their full size (for the exponent fit).
@@ -72,19 +72,20 @@ def inputs(count: int):
 
 
 def load_engine(args, budget: int = FULL_SIZE_BUDGET):
-    from pipelines.engine import KontextEngine
-    from pipelines.weights import resolve_weights
+    from pipelines.engine.kontext import KontextEngine
+    from pipelines.engine.options import EngineOptions
+    from pipelines.weights.source import resolve_weights
 
     checkpoint = ensure_checkpoint(args.checkpoint, args.tiny, args.device)
-    engine = KontextEngine(resolve_weights(str(checkpoint)), device=args.device,
-                           tier=args.tier, plan=args.plan, warmup_steps=2,
-                           reference_token_budget=budget)
+    engine = KontextEngine(resolve_weights(str(checkpoint)), EngineOptions(
+        device=args.device, tier=args.tier, plan=args.plan, warmup_steps=2,
+        reference_token_budget=budget))
     engine.load()
     return engine
 
 
 def edit(engine, row: Row, steps: int, side: int = SIDE):
-    from pipelines.types import EditRequest, RunControl
+    from pipelines.contract import EditRequest, RunControl
 
     canvas, *references = inputs(row.inputs)
     request = EditRequest(PROMPT, canvas, side, side, steps, GUIDANCE, SEED,
@@ -223,7 +224,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.checkpoint = Path("/tmp/kontext-tiny-bench")
     args.plan = None
     if args.recompile_check and args.device == "cpu":
-        from pipelines.engine_plan import CompileSpec, EnginePlan
+        from pipelines.levers.plan import CompileSpec, EnginePlan
 
         # The CPU plan has no levers; add the GPU tiers' regional dynamic compile.
         args.plan = EnginePlan(tier="exact", memory_mode="full", device="cpu",

@@ -213,7 +213,7 @@ def main() -> None:
 
     import ray
 
-    from pipelines.tiny_checkpoint import write_tiny_checkpoint
+    from pipelines.weights.tiny import write_tiny_checkpoint
 
     demo_dir = write_tiny_checkpoint(Path(tempfile.mkdtemp()) / "tiny")
     runs: list[Run] = []

@@ -47,11 +47,11 @@ def main() -> None:
     import diffusers  # noqa: F401  (what the check imports, timed on their own)
     import transformers  # noqa: F401
 
-    from pipelines.weights_check import check_weights
+    from pipelines.weights.check import check_weights
     imported = time.perf_counter() - started
     from helpers.header_only import write_full_size_checkpoint
 
-    from pipelines.tiny_checkpoint import write_tiny_checkpoint
+    from pipelines.weights.tiny import write_tiny_checkpoint
 
     with tempfile.TemporaryDirectory() as scratch:
         tiny = write_tiny_checkpoint(Path(scratch) / "tiny")

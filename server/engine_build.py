@@ -9,9 +9,14 @@ from __future__ import annotations
 import functools
 import logging
 import os
+from collections import Counter
 
-from pipelines.types import Engine, EngineInfo
+from pipelines.contract import EngineInfo
+from pipelines.errors import InvalidInput
+from server.engines.interface import Engine
+from server.engines.pool import device_labels
 from server.settings import Settings
+from server.settings.scale import parse_device
 
 log = logging.getLogger(__name__)
 
@@ -21,44 +26,82 @@ MODEL = "FLUX.1-Kontext-dev"
 def build_engine(settings: Settings, device: str | None = None) -> Engine:
     """The engine for these settings on `device` (default: --device); raises WeightsError
     with a pointer to the docs."""
-    from pipelines.engine import KontextEngine
-    from pipelines.weights import resolve_weights
-    from pipelines.weights_check import require_loadable
+    from pipelines.engine.kontext import KontextEngine
+    from pipelines.weights.check import require_loadable
+    from pipelines.weights.source import resolve_weights
 
-    options = {"warmup_steps": settings.warmup_steps, "tier": settings.tier,
-               "memory_mode": settings.memory_mode,
-               "reference_token_budget": settings.reference_token_budget,
-               **lora_options(settings)}
+    options = engine_options(settings, device)
     if settings.demo:
-        source = resolve_weights(str(ensure_demo_checkpoint(settings)))
-        device = device or ("cpu" if settings.device == "auto" else settings.device)
-        return KontextEngine(source, device=device, demo=True, **options)
+        return KontextEngine(resolve_weights(str(ensure_demo_checkpoint(settings))), options)
     source = resolve_weights(settings.weights, settings.base_weights)
     # What `kontext weights check` says, before a byte is loaded: a folder that cannot load
     # is refused here in one line, naming every reason.
     require_loadable(source.location, source.base)
-    return KontextEngine(source, device=device or settings.device, **options)
+    return KontextEngine(source, options)
 
 
-def lora_options(settings: Settings) -> dict[str, object]:
-    """The engine's LoRA arguments (docs/loras.md): none without a LoRA folder."""
-    if settings.lora_dir is None:
-        return {}
-    if not settings.lora_dir.expanduser().is_dir():  # a typo, or a folder mounted later
-        log.warning("the LoRA folder %s does not exist (yet): no LoRAs are listed until it "
-                    "does", settings.lora_dir)
-    return {"lora_dir": settings.lora_dir, "lora_cache_bytes": settings.lora_cache_bytes,
-            "lora_max_rank": settings.lora_max_rank}
+def engine_options(settings: Settings, device: str | None = None):
+    """The engine's options under these settings, on `device` (default: --device; the demo
+    runs on CPU unless a device is named)."""
+    from pipelines.engine.options import EngineOptions, LoraOptions
+
+    if device is None:
+        device = "cpu" if settings.demo and settings.device == "auto" else settings.device
+    loras = None
+    if settings.lora_dir is not None:
+        if not settings.lora_dir.expanduser().is_dir():  # a typo, or a folder mounted later
+            log.warning("the LoRA folder %s does not exist (yet): no LoRAs are listed until "
+                        "it does", settings.lora_dir)
+        loras = LoraOptions(settings.lora_dir, cache_bytes=settings.lora_cache_bytes,
+                            max_rank=settings.lora_max_rank)
+    return EngineOptions(device=device, demo=settings.demo, tier=settings.tier,
+                         memory_mode=settings.memory_mode, warmup_steps=settings.warmup_steps,
+                         reference_token_budget=settings.reference_token_budget, loras=loras)
+
+
+def share_cpu(threads: int) -> None:
+    """Let this process's CPU engines use `threads` cores (engines sharing a machine each
+    take their part instead of all of them); process-wide."""
+    from pipelines.engine.devices import limit_cpu_threads
+
+    limit_cpu_threads(threads)
 
 
 def ensure_demo_checkpoint(settings: Settings):
     """The demo checkpoint's folder, written once if it is not there yet."""
-    from pipelines.tiny_checkpoint import is_tiny_checkpoint, write_tiny_checkpoint
+    from pipelines.weights.tiny import is_tiny_checkpoint, write_tiny_checkpoint
 
     if not is_tiny_checkpoint(settings.demo_dir):
         log.info("writing the tiny demo checkpoint to %s", settings.demo_dir)
         write_tiny_checkpoint(settings.demo_dir)
     return settings.demo_dir
+
+
+def resolve_devices(items: list[str]) -> list[str]:
+    """The device names `items` asks for; `all` is every CUDA device of this machine.
+
+    A GPU named twice is refused (two engines on one GPU compete for its memory and gain
+    nothing); `cpu` may repeat, each one an engine of its own.
+    """
+    if [item.strip().lower() for item in items] == ["all"]:
+        from pipelines.engine.devices import cuda_devices
+
+        devices = cuda_devices()
+        if not devices:
+            raise InvalidInput("devices: `all` asks for every GPU, but no CUDA device is "
+                               "available")
+        return devices
+    if any(item.strip().lower() == "all" for item in items):
+        raise InvalidInput("devices: `all` stands alone; do not combine it with other devices")
+    try:
+        devices = [parse_device(item) for item in items]
+    except ValueError as exc:
+        raise InvalidInput(str(exc)) from exc
+    twice = sorted(name for name, n in Counter(devices).items() if n > 1 and name != "cpu")
+    if twice:
+        raise InvalidInput(f"devices: {', '.join(twice)} named more than once; one engine "
+                           "per GPU")
+    return devices
 
 
 def build_local_engines(settings: Settings, factory=None) -> tuple[list[Engine], list[str]]:
@@ -68,9 +111,6 @@ def build_local_engines(settings: Settings, factory=None) -> tuple[list[Engine],
     settings); with --device-workers process it runs in each device's child process, so it
     must pickle (a module-level function, or a functools.partial of one).
     """
-    from pipelines.devices import device_labels, resolve_devices
-    from pipelines.errors import InvalidInput
-
     if not settings.devices:
         engine = (factory or functools.partial(build_engine, settings))(None)
         return [engine], [engine.info.device]
@@ -89,15 +129,30 @@ def build_local_engines(settings: Settings, factory=None) -> tuple[list[Engine],
             raise InvalidInput("devices: --device-workers thread runs CPU engines only; GPUs "
                                "run in a process each (--device-workers process, the default)")
         if threads:
-            from pipelines.devices import limit_cpu_threads
-
-            limit_cpu_threads(threads)  # process-wide: each engine thread runs ops on that many
+            share_cpu(threads)  # process-wide: each engine thread runs ops on that many
         return [factory(device) for device in devices], labels
-    from pipelines.process_engine import ProcessEngine
+    from server.engines.child import ProcessEngine
 
-    return [ProcessEngine(factory, device, planned_info(settings, device),
-                          threads if device == "cpu" else None, lora_dir=settings.lora_dir)
+    return [ProcessEngine(functools.partial(sharing_cpu, factory, threads)
+                          if threads and device == "cpu" else factory,
+                          device, planned_info(settings, device), lora_folder(settings))
             for device in devices], labels
+
+
+def sharing_cpu(factory, threads: int, device: str) -> Engine:
+    """`factory(device)` in a process whose CPU engine takes `threads` cores (a child's)."""
+    share_cpu(threads)
+    return factory(device)
+
+
+def lora_folder(settings: Settings):
+    """The LoRA folder as a catalog scanned in this process (None without one): what the
+    server lists while an engine in a child process is busy."""
+    if settings.lora_dir is None:
+        return None
+    from pipelines.loras.library import LoraLibrary
+
+    return LoraLibrary(settings.lora_dir)
 
 
 def planned_info(settings: Settings, device: str) -> EngineInfo:

@@ -1,18 +1,10 @@
 """The server's error hierarchy: each error knows its HTTP status and the field it is about.
 
-Engine errors (pipelines.errors) carry no status; `from_engine_error` maps them here, once.
+Engine errors (pipelines.errors) carry no status; server/engines/interface.py
+(`from_engine_error`) maps them to these, once.
 """
 
 from __future__ import annotations
-
-from pipelines.errors import (
-    Cancelled,
-    DeviceLost,
-    EngineError,
-    EngineFailure,
-    InvalidInput,
-    OutOfMemory,
-)
 
 
 class ApiError(Exception):
@@ -60,16 +52,6 @@ class Unauthorized(ApiError):
 
     status, reason = 401, "unauthorized"
 
-    def __init__(self, message: str, close: bool = False) -> None:
-        super().__init__(message)
-        self.close = close
-
-    def headers(self) -> dict[str, str]:
-        # The body is refused unread. Closing stops the server reading (and discarding) a
-        # huge one, but a client still sending sees a reset instead of the 401, so only
-        # bodies too large (or of unknown size) to drain are cut off.
-        return {"Connection": "close"} if self.close else {}
-
 
 class NotFound(ApiError):
     """The job is unknown or expired."""
@@ -90,14 +72,10 @@ class UnsupportedMediaType(ApiError):
 
 
 class BodyTooLarge(ApiError):
-    """The request body is over the configured limit."""
+    """The request body is over the configured limit (the answer closes the connection:
+    server/api/render.py, `closes`)."""
 
     status, reason = 413, "body_too_large"
-
-    def headers(self) -> dict[str, str]:
-        # Close the connection after the answer: otherwise the server keeps reading (and
-        # discarding) the rest of a body it has already refused, e.g. 100 MB.
-        return {"Connection": "close"}
 
 
 class Overloaded(ApiError):
@@ -231,18 +209,3 @@ class OutputRefused(ApiError):
     def __init__(self, categories: tuple[str, ...]) -> None:
         super().__init__(_refusal(categories), field="output")
         self.categories = categories
-
-
-def from_engine_error(exc: EngineError) -> ApiError:
-    """The one mapping from the engine's domain errors to API errors."""
-    if isinstance(exc, Cancelled):
-        return ClientGone(str(exc))
-    if isinstance(exc, InvalidInput):
-        return ValidationFailed(str(exc))
-    if isinstance(exc, DeviceLost):
-        return EngineLost(f"{exc}; the job was not finished, submit it again")
-    if isinstance(exc, OutOfMemory):
-        return JobFailed(f"the job ran out of device memory and was stopped: {exc}")
-    if isinstance(exc, EngineFailure):
-        return JobFailed(f"the job failed while running: {exc}")
-    return JobFailed(str(exc))

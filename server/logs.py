@@ -87,10 +87,29 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, default=str)
 
 
+class StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is when a line is written, not the stream it was when
+    logging was set up: a host that swaps sys.stderr afterwards (an embedding application,
+    pytest's capture, closed at the end of each test) keeps every line, and no line is
+    written to a closed stream."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> TextIO:  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: TextIO) -> None:
+        pass  # always the current sys.stderr
+
+
 def make_handler(fmt: str = "text", secrets: Iterable[str] = (),
                  stream: TextIO | None = None) -> logging.Handler:
-    """A handler writing `fmt` ("text" or "json") lines to `stream` (stderr by default)."""
-    handler = logging.StreamHandler(stream or sys.stderr)
+    """A handler writing `fmt` ("text" or "json") lines to `stream` (default: the current
+    sys.stderr, whichever it is when a line is written)."""
+    handler = logging.StreamHandler(stream) if stream is not None else StderrHandler()
     handler.addFilter(ContextFilter())
     inner = JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT)
     handler.setFormatter(Redacting(inner, secrets))

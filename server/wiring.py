@@ -1,73 +1,39 @@
-"""The composition root: the engines, the lanes, the backends and the job service that one
-set of settings describes. The server and `kontext batch --local` both build
-their jobs path here, so a job means the same thing through either."""
+"""The composition root: the engines, the lanes, the backends, the job service and the one
+server object that a set of settings describes. The server (`build_server`) and
+`kontext batch --local` (`local_jobs`) both build their jobs path here, so a job means the
+same thing through either."""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from typing import Any
 
 from pipelines.errors import WeightsError
-from pipelines.types import Engine
+from server.asyncjobs.jobs import AsyncJobs
+from server.composed import NO_FILTER, NO_MARKS, JobsPath, Safeguards, Server
+from server.engine_build import build_engine, build_local_engines
+from server.engines.interface import Engine, Engines
+from server.engines.pool import EnginePool
 from server.jobs.admission import Lane
-from server.jobs.backend import Backend
-from server.jobs.engine_pool import EnginePool
-from server.jobs.engines import Engines
-from server.jobs.fallback import FallbackBackend
-from server.jobs.local import LocalBackend
-from server.jobs.refusing import RefusingBackend
+from server.jobs.backends.base import Backend
+from server.jobs.backends.fallback import FallbackBackend
+from server.jobs.backends.local import LocalBackend
+from server.jobs.backends.refusing import RefusingBackend
 from server.jobs.screening import ContentScreen
 from server.jobs.service import JobService
+from server.jobs.shutdown import ShutdownController
+from server.jobs.uploads import UploadBudget
 from server.jobs.work_ahead import WorkAhead
 from server.media.c2pa_signing import C2paSigningError, load_c2pa_credentials
 from server.media.decode import ImageLimits
 from server.media.marks import OutputMarks
 from server.metrics import Metrics
 from server.settings import Settings
+from server.settings.tokens import TokenChecker, configured_tokens
 
 log = logging.getLogger(__name__)
 
-NO_FILTER = (
-    "NO CONTENT FILTER is active (safety off) on real FLUX.1 [dev] weights. The FLUX.1 [dev] "
-    "Non-Commercial License, §2(e)(i), lets you create outputs only if you implement and "
-    "maintain content filtering measures, or have every output reviewed by a person before it "
-    "is distributed. Start with --safety block (or flag) once the classifier is on disk "
-    "(weights/README.md), or make sure every output is reviewed. See docs/safety.md.")
-NO_MARKS = (
-    "AI DISCLOSURE MARKS ARE OFF (disclosure off): outputs carry no machine-readable 'made "
-    "with AI' marks. The FLUX.1 [dev] Non-Commercial License, §2(e)(ii), asks that outputs "
-    "disclose they were generated or modified with AI where the law requires it (e.g. the EU "
-    "AI Act, Art. 50(2)). See docs/safety.md.")
-
-
 class SafeguardsError(Exception):
     """The content filter or the C2PA credentials cannot be set up; the message says why."""
-
-
-@dataclass(frozen=True)
-class Safeguards:
-    """The content filter (None: safety off) and the marks every output gets."""
-
-    screen: ContentScreen | None
-    marks: OutputMarks
-    policy: str
-    warnings: tuple[str, ...] = ()
-    #: Said of the filter at startup and in /readyz (the demo classifier is one).
-    note: str | None = None
-
-    def status(self) -> dict[str, Any]:
-        """/readyz's `safety` and `disclosure`, with the warnings the log gave at startup."""
-        safety: dict[str, Any] = {"policy": self.policy,
-                                  "checks": self.screen.describe() if self.screen else []}
-        disclosure = self.marks.status()
-        if self.note:
-            safety["note"] = self.note
-        if NO_FILTER in self.warnings:
-            safety["warning"] = NO_FILTER
-        if NO_MARKS in self.warnings:
-            disclosure["warning"] = NO_MARKS
-        return {"safety": safety, "disclosure": disclosure}
 
 
 def _classifier(settings: Settings, demo: bool) -> tuple[str, str | None]:
@@ -127,29 +93,6 @@ def _announce(safeguards: Safeguards) -> None:
              "signed" if marks["c2pa"] else "not configured")
 
 
-@dataclass
-class JobsPath:
-    """Everything between the routes and the engine."""
-
-    service: JobService
-    engines: Engines
-    engine_lane: Lane
-    queue_size: int
-    safeguards: Safeguards
-
-    @property
-    def waiting(self) -> int:
-        """Jobs waiting for the engines (admitted or in line), not counting running ones."""
-        lane = self.engine_lane
-        return max(0, lane.inside + lane.waiting - self.engines.busy_count)
-
-    def queue_status(self) -> dict[str, int | bool]:
-        """The engine queue's figures, for /readyz (`running`: a count with N devices)."""
-        busy = self.engines.busy_count
-        return {"waiting": self.waiting, "capacity": self.queue_size,
-                "running": busy if self.engines.capacity > 1 else bool(busy)}
-
-
 def engine_lane(settings: Settings, engines: Engines) -> Lane:
     """The line in front of the engines: `queue_size` waiting plus one running per device
     (its Retry-After, the work ahead, is bound once the service's jobs exist)."""
@@ -158,12 +101,28 @@ def engine_lane(settings: Settings, engines: Engines) -> Lane:
                 share=settings.client_share)
 
 
-def local_engines(settings: Settings, engine: Engine | list[Engine], metrics: Metrics,
+def local_engines(settings: Settings, engine: Engine | list[Engine] | None, metrics: Metrics,
                   labels: list[str] | None = None) -> EnginePool:
-    """The pool of local engines: one engine (a single device) or one per device."""
+    """The pool of local engines: one engine (a single device), one per device, or (None)
+    the ones the settings ask for (--device, --devices)."""
+    if engine is None:
+        engine, labels = build_local_engines(settings)
+        if settings.demo:
+            log.warning("DEMO MODE: tiny random weights on %s; every image is noise, not an "
+                        "edit", ", ".join(labels))
     engines = engine if isinstance(engine, list) else [engine]
     return EnginePool(engines, labels, warmup=settings.warmup, metrics=metrics,
                       ready_devices=settings.ready_devices)
+
+
+def local_jobs(settings: Settings) -> JobsPath:
+    """The jobs path of `kontext batch --local` and `kontext edit --local`: the settings'
+    engine in this process, not warmed up (the first row pays the first-call costs once,
+    like a warm-up). WeightsError for bad --weights, before any load."""
+    engine = build_engine(settings)
+    settings = settings.model_copy(update={"warmup": False})
+    metrics = Metrics()
+    return build_jobs_path(settings, local_engines(settings, engine, metrics), metrics)
 
 
 def build_jobs_path(settings: Settings, engines: Engines, metrics: Metrics) -> JobsPath:
@@ -182,6 +141,31 @@ def build_jobs_path(settings: Settings, engines: Engines, metrics: Metrics) -> J
     work = WorkAhead(engines, service.jobs)
     lane.retry_after = lambda: work.until_start(lane.ids(), lane.reserved)
     return JobsPath(service, engines, lane, settings.queue_size, safeguards)
+
+
+def build_server(settings: Settings, engine: Engine | list[Engine] | None = None, *,
+                 engines: Engines | None = None, labels: list[str] | None = None,
+                 shared_results: bool = False) -> Server:
+    """The server for `settings`, around local engines (one, one per device, or None: the
+    ones the settings ask for; `labels` name their devices) or around `engines` that run
+    elsewhere (Ray Serve). `shared_results`: other servers use results_dir too. Raises
+    EngineError (bad weights or devices) and SafeguardsError."""
+    metrics = Metrics()
+    if engines is None:
+        engines = local_engines(settings, engine, metrics, labels)
+    path = build_jobs_path(settings, engines, metrics)
+    metrics.watch_queue(lambda: path.waiting)
+    metrics.watch_loras(lambda: engines.loras)
+    return Server(
+        settings, metrics, path,
+        # Unfinished async jobs wait for the engines: their line's Retry-After is the work
+        # ahead there.
+        AsyncJobs(path.service, settings, path.engine_lane.retry_after,
+                  recover=not shared_results),
+        ShutdownController(path.service, settings.shutdown_grace_seconds),
+        TokenChecker(configured_tokens(settings), settings.open_probes,
+                     frozenset(settings.admin_tokens)),
+        UploadBudget(settings.max_body_bytes_in_flight, settings.client_share))
 
 
 def _no_upstream(settings: Settings) -> str:
@@ -207,7 +191,7 @@ def upstream_backend(settings: Settings, local: LocalBackend, metrics: Metrics,
     if credential is None:
         log.warning("%s; [pro]/[max] jobs will be answered 503", _missing_credential(settings))
         return RefusingBackend(_missing_credential(settings))
-    from server.upstream.forwarding import ForwardingBackend
+    from server.jobs.backends.forwarding import ForwardingBackend
 
     if settings.upstream == "hosted":
         from server.upstream.hosted import HostedForwarder

@@ -23,7 +23,7 @@ TIERS = ("unit", "http", "engine", "e2e", "ray_serve", "gpu")
 @pytest.fixture(scope="session")
 def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny random checkpoint, written once per test session."""
-    from pipelines.tiny_checkpoint import write_tiny_checkpoint
+    from pipelines.weights.tiny import write_tiny_checkpoint
 
     return write_tiny_checkpoint(tmp_path_factory.mktemp("tiny") / "checkpoint")
 
@@ -57,10 +57,11 @@ class _SharedEngine:
 @pytest.fixture(scope="session")
 def tiny_engine(tiny_dir: Path):
     """A loaded KontextEngine on the tiny checkpoint (shared: loading costs ~1 s)."""
-    from pipelines.engine import KontextEngine
-    from pipelines.weights import resolve_weights
+    from pipelines.engine.kontext import KontextEngine
+    from pipelines.engine.options import EngineOptions
+    from pipelines.weights.source import resolve_weights
 
-    engine = KontextEngine(resolve_weights(str(tiny_dir)), device="cpu", demo=True)
+    engine = KontextEngine(resolve_weights(str(tiny_dir)), EngineOptions(device="cpu", demo=True))
     engine.load()
     return _SharedEngine(engine)
 

@@ -11,7 +11,7 @@ from collections import OrderedDict
 from collections.abc import Hashable
 from typing import Protocol
 
-from pipelines.types import CacheStats
+from pipelines.contract import CacheStats
 
 __all__ = ["AdapterCache", "CacheStats", "Sized"]
 

@@ -1,18 +1,14 @@
-"""The rules a job's LoRA list follows. Torch-free: the server checks the same rules at the
-wire (a 400 naming the entry) and the engine checks them again as the last line of defence.
+"""The rules a job's LoRA list follows, with the limits of pipelines/contract.py. Torch-free:
+the server checks the same limits at the wire (a 400 naming the entry) and the engine
+checks them again here as the last line of defence.
 """
 
 from __future__ import annotations
 
 import math
 
+from pipelines.contract import MAX_LORAS_PER_JOB, SCALE_MAX, SCALE_MIN, LoraChoice
 from pipelines.errors import InvalidInput
-from pipelines.types import LoraChoice
-
-#: The hosted API accepts at most three LoRAs per FLUX job.
-MAX_LORAS_PER_JOB = 3
-#: Bounds of a LoRA's scale; 1.0 is the strength it was trained at, 0 switches it off.
-SCALE_MIN, SCALE_MAX = -2.0, 2.0
 
 
 def check_choices(choices: tuple[LoraChoice, ...],

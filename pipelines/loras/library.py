@@ -13,9 +13,9 @@ import threading
 from dataclasses import replace
 from pathlib import Path
 
+from pipelines.contract import LoraEntry
 from pipelines.errors import InvalidInput
 from pipelines.loras.formats import HeaderVerdict, judge_header, read_header
-from pipelines.types import LoraEntry
 
 __all__ = ["SUFFIX", "LoraEntry", "LoraLibrary"]
 

@@ -16,9 +16,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from pipelines.contract import LoraEntry
 from pipelines.errors import InvalidInput
 from pipelines.loras.formats import rename_key
-from pipelines.loras.library import LoraEntry
 
 log = logging.getLogger(__name__)
 

@@ -10,13 +10,13 @@ import dataclasses
 import logging
 import time
 
-from pipelines.engine_plan import EnginePlan
+from pipelines.contract import MAX_LORAS_PER_JOB, LoraChoice, LoraSwitch
 from pipelines.errors import InvalidInput
+from pipelines.levers.plan import EnginePlan
 from pipelines.loras.cache import AdapterCache, CacheStats
-from pipelines.loras.choices import MAX_LORAS_PER_JOB, check_choices
+from pipelines.loras.choices import check_choices
 from pipelines.loras.library import LoraEntry, LoraLibrary
 from pipelines.loras.loading import PreparedAdapter, Skeleton, prepare_adapter
-from pipelines.types import LoraChoice, LoraSwitch
 
 log = logging.getLogger(__name__)
 

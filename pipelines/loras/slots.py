@@ -21,8 +21,11 @@ This is diffusers' LoRA hot-swap (`enable_lora_hotswap(target_rank=…)` then
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
+from typing import TYPE_CHECKING
 
-from pipelines.loras.loading import PreparedAdapter
+if TYPE_CHECKING:
+    from pipelines.loras.loading import PreparedAdapter
+
 
 SLOT_PREFIX = "kontext_lora_"
 

@@ -8,13 +8,19 @@ from dataclasses import dataclass
 
 from starlette.requests import ClientDisconnect, Request
 
-from server.api.multipart import MultipartError, TooManyParts, parse_parts
-from server.errors import BodyTooLarge, ClientGone, InvalidRequest, UnsupportedMediaType
-from server.jobs.submission import Submission
+from server.errors import (
+    ApiError,
+    BodyTooLarge,
+    ClientGone,
+    InvalidRequest,
+    UnsupportedMediaType,
+)
+from server.jobs.prepared import Submission
 from server.media.formats import ImageFormat
 from server.settings import Settings
+from server.wire.base import JobBody, parse_model
 from server.wire.json_values import unrepresentable
-from server.wire.models import JobBody, parse_model
+from server.wire.multipart import MultipartError, TooManyParts, parse_parts
 
 MAX_JSON_DEPTH = 32
 
@@ -62,12 +68,25 @@ def declared_size(request: Request, limit: int) -> int:
 
 
 def drainable(request: Request, limit: int) -> bool:
-    """Whether the unread body is small enough to read and discard after answering (else
-    the answer closes the connection)."""
+    """Whether the unread body is small enough to read and discard after answering."""
     length = request.headers.get("content-length")
     if length is None:
         return "transfer-encoding" not in request.headers  # no body at all
     return length.isdigit() and int(length) <= limit
+
+
+def closes(request: Request, error: ApiError, body_read: bool, limit: int) -> bool:
+    """Whether the answer refusing `request` closes the connection: the one place that
+    decides it. A body over the limit is cut off rather than read on to its end. A body
+    refused unread is read and discarded if it is small enough (a client still sending
+    would see a reset instead of the answer), unless the client waits for
+    `100 Continue` before sending it (it never will)."""
+    if isinstance(error, BodyTooLarge):
+        return True
+    if body_read:
+        return False
+    waiting = "100-continue" in request.headers.get("expect", "").lower()
+    return waiting or not drainable(request, limit)
 
 
 async def read_body(request: Request, limit: int) -> bytes | bytearray:
@@ -191,4 +210,4 @@ async def read_submission(request: Request, limits: BodyLimits, output_format: I
     """The request as a Submission the job service takes (`owner`, `client`: who sent it)."""
     parsed = await read_job(request, limits)
     return Submission(parsed.body.type, parsed.body.config, tuple(parsed.inputs),
-                      output_format, price, owner, client)
+                      output_format, price, owner=owner, client=client)

@@ -8,12 +8,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
-from server.jobs.backend import Backend
-from server.jobs.refusing import RefusingBackend
+from server.api.deps import ServerDep
+from server.jobs.backends.base import Backend
+from server.jobs.backends.refusing import RefusingBackend
 from server.jobs.service import JobService
 from server.jobs.types import DEV_KONTEXT, JOB_TYPES, JobType
 from server.wire.hosted import hosted_kind
@@ -146,6 +147,5 @@ def mount_playground(app: FastAPI) -> None:
         return FileResponse(STATIC / "index.html", media_type="text/html")
 
     @app.get("/playground/config.json", include_in_schema=False)
-    async def config(request: Request) -> JSONResponse:
-        state = request.app.state
-        return JSONResponse(playground_config(state.service, state.auth.enabled))
+    async def config(server: ServerDep) -> JSONResponse:
+        return JSONResponse(playground_config(server.service, server.auth.enabled))

@@ -4,7 +4,7 @@ JSON), and the one renderer of every failure (sync, async, auth)."""
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi.exceptions import RequestValidationError
 from starlette.requests import Request
@@ -17,6 +17,9 @@ from server.errors import ApiError, Unauthorized, ValidationFailed
 from server.jobs.record import new_job_id, refused_record
 from server.media.formats import MEDIA_TYPES, ImageFormat, file_name
 from server.metrics import note_error_reason
+
+if TYPE_CHECKING:
+    from server.jobs.job import Job
 
 
 def _part(name: str, data: bytes, filename: str, content_type: str) -> RequestField:
@@ -36,6 +39,14 @@ def multipart_response(job: dict[str, Any], status: int, output: bytes | None = 
     return Response(body, status_code=status, media_type=content_type, headers=headers)
 
 
+def job_response(fmt: ResponseFormat, job: Job) -> Response:
+    """A finished job's answer: its output as Accept asked, or its failure."""
+    if job.error is not None:
+        return error_response(fmt, job.error, job.record.to_json())
+    assert job.outcome is not None
+    return success_response(fmt, job.record.to_json(), job.outcome.output, job.outcome.headers)
+
+
 def success_response(fmt: ResponseFormat, job: dict[str, Any], output: bytes,
                      headers: dict[str, str] | None = None) -> Response:
     """A completed job in the negotiated form."""
@@ -46,12 +57,14 @@ def success_response(fmt: ResponseFormat, job: dict[str, Any], output: bytes,
     return Response(output, media_type=MEDIA_TYPES[fmt.image], headers=headers)
 
 
-def error_response(fmt: ResponseFormat | None, error: ApiError, job: dict[str, Any]) -> Response:
-    """A failed job: multipart `job` part when the client accepts multipart, else JSON.
+def error_response(fmt: ResponseFormat | None, error: ApiError, job: dict[str, Any],
+                   close: bool = False) -> Response:
+    """A failed job: multipart `job` part when the client accepts multipart, else JSON;
+    `close`: the connection closes after it (body.py: `closes` decides).
 
     401 is plain text containing `token is invalid`, as the hosted API answers.
     """
-    headers = error.headers()
+    headers = error.headers() | ({"Connection": "close"} if close else {})
     note_error_reason(error.reason)  # counted by status and reason in /metrics
     if isinstance(error, Unauthorized):
         return PlainTextResponse("token is invalid", status_code=401, headers=headers)

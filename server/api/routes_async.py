@@ -11,21 +11,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from sse_starlette import EventSourceResponse
 
-from server.api.accept import ResponseFormat
-from server.api.auth import require_token
+from server.api.deps import CallerDep, ServerDep
 from server.api.openapi import FAILED_RESPONSES, JOB_REQUEST_BODY
 from server.api.render import error_response
-from server.api.submit import answer_job
-from server.asyncjobs.jobs import AsyncJobs
+from server.api.submit import JobIntake
 from server.errors import ApiError
-from server.jobs.admission import Reservation
-from server.jobs.owners import Caller
 from server.jobs.record import refused_record
-from server.jobs.submission import Submission
 
 log = logging.getLogger(__name__)
 
@@ -33,14 +28,8 @@ log = logging.getLogger(__name__)
 PING_SECONDS = 15
 
 _MISSING = {404: {"description": "Unknown job, past its expires_at, or another token's."}}
-#: The caller (jobs/owners.py): a job is visible only to the token that created it.
-_CALLER = Depends(require_token)
 
 router = APIRouter(prefix="/v2/job/async", tags=["async jobs"])
-
-
-def _jobs(request: Request) -> AsyncJobs:
-    return request.app.state.async_jobs
 
 
 def _answer(job_id: str, make: Callable[[], Response]) -> Response:
@@ -57,47 +46,52 @@ def _answer(job_id: str, make: Callable[[], Response]) -> Response:
                         429: {"description": "The async queue is full; see Retry-After."},
                         507: {"description": "The results folder is at its quota "
                               "(results_max_bytes, results_min_free_bytes)."}})
-async def submit(request: Request, price: bool = False) -> Response:
+async def submit(request: Request, server: ServerDep, price: bool = False) -> Response:
     """Accept a job (same request as POST /v2/job) and answer 201 at once."""
-
-    async def accept(submission: Submission, job_id: str, fmt: ResponseFormat,
-                     reservation: Reservation) -> Response:
-        body = await _jobs(request).submit(submission, job_id, reservation)
+    intake = JobIntake(request, server, price)
+    try:
+        submission = await intake.read(server.async_jobs.reserve)
+        body = await server.async_jobs.submit(submission, intake.job_id, intake.reservation)
         log.info("async job accepted: %s", submission.type)
         return JSONResponse(body, status_code=201)
+    except Exception as exc:
+        return intake.refused(exc)
+    finally:
+        intake.close()
 
-    return await answer_job(request, price, accept, _jobs(request).reserve)
+
+# Every read is the caller's (its token's): another token's job is 404, as unknown ones.
 
 
 @router.get("/{job_id}/job.state.current", responses=_MISSING,
             response_class=PlainTextResponse)
-async def state(request: Request, job_id: str, caller: Caller = _CALLER) -> Response:
+async def state(server: ServerDep, caller: CallerDep, job_id: str) -> Response:
     """The job's state as plain text: processing, processed or failed."""
-    return _answer(job_id, lambda: PlainTextResponse(_jobs(request).state_text(job_id,
-                                                                                caller)))
+    return _answer(job_id, lambda: PlainTextResponse(
+        server.async_jobs.state_text(job_id, caller)))
 
 
 @router.get("/{job_id}/job.json", responses=_MISSING)
-async def job_json(request: Request, job_id: str, caller: Caller = _CALLER) -> Response:
+async def job_json(server: ServerDep, caller: CallerDep, job_id: str) -> Response:
     """The job JSON; while unfinished, `state.progress` has step, steps,
     queue_position (jobs ahead; 0 while running) and eta_seconds."""
-    jobs = _jobs(request)
+    jobs = server.async_jobs
     return _answer(job_id, lambda: JSONResponse(jobs.job_json(jobs.find(job_id, caller))))
 
 
 @router.get("/{job_id}/output", responses=_MISSING)
-async def outputs(request: Request, job_id: str, caller: Caller = _CALLER) -> Response:
+async def outputs(server: ServerDep, caller: CallerDep, job_id: str) -> Response:
     """The output file names (a JSON list; empty until the job has completed)."""
-    return _answer(job_id, lambda: JSONResponse(_jobs(request).outputs(job_id, caller)))
+    return _answer(job_id, lambda: JSONResponse(server.async_jobs.outputs(job_id, caller)))
 
 
 @router.get("/{job_id}/output/{filename}", responses=_MISSING, response_class=FileResponse)
-async def output(request: Request, job_id: str, filename: str,
-                 caller: Caller = _CALLER) -> Response:
+async def output(server: ServerDep, caller: CallerDep, job_id: str, filename: str
+                 ) -> Response:
     """One output file, with its image Content-Type."""
 
     def file() -> Response:
-        path, media_type = _jobs(request).output_file(job_id, filename, caller)
+        path, media_type = server.async_jobs.output_file(job_id, filename, caller)
         return FileResponse(path, media_type=media_type, filename=filename,
                             content_disposition_type="inline")
 
@@ -105,10 +99,10 @@ async def output(request: Request, job_id: str, filename: str,
 
 
 @router.get("/{job_id}/events", responses=_MISSING)
-async def events(request: Request, job_id: str, caller: Caller = _CALLER) -> Response:
+async def events(server: ServerDep, caller: CallerDep, job_id: str) -> Response:
     """Server-sent events: `progress` with the job JSON on every change, then one
     `processed` or `failed` event with the final job JSON; then the stream ends."""
-    jobs = _jobs(request)
+    jobs = server.async_jobs
 
     def stream() -> Response:
         jobs.find(job_id, caller)  # 404 now, not an empty stream
@@ -118,7 +112,7 @@ async def events(request: Request, job_id: str, caller: Caller = _CALLER) -> Res
 
 
 @router.delete("/{job_id}", responses=_MISSING)
-async def cancel(request: Request, job_id: str, caller: Caller = _CALLER) -> Response:
+async def cancel(server: ServerDep, caller: CallerDep, job_id: str) -> Response:
     """Cancel an unfinished job (it becomes failed, error "cancelled"); answers the
     job JSON. A finished job is left as it is."""
-    return _answer(job_id, lambda: JSONResponse(_jobs(request).cancel(job_id, caller)))
+    return _answer(job_id, lambda: JSONResponse(server.async_jobs.cancel(job_id, caller)))

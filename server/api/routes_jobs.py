@@ -5,13 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from server.api.accept import ResponseFormat
+from server.api.deps import ServerDep
 from server.api.openapi import JOB_REQUEST_BODY, JOB_RESPONSES
-from server.api.render import error_response, success_response
-from server.api.submit import answer_job
-from server.jobs.admission import Reservation
-from server.jobs.service import JobService
-from server.jobs.submission import Submission
+from server.api.render import job_response
+from server.api.submit import JobIntake
 
 router = APIRouter()
 
@@ -29,18 +26,17 @@ def client_gone_watcher(request: Request):
 
 @router.post("/v2/job", tags=["jobs"], openapi_extra=JOB_REQUEST_BODY, responses=JOB_RESPONSES,
              response_class=Response)
-async def create_job(request: Request, price: bool = False) -> Response:
+async def create_job(request: Request, server: ServerDep, price: bool = False) -> Response:
     """Run a job and answer with its output in the form the Accept header asks for."""
-    service: JobService = request.app.state.service
-
-    async def run(submission: Submission, job_id: str, fmt: ResponseFormat,
-                  reservation: Reservation) -> Response:
-        job = await service.submit(submission, job_id, reservation=reservation)
-        await service.finish(job, client_gone_watcher(request))
-        if job.error is not None:
-            return error_response(fmt, job.error, job.record.to_json())
-        assert job.outcome is not None
-        return success_response(fmt, job.record.to_json(), job.outcome.output,
-                                job.outcome.headers)
-
-    return await answer_job(request, price, run, service.reserve)
+    intake = JobIntake(request, server, price)
+    try:
+        submission = await intake.read(server.service.reserve)
+        job = await server.service.submit(submission, intake.job_id,
+                                          reservation=intake.reservation)
+        await server.service.finish(job, client_gone_watcher(request))
+        assert intake.format is not None
+        return job_response(intake.format, job)
+    except Exception as exc:
+        return intake.refused(exc)
+    finally:
+        intake.close()

@@ -2,32 +2,32 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse, Response
 
-from server.api.auth import require_probe_token
+from server.api.deps import ServerDep, require_probe_token
 
 router = APIRouter(tags=["operations"], dependencies=[Depends(require_probe_token)])
 
 
 @router.get("/healthz")
-async def healthz(request: Request) -> JSONResponse:
+async def healthz(server: ServerDep) -> JSONResponse:
     """Liveness: 200 while the process can serve; 500 if the engines failed or one hung."""
-    ok, body = request.app.state.jobs.engines.health()
+    ok, body = server.engines.health()
     return JSONResponse(body, status_code=200 if ok else 500)
 
 
 @router.get("/readyz")
-async def readyz(request: Request) -> JSONResponse:
+async def readyz(server: ServerDep) -> JSONResponse:
     """Readiness: 503 until the model is loaded and a warm-up edit has run on every device
     (or on `ready_devices` of them); `devices` lists each one's state. It also says what
     the content filter and the disclosure marks do (`safety`, `disclosure`), with a
     `warning` when either is off where the licence asks for it."""
-    path = request.app.state.jobs
+    path = server.jobs
     engines_ready, engines = path.engines.readiness()
     info = path.engines.info
     ready = engines_ready and path.service.accepting
-    request.app.state.metrics.count_readiness(ready)
+    server.metrics.count_readiness(ready)
     body = {
         "ready": ready, "state": engines.pop("state"), "error": engines.pop("error"),
         "model": info.model, "device": info.device, "dtype": info.dtype,
@@ -38,7 +38,7 @@ async def readyz(request: Request) -> JSONResponse:
 
 
 @router.get("/metrics", response_class=Response)
-async def metrics_text(request: Request) -> Response:
+async def metrics_text(server: ServerDep) -> Response:
     """Prometheus metrics: queue, jobs in flight, durations, step time, errors, upstream."""
-    body, content_type = request.app.state.metrics.render()
+    body, content_type = server.metrics.render()
     return Response(body, media_type=content_type)

@@ -13,25 +13,26 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from server.asyncjobs.quota import ResultsQuota
 from server.asyncjobs.store import JobStore, StoredJob
 from server.errors import ApiError, NotFound, NotReady, StorageFull
 from server.jobs.admission import Client, Lane, Reservation, reserve_in
-from server.jobs.backend import Outcome
-from server.jobs.engines import Engines
-from server.jobs.job import Job
-from server.jobs.owners import ANYONE, Caller
 from server.jobs.progress import progress_json
-from server.jobs.service import JobService
-from server.jobs.submission import Submission
 from server.jobs.work_ahead import WorkAhead
 from server.media.formats import file_name, media_type_of_name
 from server.settings import Settings
+from server.settings.tokens import ANYONE, Caller
+
+if TYPE_CHECKING:
+    from server.jobs.backends.base import Outcome
+    from server.jobs.job import Job
+    from server.jobs.prepared import Submission
+    from server.jobs.service import JobService
 
 log = logging.getLogger(__name__)
 
@@ -52,23 +53,19 @@ class JobCancelled(ApiError):
 class AsyncJobs:
     """The async jobs of one server: submit, look up, cancel, stream; start and stop."""
 
-    def __init__(self, service: JobService, settings: Settings, engines: Engines,
-                 engine_lane: Lane, recover: bool = True) -> None:
+    def __init__(self, service: JobService, settings: Settings,
+                 retry_after: Callable[[], float], recover: bool = True) -> None:
         self.service = service
-        self.engines = engines
         #: Whether to fail, at start, the jobs a previous process left unfinished (not when
         #: several servers share results_dir: the others' jobs are still running).
         self.recover = recover
-        self.engine_lane = engine_lane
         self.store = JobStore(settings.results_dir)
         self.retention = timedelta(seconds=settings.results_retention_seconds)
         self.cleanup_seconds = settings.results_cleanup_seconds
-        self.work = WorkAhead(engines, service.jobs)
         size = settings.async_queue_size
-        self.unfinished = Lane(
-            "async", size, lambda: self.work.until_start(engine_lane.ids(), engine_lane.reserved),
-            f"the async queue is full ({size} unfinished jobs); retry later",
-            share=settings.client_share)
+        self.unfinished = Lane("async", size, retry_after,
+                               f"the async queue is full ({size} unfinished jobs); retry later",
+                               share=settings.client_share)
         self.quota = ResultsQuota(self.store, settings.results_max_bytes,
                                   settings.results_min_free_bytes, self.retention,
                                   lambda: set(self.active), self.cleanup_seconds)
@@ -102,7 +99,8 @@ class AsyncJobs:
     async def reserve(self, client: Client = None) -> Reservation:
         """Before a job's body is read: 507 when the results folder is over its quota (after
         deleting expired jobs), 503 while shutting down, 429 when `async_queue_size` jobs are
-        unfinished or held for bodies being read; else a place held for it."""
+        unfinished or held for bodies being read (or `client` holds its share of them);
+        else a place held for it."""
         if not self.service.accepting:
             raise NotReady("the server is shutting down and accepts no new jobs")
         await self.quota.check()
@@ -181,20 +179,23 @@ class AsyncJobs:
             return found.job
         body = found.record.to_json()
         if not found.finished:
-            on_engine = found.backend.lane is self.engine_lane
-            position = self.position(found) if on_engine else None
+            engines = found.backend.engines  # None: it does not run on the engines
+            position = self.position(found) if engines is not None else None
             eta = None
-            if position is not None:
-                ahead = self.engine_lane.ids()[:position]
-                eta = self.work.eta(found.id, ahead)
+            if engines is not None and position is not None:
+                lane = found.backend.lane
+                ahead = lane.ids()[:position] if lane is not None else []
+                eta = WorkAhead(engines, self.service.jobs).eta(found.id, ahead)
             body["state"]["progress"] = progress_json(found.progress, position, eta)
         return body
 
-    def position(self, job: Job) -> int | None:
-        """Jobs ahead of `job` on the engine: 0 once it runs."""
+    @staticmethod
+    def position(job: Job) -> int | None:
+        """Jobs ahead of `job` in its backend's line: 0 once it runs."""
         if job.record.state == "processing":
             return 0
-        return self.engine_lane.position(job.id)
+        lane = job.backend.lane
+        return None if lane is None else lane.position(job.id)
 
     def state_text(self, job_id: str, caller: Caller = ANYONE) -> str:
         """job.state.current as the async API words it: processing, processed or failed."""

@@ -25,6 +25,7 @@ from typing import Any
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from server.api.deps import server_of
 from server.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -94,7 +95,8 @@ class EdgeProtocol(H11Protocol):
         self._probes: set[EdgeProtocol] = getattr(config, "edge_probe_connections", set())
         self._probe_port: int | None = getattr(config, "edge_probe_port", None)
         #: The app's /metrics, which counts the edge's own refusals too (None: no app's).
-        self._metrics = getattr(getattr(config.app, "state", None), "metrics", None)
+        served = server_of(config.app)
+        self._metrics = served.metrics if served is not None else None
 
     def connection_made(self, transport) -> None:  # type: ignore[override]
         super().connection_made(transport)

@@ -76,7 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _weights(args: argparse.Namespace) -> int:
     if args.weights_command == "tiny":
-        from pipelines.tiny_checkpoint import write_tiny_checkpoint
+        from pipelines.weights.tiny import write_tiny_checkpoint
 
         try:
             path = write_tiny_checkpoint(args.directory)
@@ -85,7 +85,7 @@ def _weights(args: argparse.Namespace) -> int:
             return 2
         print(f"wrote a tiny random FLUX.1 Kontext checkpoint to {path} (images are noise)")
         return 0
-    from pipelines.weights_check import check_weights
+    from pipelines.weights.check import check_weights
 
     report = check_weights(args.path, args.base_weights)
     print(report.render())

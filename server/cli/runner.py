@@ -27,8 +27,9 @@ from typing import Any
 
 import uvicorn
 
-from server.api.shutdown import ShutdownController
+from server.api.deps import server_of
 from server.cli.http_edge import EdgeLimits, EdgeProtocol, raise_open_file_limit
+from server.jobs.shutdown import ShutdownController
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +71,8 @@ class GracefulServer(uvicorn.Server):
 def server_config(app, host: str, port: int, **overrides: Any) -> uvicorn.Config:
     """uvicorn's config for `app` with the edge's limits from its settings (`kontext serve`
     and the tests' in-process servers alike); `overrides` are uvicorn options."""
-    settings = getattr(app.state, "settings", None)
-    limits = EdgeLimits.of(settings) if settings is not None else EdgeLimits()
+    served = server_of(app)
+    limits = EdgeLimits.of(served.settings) if served is not None else EdgeLimits()
     fits = raise_open_file_limit(limits.max_connections)
     if fits < limits.max_connections:
         log.warning("the open-file limit fits only %d connections; max_connections lowered "
@@ -95,12 +96,12 @@ def listen_sockets(app, config: uvicorn.Config) -> list[socket.socket]:
     one is configured: its number, as bound, goes to EdgeProtocol and the app (which
     serves only the probes there)."""
     sockets = [config.bind_socket()]
-    settings = getattr(app.state, "settings", None)
-    if settings is not None and settings.probe_port is not None:
+    served = server_of(app)
+    if served is not None and served.settings.probe_port is not None:
         probe = copy.copy(config)
-        probe.port = settings.probe_port
+        probe.port = served.settings.probe_port
         sockets.append(probe.bind_socket())
-        config.edge_probe_port = app.state.probe_port = sockets[1].getsockname()[1]
+        config.edge_probe_port = served.probe_port = sockets[1].getsockname()[1]
         log.info("probes (/healthz, /readyz, /metrics) also on port %d",
                  config.edge_probe_port)
     return sockets
@@ -132,7 +133,9 @@ def run_app(app, host: str, port: int) -> int:
     """Serve `app` (built by create_app) until a signal drains and stops it; the exit code."""
     if tune_allocator():
         log.info("glibc allocator: mmap threshold 128 KiB, 2 arenas")
+    served = server_of(app)
+    assert served is not None, "run_app serves an application built by create_app"
     config = server_config(app, host, port)
-    server = GracefulServer(config, app.state.shutdown)
+    server = GracefulServer(config, served.shutdown)
     server.run(sockets=listen_sockets(app, config))  # a port in use: uvicorn exits 3
     return 0 if server.started else 3

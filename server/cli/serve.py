@@ -1,11 +1,12 @@
-"""`kontext serve`: resolve the weights, build the engine, run uvicorn."""
+"""`kontext serve`: check the settings are safe to serve, build the server (the composition
+root builds its engines), run uvicorn."""
 
 from __future__ import annotations
 
 import logging
 import sys
 
-from server.engine_build import build_engine, build_local_engines
+from server.engine_build import build_engine
 from server.settings import Settings
 
 __all__ = ["build_engine", "serve"]
@@ -28,7 +29,7 @@ class ServeRefused(Exception):
 
 def check_serving_safety(settings: Settings) -> tuple[str, ...]:
     """The configured tokens; raises ServeRefused for an open non-loopback bind."""
-    from server.api.auth import TokenFileError, configured_tokens, open_bind_refusal
+    from server.settings.tokens import TokenFileError, configured_tokens, open_bind_refusal
 
     try:
         tokens = configured_tokens(settings)
@@ -79,16 +80,8 @@ def serve(settings: Settings, tokens_from_flag: bool = False) -> int:
     if settings.ray_address:
         return _serve_on_ray(settings)
     try:
-        engines, labels = build_local_engines(settings)
-    except EngineError as exc:
-        print(f"kontext serve: {exc}", file=sys.stderr)
-        return 2
-    if settings.demo:
-        log.warning("DEMO MODE: tiny random weights on %s; every image is noise, not an edit",
-                    ", ".join(labels))
-    try:
-        app = create_app(settings, engines, labels=labels)
-    except SafeguardsError as exc:
+        app = create_app(settings)  # the engines --device / --devices ask for
+    except (EngineError, SafeguardsError) as exc:
         print(f"kontext serve: {exc}", file=sys.stderr)
         return 2
     return run_app(app, settings.host, settings.port)

@@ -84,7 +84,7 @@ SECRET_FIELDS = ("tokens",)
 
 def _setting_rule(error: dict[str, Any], name: str | None) -> str:
     """One settings error's rule in our words (values from flags and variables are text)."""
-    from server.wire.models import error_rule
+    from server.wire.base import error_rule
 
     kind, value = error["type"], error.get("input")
     got = "" if name in SECRET_FIELDS else f", got {value!r}"

@@ -1,1 +1,1 @@
-"""Jobs: the service that owns each job's life, admission, backends and the engine worker."""
+"""Jobs: a config prepared once, the service that owns each job's life, admission, the backends."""

@@ -7,16 +7,21 @@ return outcomes and readers (routes, the async store, event streams) only look.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import traceback
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from pipelines.types import RunControl
+from pipelines.contract import EngineEvent, RunControl
 from server.errors import ApiError
-from server.jobs.backend import Backend, Outcome, PreparedJob
 from server.jobs.progress import Progress
 from server.jobs.record import JobRecord
 from server.jobs.screening import MODERATION_HEADER
+
+if TYPE_CHECKING:
+    from server.jobs.backends.base import Backend, Outcome
+    from server.jobs.prepared import PreparedJob
 
 Listener = Callable[["Job"], None]
 #: How far down a failed job's chain of exceptions their frames are emptied.
@@ -64,6 +69,28 @@ class Job:
         self.changed = asyncio.Event()
         for listener in list(self._listeners):
             listener(self)
+
+    def events(self, started: Callable[[], None]) -> Callable[[EngineEvent], None]:
+        """Where the job's engine events go, from whatever thread sends them (the engine's
+        for steps, the loop's for the rest), applied on this loop: `started` calls
+        `started` (the service moves the job to processing and starts its time limit),
+        each `step` advances its progress."""
+        loop = asyncio.get_running_loop()
+
+        def apply(event: EngineEvent) -> None:
+            if event.kind == "started":
+                started()
+            elif event.kind == "step":
+                self.advance(event.step, event.steps)
+
+        def emit(event: EngineEvent) -> None:
+            if _running_loop() is loop:
+                apply(event)
+            else:
+                with contextlib.suppress(RuntimeError):  # the loop closed: nobody watches
+                    loop.call_soon_threadsafe(apply, event)
+
+        return emit
 
     def advance(self, step: int, steps: int) -> None:
         """A denoising step is done (on the loop, from the engine thread's callback)."""
@@ -115,6 +142,13 @@ class Job:
         self.record.move("failed")
         self.ended.set()
         self.notify()
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:  # a thread without a loop (the engine's)
+        return None
 
 
 def _detached(error: ApiError) -> ApiError:

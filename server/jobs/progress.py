@@ -9,7 +9,7 @@ from typing import Any
 
 @dataclass
 class Progress:
-    """Denoising progress, as reported by the engine thread through RunControl.on_step."""
+    """Denoising progress, as the engine reports it (its `step` events)."""
 
     steps: int | None
     step: int = 0

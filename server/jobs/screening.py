@@ -19,16 +19,15 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 from PIL import Image
 
 from server.errors import ContentRefused, OutputRefused
-from server.metrics import Metrics
-from server.wire.models import WireModel
 
 if TYPE_CHECKING:
-    from pipelines.safety import ContentFilter, Verdict
+    from server.metrics import Metrics
+    from server.wire.base import WireModel
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +40,31 @@ MODERATION_HEADER = "X-Kontext-Moderation"
 #: [pro]/[max] `safety_tolerance` (0 strictest … 6 most permissive) → the classifier
 #: threshold of that job, never looser than the operator's `safety_threshold`.
 TOLERANCE_THRESHOLDS = (0.30, 0.50, 0.70, 0.85, 0.90, 0.95, 0.99)
+
+
+class Verdict(Protocol):
+    """What the content filter answers about one prompt or image (pipelines/safety)."""
+
+    flagged: bool
+    #: What was found ("nsfw", ...): safe to log and to show to clients.
+    categories: tuple[str, ...]
+    #: A score in [0, 1] per category the checks measured.
+    scores: dict[str, float]
+    seconds: float
+
+
+class ContentFilter(Protocol):
+    """What the job path needs of the content filter (pipelines/safety: ContentFilter,
+    built by the composition root)."""
+
+    def check_text(self, text: str) -> Verdict:
+        """The prompt checkpoint."""
+
+    def check_image(self, image: Image.Image) -> Verdict:
+        """The input and output checkpoints."""
+
+    def describe(self) -> list[str]:
+        """One line per check, for the startup log and /readyz."""
 
 
 def job_threshold(config: WireModel, operator: float) -> float | None:

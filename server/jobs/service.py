@@ -9,7 +9,6 @@ job is refused at once when it is full (429), an async one waits in line.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -17,17 +16,23 @@ from datetime import timedelta
 
 from server.errors import ApiError, ClientGone, JobFailed, NotReady, ShuttingDown
 from server.jobs.admission import Client, Reservation, reserve_in
-from server.jobs.backend import Backend, JobHandle, Outcome, PreparedJob
+from server.jobs.backends.base import Backend, JobHandle, Outcome
 from server.jobs.job import Job
+from server.jobs.prepared import (
+    JobSpec,
+    PreparedJob,
+    Submission,
+    decode_inputs,
+    prepare,
+    require_inputs,
+)
 from server.jobs.record import JOB_LIFETIME, JobRecord
 from server.jobs.screening import ContentScreen, Screening, drop, run_screened
-from server.jobs.submission import Submission, decode_inputs, require_inputs
-from server.jobs.types import JobType, lookup
+from server.jobs.types import JobType
 from server.logs import job_fields, job_id_var
 from server.media.decode import ImageLimits
 from server.metrics import Metrics
-from server.wire.models import WireModel, parse_model
-from server.wire.presets import model_prompt
+from server.wire.base import WireModel
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +97,7 @@ class JobService:
             submission, job_id, admit=not wait,
             reservation=reservation or Reservation([], submission.client))
         record = JobRecord(type=prepared.job_type.name, id=job_id,
-                           config=prepared.config_json, lifetime=lifetime)
+                           config=prepared.spec.echo, lifetime=lifetime)
         if prepared.price:  # provisional: the outcome says the final price
             record.price = {"product": prepared.job_type.name, "dollars": 0}
         if backend.notice:
@@ -102,42 +107,43 @@ class JobService:
         self._start(job, admitted=not wait, sink=sink)
         return job
 
+    def prepare(self, submission: Submission) -> JobSpec:
+        """The submission's config validated once (or taken as a batch row prepared it),
+        and its inputs counted against the job type: 400 naming the field and the rule."""
+        spec = submission.spec or prepare(submission.type, submission.config)
+        require_inputs(spec.job_type, submission.inputs)
+        return spec
+
     async def _prepare(self, submission: Submission, job_id: str, admit: bool,
                        reservation: Reservation) -> tuple[PreparedJob, Backend]:
-        job_type = lookup(submission.type)
-        config = parse_model(job_type.config_model, submission.config, "config")
-        require_inputs(job_type, submission.inputs)
-        backend = self.backend_for(job_type)
+        spec = self.prepare(submission)
+        backend = self.backend_for(spec.job_type)
         refusal = backend.unavailable()
         if refusal is not None:
             raise refusal
-        await backend.check(config)  # e.g. an unknown LoRA: 400 before the job exists
-        screening = self._screening(job_id, config)
-        await screening.prompt(model_prompt(config))  # a refused prompt never takes a place
-        if admit and backend.lane is not None:
-            reservation.admit(backend.lane, job_id)
+        screening = self._screening(job_id, spec.config)
+        await screening.prompt(spec.prompt)  # a refused prompt never takes a place
+        lane = backend.lane if admit else None
+        if lane is not None:
+            reservation.admit(lane, job_id)
         reservation.release()
         try:
             inputs = await decode_inputs(submission.inputs, self.image_limits)
+            prepared = PreparedJob(job_id, spec, inputs, submission.output_format,
+                                   submission.price, screening)
+            await backend.check(prepared)  # an unknown LoRA (400), nowhere to run (503)
         except BaseException:
-            if admit and backend.lane is not None:
-                backend.lane.leave(job_id)
+            if lane is not None:
+                lane.leave(job_id)
             raise
-        return PreparedJob(job_id, job_type, config, inputs, submission.output_format,
-                           submission.price, screening), backend
+        return prepared, backend
 
     def _screening(self, job_id: str, config: WireModel) -> Screening:
         return Screening(None, job_id) if self.screen is None \
             else self.screen.screening(job_id, config)
 
     def _start(self, job: Job, admitted: bool, sink: Sink | None) -> None:
-        loop = asyncio.get_running_loop()
-
-        def on_step(step: int, steps: int) -> None:  # runs on the engine thread
-            with contextlib.suppress(RuntimeError):  # the loop closed: nobody is watching
-                loop.call_soon_threadsafe(job.advance, step, steps)
-
-        job.control.on_step = on_step
+        job.control.emit = job.events(started=lambda: self._started(job))
         self.jobs[job.id] = job
         self.metrics.in_flight.inc()
         job.task = asyncio.create_task(self._run(job, admitted, sink), name=f"job-{job.id}")
@@ -147,7 +153,7 @@ class JobService:
         job_id_var.set(job.id)
         backend, started = job.backend, time.monotonic()
         check = self._check_inputs(job)
-        handle = JobHandle(job.control, lambda: self._started(job))
+        handle = JobHandle(job.control)
 
         async def admitted_run() -> Outcome:
             if backend.lane is not None and not admitted:
@@ -194,7 +200,7 @@ class JobService:
         self.cancel(job, job.backend.timed_out())
 
     def _ended(self, job: Job, started: float) -> None:
-        job.control.on_step = None  # its closure holds the job: a cycle only a full GC frees
+        job.control.emit = None  # its closure holds the job: a cycle only a full GC frees
         timer = self._timers.pop(job.id, None)
         if timer is not None:
             timer.cancel()
@@ -269,3 +275,4 @@ class JobService:
             await backend.aclose()
         if self.screen is not None:
             self.screen.close()
+

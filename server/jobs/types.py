@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from pipelines.references import MAX_INPUT_IMAGES
+from pipelines.contract import MAX_INPUT_IMAGES
 from server.errors import UnknownJobType
+from server.wire.base import WireModel
 from server.wire.hosted import (
     MAX_IMG2IMG,
     MAX_TXT2IMG,
@@ -15,7 +16,7 @@ from server.wire.hosted import (
     HostedImg2ImgConfig,
     HostedTxt2ImgConfig,
 )
-from server.wire.models import DevKontextConfig, WireModel
+from server.wire.models import DevKontextConfig
 
 DEV_KONTEXT = "inference.flux-fast.dev-kontext.img2img.v1"
 

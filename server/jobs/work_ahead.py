@@ -11,8 +11,8 @@ from __future__ import annotations
 import heapq
 from collections.abc import Mapping
 
-from server.jobs.engine_worker import TYPICAL_STEPS
-from server.jobs.engines import Engines
+from server.engines.interface import Engines
+from server.engines.worker import TYPICAL_STEPS
 from server.jobs.job import Job
 
 

@@ -1,16 +1,18 @@
 """The engine deployment: one replica per GPU, each the same engine the single-machine
 server runs (built by server/engine_build.py, driven by the same engine pool of one).
 
-A call to `run` streams what happens to the job, so the ingress can move the job to
-`processing`, report its steps (async progress) and learn its result:
+A call to `run` streams what happens to the job as the contract's EngineEvents, the ones
+every transport carries, so the ingress can move the job to `processing`, report its steps
+(async progress) and learn its result:
 
-    ("started", replica)  →  ("step", step, steps) …  →  ("done", EditResult) | ("error", exc)
+    started (on this replica)  →  step …  →  done (EditResult) | failed (engine error)
 
 Errors are sent as values (engine errors, which pickle), not raised, so the ingress sees
 the engine's own error and not Ray's wrapping of it. Cancelling the call (the client went
-away, the time limit, DELETE) cancels this generator, which stops the edit at its next
-step. Ray Serve is imported by the caller (server/ray/app.py); this class does not need it
-except to name its replica.
+away, the time limit, DELETE) is the cancellation Ray carries: it cancels this generator,
+which sets the job's cancel signal, and the edit stops at its next step. Ray Serve is
+imported by the caller (server/ray/app.py); this class does not need it except to name
+its replica.
 """
 
 from __future__ import annotations
@@ -19,19 +21,15 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from functools import partial
-from typing import Any
 
-from pipelines.devices import limit_cpu_threads
+from pipelines.contract import EditRequest, EngineEvent, EngineInfo, RunControl
 from pipelines.errors import EngineError, EngineFailure
-from pipelines.types import EditRequest, Engine, EngineInfo, RunControl
-from server.engine_build import build_engine
-from server.jobs.engine_pool import EnginePool
+from server.engine_build import build_engine, share_cpu
+from server.engines.interface import Engine
+from server.engines.pool import EnginePool
 from server.settings import Settings
 
 log = logging.getLogger(__name__)
-
-Event = tuple[Any, ...]
-
 
 def replica_name() -> str:
     """`replica:<id>` of the replica this runs in (`replica:local` outside Ray Serve)."""
@@ -54,7 +52,7 @@ class EngineReplica:
         self.name = replica_name()
         engine = (factory or partial(build_engine, settings))(None)
         if engine.info.device == "cpu" and cpu_threads:
-            limit_cpu_threads(cpu_threads)
+            share_cpu(cpu_threads)
         self.pool = EnginePool([engine], [self.name], warmup=settings.warmup)
         await self.pool.start()
         refusal = self.pool.unavailable()
@@ -71,14 +69,15 @@ class EngineReplica:
         if not ok:
             raise RuntimeError(f"{self.name} is unhealthy: {body['error'] or body['stuck']}")
 
-    async def run(self, request: EditRequest) -> AsyncIterator[Event]:
+    async def run(self, request: EditRequest) -> AsyncIterator[EngineEvent]:
         """Run one edit, streaming its events (see the module docstring)."""
         loop = asyncio.get_running_loop()
-        events: asyncio.Queue[Event] = asyncio.Queue()
-        control = RunControl(on_step=lambda step, steps: loop.call_soon_threadsafe(
-            events.put_nowait, ("step", step, steps)))
-        task = asyncio.create_task(self.pool.run(
-            request, control, lambda: events.put_nowait(("started", self.name))))
+        events: asyncio.Queue[EngineEvent] = asyncio.Queue()
+
+        def emit(event: EngineEvent) -> None:  # on the engine's thread, or this loop's
+            loop.call_soon_threadsafe(events.put_nowait, event)
+
+        task = asyncio.create_task(self.pool.run(request, RunControl(emit=emit)))
         try:
             while not task.done() or not events.empty():
                 getting = asyncio.ensure_future(events.get())
@@ -94,11 +93,11 @@ class EngineReplica:
                 await asyncio.wait({task})
 
 
-def _final(task: asyncio.Task) -> Event:
+def _final(task: asyncio.Task) -> EngineEvent:
     exc = task.exception()
     if exc is None:
-        return ("done", task.result().result)
+        return EngineEvent("done", result=task.result().result)
     if isinstance(exc, EngineError):
-        return ("error", type(exc)(str(exc)))
+        return EngineEvent("failed", error=type(exc)(str(exc)))
     log.error("engine replica failed unexpectedly: %r", exc)
-    return ("error", EngineFailure(f"{type(exc).__name__}: {exc}"))
+    return EngineEvent("failed", error=EngineFailure(f"{type(exc).__name__}: {exc}"))

@@ -22,11 +22,11 @@ from typing import Any
 from ray import exceptions as ray_exceptions
 from ray.serve.exceptions import BackPressureError
 
+from pipelines.contract import EditRequest, EngineInfo, MovingAverage, RunControl
 from pipelines.errors import DeviceLost
-from pipelines.types import EditRequest, EngineInfo, RunControl
+from server.engines.interface import Ran, follow, start_eta
+from server.engines.worker import DEFAULT_JOB_SECONDS, TYPICAL_STEPS
 from server.errors import NotReady, Overloaded
-from server.jobs.engine_worker import DEFAULT_JOB_SECONDS, TYPICAL_STEPS
-from server.jobs.engines import Ran, start_eta
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ class RayEngines:
         self.error: str | None = None
         self._running: dict[int, float] = {}
         self._tokens = itertools.count()
-        self._mean: float | None = None
+        self._job_seconds = MovingAverage()
         #: LoRAs are not switched on Ray replicas yet (docs/scale-out.md): jobs naming
         #: LoRAs are refused with the "no LoRA folder" answer.
         self.loras = None
@@ -62,7 +62,7 @@ class RayEngines:
     @property
     def mean_job_seconds(self) -> float:
         """Mean engine time of the jobs the replicas ran for this ingress."""
-        return self._mean or DEFAULT_JOB_SECONDS
+        return self._job_seconds.value or DEFAULT_JOB_SECONDS
 
     @property
     def step_seconds(self) -> float:
@@ -114,8 +114,7 @@ class RayEngines:
         """Take no more jobs (Ray Serve stops the replicas themselves)."""
         self.state = "stopping"
 
-    async def run(self, request: EditRequest, control: RunControl,
-                  on_start: Callable[[], None]) -> Ran:
+    async def run(self, request: EditRequest, control: RunControl) -> Ran:
         """Run one edit on the next free replica; see Engines.run."""
         refusal = self.unavailable()
         if refusal is not None:
@@ -123,19 +122,14 @@ class RayEngines:
         token, replica = next(self._tokens), "replica:?"
         stream = self.handle.options(stream=True).run.remote(request)
         try:
-            async for kind, *payload in stream:
-                if kind == "started":
-                    replica = payload[0]
+            async for event in stream:
+                if event.kind == "started":
+                    replica = event.where or replica
                     self._running[token] = time.monotonic()
-                    on_start()
-                elif kind == "step":
-                    if control.on_step is not None:
-                        control.on_step(*payload)
-                elif kind == "error":
-                    raise payload[0]
-                else:
-                    self._learn(payload[0].elapsed)
-                    return Ran(payload[0], replica)
+                result = follow(event, control)
+                if result is not None:
+                    self._job_seconds.add(result.elapsed)
+                    return Ran(result, replica)
             raise DeviceLost(f"the engine {replica} ended the job without a result")
         except BackPressureError as exc:
             raise Overloaded(f"every engine replica is busy and the queue is full ({exc}); "
@@ -149,7 +143,3 @@ class RayEngines:
             raise
         finally:
             self._running.pop(token, None)
-
-    def _learn(self, elapsed: float) -> None:
-        previous = self._mean
-        self._mean = elapsed if previous is None else 0.7 * previous + 0.3 * elapsed

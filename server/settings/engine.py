@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from pipelines.references import (
+from pipelines.contract import (
     DEFAULT_REFERENCE_TOKEN_BUDGET,
     MIN_REFERENCE_TOKEN_BUDGET,
 )

@@ -10,6 +10,20 @@ from pydantic_settings import NoDecode
 from server.settings.common import split_commas
 
 
+def parse_device(item: str) -> str:
+    """One `--devices` item as a torch device name: `3` → `cuda:3`, `cuda` → `cuda:0`;
+    ValueError saying what is accepted."""
+    item = item.strip().lower()
+    if item.isdigit():
+        return f"cuda:{int(item)}"
+    if item == "cuda":
+        return "cuda:0"
+    if item == "cpu" or (item.startswith("cuda:") and item[5:].isdigit()):
+        return item
+    raise ValueError(f"devices: {item!r} is not a device; use `all`, GPU indices (0,1,3), "
+                     "cuda:N or cpu")
+
+
 class ScaleSettings(BaseModel):
     """Every GPU of a machine (--devices) and many machines on Ray Serve (issue 11)."""
 
@@ -63,15 +77,9 @@ class ScaleSettings(BaseModel):
     def _split_devices(cls, value: object) -> object:
         devices = split_commas(value)
         if isinstance(devices, list):
-            from pipelines.devices import parse_device  # plain string work, no torch
-            from pipelines.errors import InvalidInput
-
             for item in devices:
-                try:
-                    if item.lower() != "all":
-                        parse_device(item)
-                except InvalidInput as exc:
-                    raise ValueError(str(exc)) from exc
+                if item.strip().lower() != "all":
+                    parse_device(item)
         return devices
 
     @model_validator(mode="after")

@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import NoDecode
 
-from pipelines.references import MAX_INPUT_IMAGES
+from pipelines.contract import MAX_INPUT_IMAGES
 from server.settings.common import BATCH, MB, split_commas
 
 

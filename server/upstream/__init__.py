@@ -1,1 +1,1 @@
-"""Forwarding [pro]/[max] jobs upstream: to a hosted /v2/job API or to BFL's API."""
+"""Talking to an upstream API for forwarded [pro]/[max] jobs: a hosted /v2/job API or BFL's."""

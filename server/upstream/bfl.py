@@ -25,7 +25,8 @@ from server.errors import (
     UpstreamRejected,
     UpstreamTimeout,
 )
-from server.jobs.backend import SERVED_BY_HEADER, Outcome, PreparedJob
+from server.jobs.backends.base import SERVED_BY_HEADER, Outcome
+from server.jobs.prepared import PreparedJob
 from server.media.formats import ImageFormat
 from server.settings import Settings
 from server.upstream.http import (
@@ -82,7 +83,7 @@ class BflForwarder:
         return self._client.build_request(method, url, headers=headers, **kwargs)
 
     def _body(self, job: PreparedJob, fmt: ImageFormat) -> dict[str, Any]:
-        config = job.config_json
+        config = job.spec.echo
         body = {"prompt": config["prompt"], "seed": config["seed"],
                 "prompt_upsampling": config["prompt_upsampling"],
                 "safety_tolerance": config["safety_tolerance"],

@@ -12,7 +12,8 @@ import httpx
 from pydantic import SecretStr
 
 from server.errors import UpstreamFailed, UpstreamRejected
-from server.jobs.backend import SERVED_BY_HEADER, Outcome, PreparedJob
+from server.jobs.backends.base import SERVED_BY_HEADER, Outcome
+from server.jobs.prepared import PreparedJob
 from server.media.formats import MEDIA_TYPES, file_name
 from server.settings import Settings
 from server.upstream.http import (
@@ -48,7 +49,7 @@ class HostedForwarder:
         self._client: httpx.AsyncClient | None = None
 
     def _request(self, client: httpx.AsyncClient, job: PreparedJob) -> httpx.Request:
-        config = {k: v for k, v in job.config_json.items() if k not in NOT_FORWARDED}
+        config = {k: v for k, v in job.spec.echo.items() if k not in NOT_FORWARDED}
         body = json.dumps({"type": job.job_type.name, "config": config})
         files: list[tuple[str, tuple[str, bytes, str]]] = [
             ("input", (file_name(image.format, "input"), image.data, MEDIA_TYPES[image.format]))
@@ -70,7 +71,7 @@ class HostedForwarder:
             lambda: fetch(client, self._request(client, job),
                           self.settings.upstream_max_bytes, self.who),
             self.settings.upstream_retry_budget, self.who)
-        answer = await read_answer(fetched.headers.get("content-type"), fetched.body)
+        answer = read_answer(fetched.headers.get("content-type"), fetched.body)
         self._raise_for_status(fetched, answer)
         if answer.output is None:
             raise UpstreamFailed(f"{self.who} answered {fetched.status} without an output "

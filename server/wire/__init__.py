@@ -1,1 +1,1 @@
-"""The wire format: pydantic models of job configs, style presets and job answers."""
+"""The wire format: pydantic models of job configs, style presets, multipart bodies, answers."""

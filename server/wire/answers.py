@@ -1,7 +1,7 @@
 """Reading /v2/job answers as a client does (forwarding to a hosted API, the batch client).
 
 One reader for the three answer forms (multipart `job` + `output`, a raw image, the job
-JSON), built on Starlette's multipart parser (already a dependency of the server).
+JSON); multipart parts are read by wire/multipart.py, bytes exactly as sent.
 """
 
 from __future__ import annotations
@@ -13,10 +13,8 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-from starlette.datastructures import Headers, UploadFile
-from starlette.formparsers import MultiPartException, MultiPartParser
-
 from server.wire.json_values import unrepresentable
+from server.wire.multipart import MultipartError, parse_parts
 
 #: Parts read from one multipart answer; a job answer has two.
 MAX_PARTS = 8
@@ -49,32 +47,23 @@ def media_type(content_type: str | None) -> str:
     return (content_type or "").split(";")[0].strip().lower()
 
 
-async def multipart_parts(content_type: str, body: bytes) -> dict[str, bytes]:
+def multipart_parts(content_type: str, body: bytes) -> dict[str, bytes]:
     """The parts of a multipart body by name (the first of each); {} if it is malformed."""
-
-    async def stream():
-        yield body
-
-    parser = MultiPartParser(Headers({"content-type": content_type}), stream(),
-                             max_files=MAX_PARTS, max_fields=MAX_PARTS,
-                             max_part_size=len(body) + 1)
     try:
-        form = await parser.parse()
-    except MultiPartException:
+        parts = parse_parts(body, content_type, MAX_PARTS)
+    except MultipartError:
         return {}
-    parts: dict[str, bytes] = {}
-    for name, value in form.multi_items():
-        if name not in parts:
-            parts[name] = await value.read() if isinstance(value, UploadFile) else value.encode()
-    await form.close()
-    return parts
+    found: dict[str, bytes] = {}
+    for part in parts:
+        found.setdefault(part.name, part.data)
+    return found
 
 
-async def read_answer(content_type: str | None, body: bytes) -> Answer:
+def read_answer(content_type: str | None, body: bytes) -> Answer:
     """The job JSON and output image of an answer, whichever form the server chose."""
     media = media_type(content_type)
     if media == "multipart/form-data":
-        parts = await multipart_parts(content_type or "", body)
+        parts = multipart_parts(content_type or "", body)
         return Answer(json_object(parts.get("job")), parts.get("output"))
     if media == "application/json":
         return Answer(json_object(body), None)

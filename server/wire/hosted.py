@@ -11,7 +11,7 @@ from typing import Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from server.wire.models import MAX_SEED, JobConfig, random_seed
+from server.wire.base import MAX_SEED, JobConfig, random_seed
 from server.wire.ratio import check_ratio, ratio_of_size, refuse_ratio_with_size
 
 #: The largest width or height taken as a shape (the AI SDK's own bound for `size`).
@@ -101,6 +101,10 @@ class HostedTxt2ImgConfig(_HostedConfig):
         if ratio is not None:
             self.aspect_ratio = ratio
         return self
+
+    def derived_fields(self) -> set[str]:
+        """aspect_ratio, when width and height decided it."""
+        return {"aspect_ratio"} if self.width is not None else set()
 
 
 class HostedImg2ImgConfig(_HostedConfig):

@@ -5,7 +5,7 @@ An entry is a name, as the hosted API sends it, or `{"name", "scale"}` (our exte
 the job JSON echoes each entry as it was sent, an object with its scale filled in. Here only
 the per-job rules are checked (at most three, no duplicates, scales from -2 to 2: the rules
 of pipelines/loras/choices.py); names are checked against the LoRA folder where the folder
-is known, before the job queues for the engine (server/jobs/loras.py).
+is known, before the job queues for the engine (server/jobs/backends/loras.py).
 """
 
 from __future__ import annotations
@@ -24,8 +24,14 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from pipelines.loras.choices import MAX_LORAS_PER_JOB, SCALE_MAX, SCALE_MIN
-from pipelines.types import LoraCatalog, LoraChoice, LoraEntry
+from pipelines.contract import (
+    MAX_LORAS_PER_JOB,
+    SCALE_MAX,
+    SCALE_MIN,
+    LoraCatalog,
+    LoraChoice,
+    LoraEntry,
+)
 
 NAME_RULE = ("must be a LoRA name: its path in the LoRA folder without .safetensors "
              "(GET /v2/loras lists them)")

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import get_args
 
-from server.wire.models import StylePreset, WireModel
+from server.wire.base import WireModel
+from server.wire.models import StylePreset
 
 _KEEP = "Keep the composition, framing, poses and the identity of every subject unchanged."
 

@@ -15,7 +15,7 @@ from PIL import Image
 
 from server.atomic_files import TEMP_SUFFIX
 from server.cli.main import main
-from server.jobs.local import DEMO_NOTICE
+from server.jobs.backends.local import DEMO_NOTICE
 
 
 def _report(path: Path) -> list[dict]:
@@ -123,6 +123,25 @@ def test_manifest_with_bad_rows(tmp_path: Path, tiny_dir: Path,
         assert image.size == (576, 512) and image.format == "JPEG"
     assert sorted(p.name for p in out.iterdir()) == ["a.png", "hat.jpg", "report.jsonl"]
     assert not any(name.startswith(".") for name in os.listdir(out))
+
+
+def test_a_row_with_an_aspect_ratio_runs_at_the_size_it_names(
+        tmp_path: Path, tiny_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # The row is validated once: its aspect_ratio decides width and height, and the job
+    # service takes that prepared config as it is (not a dump with both, which it refuses).
+    (tmp_path / "a.png").write_bytes(gradient_png(400, 300))
+    manifest = tmp_path / "edits.jsonl"
+    manifest.write_text(json.dumps({"image": "a.png", "prompt": "make it red",
+                                    "aspect_ratio": "2:1", "steps": 1}) + "\n")
+    out = tmp_path / "out"
+    code = main(["batch", str(manifest), "--out", str(out), "--local", "--demo",
+                 "--demo-dir", str(tiny_dir), "--log-level", "warning"])
+    (line,) = _report(out / "report.jsonl")
+    assert code == 0, line
+    assert line["config"]["aspect_ratio"] == "2:1"
+    assert (line["config"]["width"], line["config"]["height"]) == (1040, 512)
+    with Image.open(out / "a.png") as image:
+        assert image.size == (1040, 512)
 
 
 def test_a_row_is_the_same_edit_as_the_same_job_through_the_server(

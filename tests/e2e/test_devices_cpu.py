@@ -92,7 +92,7 @@ def test_two_jobs_run_at_the_same_time_on_two_processes(live, gate):
 
 
 def test_a_crashed_device_fails_its_job_only_and_comes_back(live):
-    pids = {worker.label: worker.engine.pid for worker in live.app.state.engines.workers}
+    pids = {worker.label: worker.engine.pid for worker in live.kontext.engines.workers}
     crashed, survived = run_jobs(live, [CRASH, "make it green"])
     assert crashed.status_code == 503
     error = job_of(crashed)["error"]
@@ -101,7 +101,7 @@ def test_a_crashed_device_fails_its_job_only_and_comes_back(live):
     # The lost device restarts (a new process) and serves again; the other never stopped.
     wait_until(lambda: httpx.get(f"{live.url}/readyz").status_code == 200, timeout=240,
                what="the lost device restarted")
-    workers = live.app.state.engines.workers
+    workers = live.kontext.engines.workers
     restarted = [w.label for w in workers if w.engine.pid != pids[w.label]]
     assert len(restarted) == 1
     devices = httpx.get(f"{live.url}/readyz").json()["devices"]

@@ -19,7 +19,7 @@ from PIL import Image
 
 from server.api.app import create_app
 from server.cli.main import main
-from server.jobs.local import DEMO_NOTICE
+from server.jobs.backends.local import DEMO_NOTICE
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "edit-cli-token-7f3a"
@@ -83,7 +83,7 @@ def test_a_wrong_token_is_the_servers_refusal(live, photo):
     assert "HTTP 401" in done.stderr and "token is invalid" in done.stderr
 
 
-#: Third-party start-up messages that mean nothing to a user (filtered in pipelines/quiet.py).
+#: Third-party start-up messages that mean nothing to a user (pipelines/engine/quiet.py).
 NOISE = ("_C_mxfp8", "Detected no triton", "is an Enum subclass", "Unable to import `torchao`",
          "Attention backends are an experimental", "peft_config", "Traceback")
 

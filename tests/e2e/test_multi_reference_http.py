@@ -20,7 +20,7 @@ from helpers.js_client import run_js_job
 from helpers.live_server import start_server
 from helpers.servers import make_settings
 
-from pipelines.references import MIN_REFERENCE_TOKEN_BUDGET
+from pipelines.references.plan import MIN_REFERENCE_TOKEN_BUDGET
 from server.api.app import create_app
 from server.cli.main import main
 from server.cli.serve import build_engine

@@ -8,7 +8,7 @@ from helpers.fake_engine import FakeEngine
 from helpers.fake_loras import FakeLoras, fake_entry
 from helpers.images import gradient_png
 
-from pipelines.types import LoraChoice
+from pipelines.contract import LoraChoice
 
 pytestmark = needs_chromium
 

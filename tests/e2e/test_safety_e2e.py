@@ -118,7 +118,7 @@ def test_a_red_input_is_refused_and_nothing_is_returned_or_stored(servers):
     wait_state(live.url, job_id, "failed")
     assert get(live.url, job_id, "job.json").json()["error"] == INPUT_REFUSED
     assert get(live.url, job_id, "output").json() == []
-    results = live.app.state.settings.results_dir / job_id
+    results = live.kontext.settings.results_dir / job_id
     assert [path.name for path in results.iterdir()] == ["job.json"]
 
 
@@ -208,7 +208,7 @@ def test_every_output_form_carries_the_marks(servers, tiny_dir, tiny_classifier_
     forms["multipart"] = (multipart_parts(multipart)["output"][1], "webp")
     job_id = submit(live.url, config(), BLUE_PNG).json()["id"]
     wait_state(live.url, job_id, "processed")
-    on_disk = live.app.state.settings.results_dir / job_id / "output.jpg"
+    on_disk = live.kontext.settings.results_dir / job_id / "output.jpg"
     forms["async"] = (on_disk.read_bytes(), "jpeg")
     assert get(live.url, job_id, "output/output.jpg").content == forms["async"][0]
     forms["batch"] = (batch_output(tmp_path, tiny_dir, tiny_classifier_dir), "png")

@@ -16,7 +16,7 @@ import pytest
 def deep_tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny checkpoint at the real depth (19 double + 38 single blocks), tiny width:
     per-block compile effects (guards, recompiles) show on it as on the real model."""
-    from pipelines.tiny_checkpoint import REAL_DEPTH, write_tiny_checkpoint
+    from pipelines.weights.tiny import REAL_DEPTH, write_tiny_checkpoint
 
     return write_tiny_checkpoint(tmp_path_factory.mktemp("deep") / "checkpoint", REAL_DEPTH)
 
@@ -25,10 +25,11 @@ def deep_tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_engine(tiny_dir: Path):
     """A loaded exact-tier KontextEngine on the tiny checkpoint, CPU (shared: tests must
     leave it as they found it)."""
-    from pipelines.engine import KontextEngine
-    from pipelines.weights import resolve_weights
+    from pipelines.engine.kontext import KontextEngine
+    from pipelines.engine.options import EngineOptions
+    from pipelines.weights.source import resolve_weights
 
-    engine = KontextEngine(resolve_weights(str(tiny_dir)), device="cpu", demo=True)
+    engine = KontextEngine(resolve_weights(str(tiny_dir)), EngineOptions(device="cpu", demo=True))
     engine.load()
     yield engine
     engine.close()

@@ -22,9 +22,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipelines.engine_plan import Capabilities, plan_engine
-from pipelines.shapes import ShapeCase
-from pipelines.types import EditRequest, RunControl
+from pipelines.contract import EditRequest, RunControl
+from pipelines.engine.warmup import ShapeCase
+from pipelines.levers.plan import Capabilities, plan_engine
 
 #: Inductor's C++ code generation on 2 shared cores takes minutes (pytest's default is 300 s).
 pytestmark = pytest.mark.timeout(1800)
@@ -38,15 +38,16 @@ SMALL = [ShapeCase(512, 512, None, None)]
 
 def rehearsal_engine(deep_tiny_dir, tier: str, compiled: bool = True):
     """The server's H100 plan for `tier`, on CPU: same levers, same order, same dtype."""
-    from pipelines.engine import KontextEngine
-    from pipelines.weights import resolve_weights
+    from pipelines.engine.kontext import KontextEngine
+    from pipelines.engine.options import EngineOptions
+    from pipelines.weights.source import resolve_weights
 
     plan = plan_engine(tier, "full", "cuda", H100)
     plan = dataclasses.replace(plan, device="cpu", attention_backend="native")
     if not compiled:
         plan = dataclasses.replace(plan, compile=None)
-    engine = KontextEngine(resolve_weights(str(deep_tiny_dir)), device="cpu", plan=plan,
-                           warmup_steps=1, warmup_size=(512, 512))
+    engine = KontextEngine(resolve_weights(str(deep_tiny_dir)), EngineOptions(
+        device="cpu", plan=plan, warmup_steps=1, warmup_size=(512, 512)))
     engine.load()
     return engine
 
@@ -96,9 +97,9 @@ def test_exact_tier_compiles_once_and_never_recompiles(deep_tiny_dir, compiled):
 def test_fp8_and_turbo_tiers_compile_quantised_blocks_and_stay_close_to_exact(
         deep_tiny_dir, compiled, no_fp8_hardware_check):
     import torch
+    from helpers.engine_probes import computed_forwards, float8_linears
 
-    from pipelines.quantize import UNFUSED, float8_linears
-    from pipelines.step_cache import computed_forwards
+    from pipelines.levers.quantize import UNFUSED
 
     exact = rehearsal_engine(deep_tiny_dir, "exact", compiled=False)
     compiled.append(exact)

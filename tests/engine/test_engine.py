@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from pipelines.contract import EditRequest, EngineEvent, RunControl
 from pipelines.errors import Cancelled
-from pipelines.types import EditRequest, RunControl
 
 
 def request(image=None, width=512, height=512, steps=2, seed=7, prompt="make it red"):
@@ -71,11 +71,11 @@ def test_cancel_mid_run_raises_and_does_not_decode(tiny_engine):
     control = RunControl()
     seen: list[int] = []
 
-    def on_step(done: int, total: int) -> None:
-        seen.append(done)
+    def on_event(event: EngineEvent) -> None:
+        seen.append(event.step)
         control.cancel.set()  # the client went away after the first step
 
-    control.on_step = on_step
+    control.emit = on_event
     vae = tiny_engine.pipe.vae
     with mock.patch.object(vae, "decode", wraps=vae.decode) as decode, \
             pytest.raises(Cancelled):

@@ -7,8 +7,11 @@ import dataclasses
 import itertools
 
 import pytest
+from helpers.engine_probes import lossless
 
-from pipelines.engine_plan import (
+from pipelines.contract import EditRequest, RunControl
+from pipelines.errors import InvalidInput
+from pipelines.levers.plan import (
     MEMORY_MODES,
     TIERS,
     Capabilities,
@@ -17,8 +20,6 @@ from pipelines.engine_plan import (
     StepCacheSpec,
     plan_engine,
 )
-from pipelines.errors import InvalidInput
-from pipelines.types import EditRequest, RunControl
 
 H100 = Capabilities(cuda=True, compute_capability=(9, 0), torchao=True, flash_attn_3=True)
 H100_NO_FA3 = dataclasses.replace(H100, flash_attn_3=False)
@@ -47,7 +48,7 @@ def test_every_combination_plans_consistently_or_refuses_clearly(tier, memory_mo
         assert refused_because, message
         return
     assert (plan.tier, plan.memory_mode, plan.device) == (tier, memory_mode, device)
-    assert plan.lossless == (tier == "exact" and memory_mode == "full")
+    assert lossless(plan) == (tier == "exact" and memory_mode == "full")
     assert plan.fp8_linears == (tier != "exact")
     assert (plan.step_cache is not None) == (tier == "turbo")
     if plan.compile is not None:
@@ -64,12 +65,12 @@ def test_every_combination_plans_consistently_or_refuses_clearly(tier, memory_mo
 
 def test_exact_tier_on_an_h100_uses_every_lossless_lever():
     plan = plan_engine("exact", "full", "cuda", H100)
-    # "auto": the fastest of the candidates, timed at load (pipelines/attention.py)
+    # "auto": the fastest of the candidates, timed at load (pipelines/levers/attention.py)
     assert plan.attention_backend == "auto" and plan.fuse_qkv
     assert plan.attention_candidates == ("_flash_3", "_native_cudnn", "_native_flash",
                                          "_native_efficient")
     assert plan.compile == CompileSpec(fullgraph=True, dynamic=True)
-    assert not plan.fp8_linears and plan.step_cache is None and plan.lossless
+    assert not plan.fp8_linears and plan.step_cache is None and lossless(plan)
     no_fa3 = plan_engine("exact", "full", "cuda", H100_NO_FA3)
     assert no_fa3.attention_candidates[0] == "_native_cudnn"
     assert "_flash_3" not in plan_engine("exact", "full", "cuda", L4).attention_candidates
@@ -88,7 +89,7 @@ def test_turbo_tier_adds_a_whole_forward_step_cache_and_keeps_fullgraph():
 def test_memory_modes_trade_exactness_and_compile_for_memory():
     exact_24 = plan_engine("exact", "24gb", "cuda", H100)
     assert exact_24.fp8_weight_storage and exact_24.text_encoder_offload == "group_streamed"
-    assert exact_24.compile is None and not exact_24.lossless
+    assert exact_24.compile is None and not lossless(exact_24)
     assert any("no longer bit-exact" in note for note in exact_24.notes)
     fp8_24 = plan_engine("fp8", "24gb", "cuda", H100)
     assert fp8_24.fp8_linears and not fp8_24.fp8_weight_storage and fp8_24.compile
@@ -127,19 +128,21 @@ def test_turbo_computes_half_the_forwards_of_a_30_step_job():
 
 
 def test_fp8_tier_on_a_cpu_machine_fails_at_engine_construction(tiny_dir):
-    from pipelines.engine import KontextEngine
-    from pipelines.weights import resolve_weights
+    from pipelines.engine.kontext import KontextEngine
+    from pipelines.engine.options import EngineOptions
+    from pipelines.weights.source import resolve_weights
 
     with pytest.raises(InvalidInput, match="--tier fp8 needs a CUDA GPU"):
-        KontextEngine(resolve_weights(str(tiny_dir)), device="cpu", tier="fp8")
+        KontextEngine(resolve_weights(str(tiny_dir)), EngineOptions(device="cpu", tier="fp8"))
 
 
 def _engine_with(tiny_dir, plan: EnginePlan):
-    from pipelines.engine import KontextEngine
-    from pipelines.weights import resolve_weights
+    from pipelines.engine.kontext import KontextEngine
+    from pipelines.engine.options import EngineOptions
+    from pipelines.weights.source import resolve_weights
 
-    engine = KontextEngine(resolve_weights(str(tiny_dir)), device="cpu", demo=True, plan=plan,
-                           warmup_steps=1, warmup_size=(512, 512))
+    engine = KontextEngine(resolve_weights(str(tiny_dir)), EngineOptions(
+        device="cpu", demo=True, plan=plan, warmup_steps=1, warmup_size=(512, 512)))
     engine.load()
     return engine
 
@@ -152,7 +155,7 @@ def _request(width=512, height=512, steps=8, image=None) -> EditRequest:
 def test_step_cache_runs_the_schedule_and_skips_whole_forwards(tiny_dir, tiny_engine):
     """The turbo lever's code path on CPU (hand-built plan: the fp8 part is rehearsed in
     test_compile_rehearsal.py)."""
-    from pipelines.step_cache import computed_forwards
+    from helpers.engine_probes import computed_forwards
 
     plan = EnginePlan(tier="turbo", memory_mode="full", device="cpu", dtype="float32",
                       attention_backend="native", step_cache=StepCacheSpec())
@@ -215,7 +218,9 @@ def test_step_cache_with_regional_compile_does_not_recompile_in_steady_state(tin
 
 
 def test_shape_set_covers_every_api_size_and_reference_bucket():
-    from pipelines.shapes import OUTPUT_SIDES, all_cases, image_token_counts, warmup_plan
+    from helpers.engine_probes import image_token_counts
+
+    from pipelines.engine.warmup import OUTPUT_SIDES, all_cases, warmup_plan
 
     # multiples of 16 from 512 up to 1040 (the API's rule, server/wire/models.py)
     assert OUTPUT_SIDES[0] == 512 and OUTPUT_SIDES[-1] == 1040 and len(OUTPUT_SIDES) == 34
@@ -233,15 +238,16 @@ def test_shape_set_covers_every_api_size_and_reference_bucket():
                                               ((300, 700), (672, 1568)),
                                               ((512, 512), (1024, 1024))])
 def test_reference_snaps_to_the_preferred_bucket(size, bucket):
-    from pipelines.shapes import reference_size
+    from pipelines.contract import nearest_preferred
 
-    assert reference_size(*size) == bucket
+    assert nearest_preferred(*size) == bucket
 
 
 def test_predicted_token_count_is_what_the_transformer_sees(tiny_engine):
     from PIL import Image
 
-    from pipelines.shapes import ShapeCase, reference_size
+    from pipelines.contract import nearest_preferred
+    from pipelines.engine.warmup import ShapeCase
 
     seen = []
     hook = tiny_engine.pipe.transformer.register_forward_pre_hook(
@@ -250,7 +256,7 @@ def test_predicted_token_count_is_what_the_transformer_sees(tiny_engine):
         tiny_engine.run(_request(544, 1040, 1, Image.new("RGB", (300, 700))), RunControl())
     finally:
         hook.remove()
-    assert seen == [ShapeCase(544, 1040, *reference_size(300, 700)).image_tokens]
+    assert seen == [ShapeCase(544, 1040, *nearest_preferred(300, 700)).image_tokens]
 
 
 def test_engine_benchmark_runs_tiers_and_reports_refusals(tiny_dir, tmp_path):

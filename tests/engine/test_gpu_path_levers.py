@@ -11,19 +11,20 @@ import logging
 import numpy as np
 import pytest
 
-from pipelines.engine_plan import EnginePlan
-from pipelines.types import EditRequest, RunControl
+from pipelines.contract import EditRequest, RunControl
+from pipelines.levers.plan import EnginePlan
 
 CPU_PLAN = EnginePlan(tier="exact", memory_mode="full", device="cpu", dtype="float32",
                       attention_backend="native")
 
 
 def engine_with(tiny_dir, plan: EnginePlan, **kwargs):
-    from pipelines.engine import KontextEngine
-    from pipelines.weights import resolve_weights
+    from pipelines.engine.kontext import KontextEngine
+    from pipelines.engine.options import EngineOptions
+    from pipelines.weights.source import resolve_weights
 
-    engine = KontextEngine(resolve_weights(str(tiny_dir)), device="cpu", plan=plan,
-                           warmup_size=(512, 512), **kwargs)
+    engine = KontextEngine(resolve_weights(str(tiny_dir)), EngineOptions(
+        device="cpu", plan=plan, warmup_size=(512, 512), **kwargs))
     engine.load()
     return engine
 
@@ -40,8 +41,7 @@ def active_backend():
 
 def test_every_engine_sets_its_backend_and_none_leaks_into_the_next(tiny_dir):
     from diffusers import FluxKontextPipeline
-
-    from pipelines.attention import backends_in_use
+    from helpers.engine_probes import backends_in_use
 
     before = active_backend()
     math = engine_with(tiny_dir, dataclasses.replace(CPU_PLAN, attention_backend="_native_math"))
@@ -58,12 +58,12 @@ def test_every_engine_sets_its_backend_and_none_leaks_into_the_next(tiny_dir):
 def test_flash_attention_3_missing_falls_back_to_native_with_a_log(tiny_dir, caplog):
     """diffusers' _flash_3 needs the `flash_attn_3` package; without it, set_attention_backend
     raises inside load(). The engine asks diffusers' own check and falls back."""
-    from pipelines.attention import backend_unavailable
+    from pipelines.levers.attention import backend_unavailable
 
     if backend_unavailable("_flash_3") is None:
         pytest.skip("FlashAttention 3 is installed here")
     assert "Flash Attention 3" in backend_unavailable("_flash_3")
-    with caplog.at_level(logging.WARNING, logger="pipelines.attention"):
+    with caplog.at_level(logging.WARNING, logger="pipelines.levers.attention"):
         engine = engine_with(tiny_dir, dataclasses.replace(CPU_PLAN, attention_backend="_flash_3"))
     assert engine.info.extra["attention"] == "native"
     assert "_flash_3 is not usable here" in caplog.text
@@ -71,7 +71,7 @@ def test_flash_attention_3_missing_falls_back_to_native_with_a_log(tiny_dir, cap
 
 
 def test_fastest_backend_keeps_the_first_unless_another_is_clearly_faster():
-    from pipelines.attention import fastest
+    from pipelines.levers.attention import fastest
 
     candidates = ("_flash_3", "_native_cudnn", "_native_flash")
     assert fastest({"_flash_3": 1.00, "_native_cudnn": 0.99}, candidates) == "_flash_3"
@@ -83,9 +83,9 @@ def test_fastest_backend_keeps_the_first_unless_another_is_clearly_faster():
 def test_fused_qkv_drops_the_unfused_projections_and_keeps_the_output(tiny_engine):
     import torch
 
-    from pipelines.attention import set_backend
-    from pipelines.quantize import UNFUSED, fuse_qkv
-    from pipelines.tiny_checkpoint import build_tiny_pipeline
+    from pipelines.levers.attention import set_backend
+    from pipelines.levers.quantize import UNFUSED, fuse_qkv
+    from pipelines.weights.tiny import build_tiny_pipeline
 
     transformer = build_tiny_pipeline().transformer.eval()
     set_backend(transformer, "native")
@@ -123,9 +123,10 @@ def _transformer_inputs(transformer, tokens: int = 64, dtype=None) -> dict:
 def test_fp8_quantisation_covers_the_fused_linears_and_leaves_inductor_alone(
         no_fp8_hardware_check):
     import torch
+    from helpers.engine_probes import float8_linears
 
-    from pipelines.quantize import float8_linears, fuse_qkv, quantize_fp8_linears
-    from pipelines.tiny_checkpoint import build_tiny_pipeline
+    from pipelines.levers.quantize import fuse_qkv, quantize_fp8_linears
+    from pipelines.weights.tiny import build_tiny_pipeline
 
     inductor = torch._inductor.config
     before = {name: getattr(inductor, name) for name in
@@ -150,7 +151,7 @@ def test_no_grad_fallback_gives_the_same_edit_and_is_taken_on_the_real_error(
     import torch
     from torch.testing._internal.two_tensor import TwoTensor
 
-    from pipelines.grad_mode import is_inference_mode_failure
+    from pipelines.engine.grad_mode import is_inference_mode_failure
 
     plan = dataclasses.replace(CPU_PLAN, tier="fp8", dtype="bfloat16", fp8_linears=True,
                                fuse_qkv=True)
@@ -180,7 +181,7 @@ def test_steady_step_time_excludes_warm_up_and_first_steps(tiny_dir):
 
 
 def test_steady_seconds_drops_the_first_step():
-    from pipelines.step_timer import steady_seconds
+    from pipelines.engine.step_timer import steady_seconds
 
     assert steady_seconds([9.0, 1.0, 3.0]) == 2.0
     assert steady_seconds([5.0]) == 5.0
@@ -189,7 +190,7 @@ def test_steady_seconds_drops_the_first_step():
 
 def test_step_cache_deviation_from_exact_is_small_and_reported(tiny_dir, tiny_engine):
     """Turbo's cache alone on CPU (the tiny random model; not a quality figure)."""
-    from pipelines.engine_plan import StepCacheSpec
+    from pipelines.levers.plan import StepCacheSpec
 
     turbo = engine_with(tiny_dir, dataclasses.replace(CPU_PLAN, tier="turbo",
                                                       step_cache=StepCacheSpec()))

@@ -23,11 +23,11 @@ from helpers.lora_files import (
 )
 from PIL import Image
 
+from pipelines.contract import EditRequest, LoraChoice, RunControl
 from pipelines.errors import InvalidInput
 from pipelines.loras.cache import AdapterCache
 from pipelines.loras.choices import check_choices
 from pipelines.loras.library import LoraLibrary
-from pipelines.types import EditRequest, LoraChoice, RunControl
 
 #: Same LoRA (seed 1), written in each layout; the diffusers file is the reference.
 PROMPT, SIDE, STEPS = "make it red", 256, 1
@@ -58,11 +58,12 @@ def lora_dir(tmp_path_factory, tiny_dir) -> Path:
 
 @pytest.fixture(scope="module")
 def lora_engine(tiny_dir, lora_dir):
-    from pipelines.engine import KontextEngine
-    from pipelines.weights import resolve_weights
+    from pipelines.engine.kontext import KontextEngine
+    from pipelines.engine.options import EngineOptions, LoraOptions
+    from pipelines.weights.source import resolve_weights
 
-    engine = KontextEngine(resolve_weights(str(tiny_dir)), device="cpu", demo=True,
-                           lora_dir=lora_dir)
+    engine = KontextEngine(resolve_weights(str(tiny_dir)), EngineOptions(
+        device="cpu", demo=True, loras=LoraOptions(lora_dir)))
     engine.load()
     return engine
 
@@ -254,7 +255,7 @@ def test_the_adapter_cache_evicts_the_least_recently_used_by_bytes():
 
 
 def test_which_tiers_take_loras():
-    from pipelines.engine_plan import Capabilities, plan_engine
+    from pipelines.levers.plan import Capabilities, plan_engine
     from pipelines.loras.manager import LoraManager, tier_problem
 
     h100 = Capabilities(cuda=True, compute_capability=(9, 0), torchao=True)
@@ -276,15 +277,17 @@ def test_the_turbo_tiers_float8_linears_take_loras_outside_the_quantised_matmul(
     computes the float8 matmuls once torchao's GPU check is bypassed; hand-built plan)."""
     from torchao.quantization import quant_api
 
-    from pipelines.engine import KontextEngine
-    from pipelines.engine_plan import EnginePlan, StepCacheSpec
-    from pipelines.weights import resolve_weights
+    from pipelines.engine.kontext import KontextEngine
+    from pipelines.engine.options import EngineOptions, LoraOptions
+    from pipelines.levers.plan import EnginePlan, StepCacheSpec
+    from pipelines.weights.source import resolve_weights
 
     monkeypatch.setattr(quant_api, "_check_hardware_support", lambda granularity: None)
     plan = EnginePlan(tier="turbo", memory_mode="full", device="cpu", dtype="bfloat16",
                       fp8_linears=True, step_cache=StepCacheSpec())
-    engines = [KontextEngine(resolve_weights(str(tiny_dir)), device="cpu", plan=plan,
-                             lora_dir=folder) for folder in (None, lora_dir)]
+    engines = [KontextEngine(resolve_weights(str(tiny_dir)), EngineOptions(
+        device="cpu", plan=plan,
+        loras=folder and LoraOptions(folder))) for folder in (None, lora_dir)]
     for engine in engines:
         engine.load()
     plain, with_loras = engines
@@ -305,16 +308,17 @@ def torch_dtype(name: str):
 
 
 def _compiled_lora_engine(tiny_dir, lora_dir, backend: str, slots: int):
-    from pipelines.engine import KontextEngine
-    from pipelines.engine_plan import CompileSpec, EnginePlan
-    from pipelines.shapes import ShapeCase
-    from pipelines.weights import resolve_weights
+    from pipelines.engine.kontext import KontextEngine
+    from pipelines.engine.options import EngineOptions, LoraOptions
+    from pipelines.engine.warmup import ShapeCase
+    from pipelines.levers.plan import CompileSpec, EnginePlan
+    from pipelines.weights.source import resolve_weights
 
     plan = EnginePlan(tier="exact", memory_mode="full", device="cpu", dtype="float32",
                       compile=CompileSpec(backend=backend))
-    engine = KontextEngine(resolve_weights(str(tiny_dir)), device="cpu", demo=True, plan=plan,
-                           lora_dir=lora_dir, lora_slots=slots, lora_max_rank=4,
-                           warmup_steps=1)
+    engine = KontextEngine(resolve_weights(str(tiny_dir)), EngineOptions(
+        device="cpu", demo=True, plan=plan, warmup_steps=1,
+        loras=LoraOptions(lora_dir, slots=slots, max_rank=4)))
     engine.load()
     # The engine's own warm-up (no LoRA, then each count of active slots), one small size.
     engine.warmup([ShapeCase(SIDE, SIDE, None, None)])

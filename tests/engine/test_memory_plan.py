@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.engine_plan import Capabilities, plan_engine
 from pipelines.errors import InvalidInput
-from pipelines.memory_plan import GIB, check_memory_plan, module_bytes, plan_memory
+from pipelines.levers.plan import Capabilities, plan_engine
+from pipelines.memory.plan import GIB, check_memory_plan, module_bytes, plan_memory
 
 CONFIGS = Path(__file__).resolve().parents[2] / "benchmarks" / "kontext_dev_configs.json"
 H100 = Capabilities(cuda=True, compute_capability=(9, 0), torchao=True)
@@ -23,7 +23,7 @@ def configs() -> dict:
 
 
 def test_meta_components_have_the_published_parameter_counts(configs):
-    from pipelines.memory_plan import build_meta
+    from pipelines.memory.plan import build_meta
 
     parts = build_meta(configs)
     counts = configs["parameter_counts"]
@@ -60,7 +60,7 @@ def test_weight_levers_change_the_plan_as_they_should(configs):
 
 
 def test_a_mode_that_cannot_fit_is_refused_at_startup_with_the_numbers(configs, tmp_path):
-    from pipelines.weights import WeightsSource
+    from pipelines.weights.source import WeightsSource
 
     for name in ("transformer", "text_encoder_2", "text_encoder", "vae"):
         (tmp_path / name).mkdir()

@@ -17,7 +17,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipelines.engine_plan import (
+from pipelines.contract import PREFERRED_KONTEXT_RESOLUTIONS, EditRequest, RunControl, tokens_for
+from pipelines.errors import InvalidInput
+from pipelines.levers.plan import (
     MEMORY_MODES,
     TIERS,
     Capabilities,
@@ -25,8 +27,7 @@ from pipelines.engine_plan import (
     EnginePlan,
     plan_engine,
 )
-from pipelines.errors import InvalidInput
-from pipelines.references import (
+from pipelines.references.plan import (
     DEFAULT_REFERENCE_TOKEN_BUDGET,
     LARGEST_CANVAS_TOKENS,
     MIN_REFERENCE_TOKEN_BUDGET,
@@ -34,8 +35,6 @@ from pipelines.references import (
     check_plan_takes_references,
     plan_inputs,
 )
-from pipelines.shapes import preferred_resolutions, tokens_for
-from pipelines.types import EditRequest, RunControl
 
 WIDTH = HEIGHT = 256  # any multiple of 16 runs; small keeps the decode cheap
 BUDGET = MIN_REFERENCE_TOKEN_BUDGET  # the smallest budget keeps the CPU runs short
@@ -93,13 +92,14 @@ def engine(tiny_dir):
     """The exact tier's engine plus regional compile (dynamic shapes), warmed up."""
     import torch
 
-    from pipelines.engine import KontextEngine
-    from pipelines.weights import resolve_weights
+    from pipelines.engine.kontext import KontextEngine
+    from pipelines.engine.options import EngineOptions
+    from pipelines.weights.source import resolve_weights
 
     plan = EnginePlan(tier="exact", memory_mode="full", device="cpu", dtype="float32",
                       compile=CompileSpec(backend="eager"))
-    engine = KontextEngine(resolve_weights(str(tiny_dir)), device="cpu", demo=True, plan=plan,
-                           warmup_steps=1, reference_token_budget=BUDGET)
+    engine = KontextEngine(resolve_weights(str(tiny_dir)), EngineOptions(
+        device="cpu", demo=True, plan=plan, warmup_steps=1, reference_token_budget=BUDGET))
     engine.load()
     engine.warmup()
     yield engine
@@ -197,7 +197,7 @@ def test_budget_holds_for_every_method_shape_and_count():
 
 
 def test_largest_canvas_constant_matches_diffusers():
-    assert max(tokens_for(w, h) for w, h in preferred_resolutions()) == LARGEST_CANVAS_TOKENS
+    assert max(tokens_for(w, h) for w, h in PREFERRED_KONTEXT_RESOLUTIONS) == LARGEST_CANVAS_TOKENS
 
 
 @pytest.mark.parametrize(("request_", "says"), [
@@ -214,11 +214,13 @@ def test_bad_inputs_are_refused_naming_the_input(engine, request_, says):
 
 
 def test_a_budget_below_the_minimum_is_refused_at_construction(tiny_dir):
-    from pipelines.engine import KontextEngine
-    from pipelines.weights import resolve_weights
+    from pipelines.engine.kontext import KontextEngine
+    from pipelines.engine.options import EngineOptions
+    from pipelines.weights.source import resolve_weights
 
     with pytest.raises(InvalidInput, match=f"below the minimum {MIN_REFERENCE_TOKEN_BUDGET}"):
-        KontextEngine(resolve_weights(str(tiny_dir)), device="cpu", reference_token_budget=4096)
+        KontextEngine(resolve_weights(str(tiny_dir)), EngineOptions(
+            device="cpu", reference_token_budget=4096))
 
 
 H100 = Capabilities(cuda=True, compute_capability=(9, 0), torchao=True, flash_attn_3=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines.resolutions import PREFERRED_KONTEXT_RESOLUTIONS, nearest_preferred
+from pipelines.contract import PREFERRED_KONTEXT_RESOLUTIONS, nearest_preferred
 
 
 def test_the_copy_matches_diffusers():

@@ -16,9 +16,9 @@ import torch
 from helpers.bfl_layout import diffusers_to_bfl
 from safetensors.torch import load_file, save_file
 
-from pipelines.tiny_checkpoint import write_tiny_checkpoint
-from pipelines.weights import DEFAULT_REPO, load_pipeline, resolve_weights
-from pipelines.weights_check import check_weights
+from pipelines.weights.check import check_weights
+from pipelines.weights.source import DEFAULT_REPO, load_pipeline, resolve_weights
+from pipelines.weights.tiny import write_tiny_checkpoint
 
 TRANSFORMER_FILE = "transformer/diffusion_pytorch_model.safetensors"
 

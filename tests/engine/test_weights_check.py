@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from safetensors import safe_open
 
-from pipelines.tiny_checkpoint import write_tiny_checkpoint
-from pipelines.weights_check import check_weights, read_safetensors_header
+from pipelines.weights.check import check_weights, read_safetensors_header
+from pipelines.weights.tiny import write_tiny_checkpoint
 
 TRANSFORMER_FILE = "transformer/diffusion_pytorch_model.safetensors"
 

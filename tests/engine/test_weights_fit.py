@@ -19,7 +19,7 @@ from helpers.bfl_layout import diffusers_to_bfl
 from helpers.header_only import REAL, meta_state, write_full_size_checkpoint, write_header_only
 from safetensors.torch import load_file, save_file
 
-from pipelines.weights_check import check_weights
+from pipelines.weights.check import check_weights
 
 TRANSFORMER_FILE = "transformer/diffusion_pytorch_model.safetensors"
 

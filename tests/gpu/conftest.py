@@ -12,6 +12,6 @@ import pytest
 @pytest.fixture(scope="session")
 def deep_tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny checkpoint at the real depth (19 + 38 blocks): per-block recompiles show."""
-    from pipelines.tiny_checkpoint import REAL_DEPTH, write_tiny_checkpoint
+    from pipelines.weights.tiny import REAL_DEPTH, write_tiny_checkpoint
 
     return write_tiny_checkpoint(tmp_path_factory.mktemp("deep") / "checkpoint", REAL_DEPTH)

@@ -12,9 +12,9 @@ import dataclasses
 import pytest
 from PIL import Image
 
-from pipelines.engine_plan import detect_capabilities, plan_engine
+from pipelines.contract import EditRequest, RunControl
 from pipelines.errors import InvalidInput
-from pipelines.types import EditRequest, RunControl
+from pipelines.levers.plan import detect_capabilities, plan_engine
 
 pytestmark = pytest.mark.gpu
 
@@ -22,8 +22,9 @@ REFERENCE = Image.linear_gradient("L").resize((800, 600)).convert("RGB")
 
 
 def gpu_engine(checkpoint, tier: str, memory_mode: str = "full"):
-    from pipelines.engine import KontextEngine
-    from pipelines.weights import resolve_weights
+    from pipelines.engine.kontext import KontextEngine
+    from pipelines.engine.options import EngineOptions
+    from pipelines.weights.source import resolve_weights
 
     caps = detect_capabilities()
     try:
@@ -34,8 +35,8 @@ def gpu_engine(checkpoint, tier: str, memory_mode: str = "full"):
     # ("auto") rules out the backends that fail on them.
     plan = dataclasses.replace(plan, attention_candidates=tuple(
         name for name in plan.attention_candidates if name != "_flash_3"))
-    engine = KontextEngine(resolve_weights(str(checkpoint)), device="cuda", plan=plan,
-                           warmup_steps=1)
+    engine = KontextEngine(resolve_weights(str(checkpoint)), EngineOptions(
+        device="cuda", plan=plan, warmup_steps=1))
     engine.load()
     return engine
 

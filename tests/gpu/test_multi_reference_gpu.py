@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 from test_engine_gpu import gpu_engine
 
-from pipelines.references import REFERENCE_METHODS
-from pipelines.types import EditRequest, RunControl
+from pipelines.contract import EditRequest, RunControl
+from pipelines.references.plan import REFERENCE_METHODS
 
 pytestmark = pytest.mark.gpu
 

@@ -12,7 +12,7 @@ import os
 import time
 from pathlib import Path
 
-from pipelines.types import EditRequest, EditResult, RunControl
+from pipelines.contract import EditRequest, EditResult, EngineEvent, RunControl
 from server.engine_build import build_engine
 from server.settings import Settings
 
@@ -30,14 +30,14 @@ class CrashOnPrompt:
 
     def run(self, request: EditRequest, control: RunControl) -> EditResult:
         if CRASH in request.prompt:
-            report = control.on_step
+            outer = control
 
-            def on_step(step: int, steps: int) -> None:
-                if report is not None:
-                    report(step, steps)
-                os._exit(9)  # after its first step: the job was really running
+            def crash(event: EngineEvent) -> None:
+                outer.send(event)
+                if event.kind == "step":
+                    os._exit(9)  # after its first step: the job was really running
 
-            control = RunControl(cancel=control.cancel, on_step=on_step)
+            control = RunControl(cancel=outer.cancel, emit=crash)
         return self.engine.run(request, control)
 
 
@@ -59,18 +59,16 @@ class GatedEngine:
         return getattr(self.engine, name)
 
     def run(self, request: EditRequest, control: RunControl) -> EditResult:
-        report = control.on_step
         hold = self.gate / "hold"
 
-        def on_step(step: int, steps: int) -> None:
-            if report is not None:
-                report(step, steps)
-            if step == 1 and hold.exists():
+        def gate(event: EngineEvent) -> None:
+            control.send(event)
+            if event.kind == "step" and event.step == 1 and hold.exists():
                 (self.gate / f"held-{os.getpid()}-{request.seed}").write_text("")
-                while hold.exists() and not control.cancel.is_set():
+                while hold.exists() and not control.cancelled:
                     time.sleep(0.01)  # another process holds the gate: a file is all we share
 
-        return self.engine.run(request, RunControl(cancel=control.cancel, on_step=on_step))
+        return self.engine.run(request, RunControl(cancel=control.cancel, emit=gate))
 
 
 def gated_tiny_engine(settings: Settings, gate: str, device: str | None):

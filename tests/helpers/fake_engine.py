@@ -18,9 +18,9 @@ import time
 from PIL import Image
 
 from helpers.fake_loras import FakeLoras
+from pipelines.contract import EditRequest, EditResult, EngineInfo, LoraSwitch, RunControl
 from pipelines.errors import Cancelled, EngineFailure, InvalidInput, OutOfMemory
-from pipelines.references import plan_inputs
-from pipelines.types import EditRequest, EditResult, EngineInfo, LoraSwitch, RunControl
+from pipelines.references.plan import plan_inputs
 
 
 class FakeEngine:
@@ -86,17 +86,16 @@ class FakeEngine:
         switch = self._switch(request)
         held = not self._gate.is_set()
         while not self._gate.wait(timeout=0.01):  # held: a real engine's long first step
-            if control.cancel.is_set():
+            if control.cancelled:
                 break
         if held and self._fail_held is not None:
             raise self._fail_held
         for step in range(request.steps):
-            if control.cancel.is_set():
+            if control.cancelled:
                 self.cancelled.append(request)
                 raise Cancelled("job cancelled")
             time.sleep(self.step_seconds)
-            if control.on_step is not None:
-                control.on_step(step + 1, request.steps)
+            control.step(step + 1, request.steps)
         elapsed = max(time.perf_counter() - started, 1e-6)
         return EditResult(self._image(request, switch), elapsed, elapsed, request.steps,
                           input_sizes=inputs.sizes, reference_tokens=inputs.tokens,

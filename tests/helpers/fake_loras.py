@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pipelines.contract import CacheStats, LoraChoice, LoraEntry, LoraSwitch
 from pipelines.errors import InvalidInput
 from pipelines.loras.choices import check_choices
-from pipelines.types import CacheStats, LoraChoice, LoraEntry, LoraSwitch
 
 
 def fake_entry(name: str, loads: bool = True, problem: str | None = None, rank: int | None = 4,

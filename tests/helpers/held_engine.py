@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 
-from pipelines.types import EditRequest, EditResult, RunControl
+from pipelines.contract import EditRequest, EditResult, EngineEvent, RunControl
 
 
 class HeldEngine:
@@ -24,15 +24,15 @@ class HeldEngine:
         return getattr(self.engine, name)
 
     def run(self, request: EditRequest, control: RunControl) -> EditResult:
-        report = control.on_step
         held = not self.release.is_set()
 
-        def on_step(step: int, steps: int) -> None:
-            if report is not None:
-                report(step, steps)
-            if held and step > 1:
-                self.steps_after_hold.append(step)
-            if step == 1:
+        def hold(event: EngineEvent) -> None:
+            control.send(event)
+            if event.kind != "step":
+                return
+            if held and event.step > 1:
+                self.steps_after_hold.append(event.step)
+            if event.step == 1:
                 self.release.wait(timeout=60)
 
-        return self.engine.run(request, RunControl(cancel=control.cancel, on_step=on_step))
+        return self.engine.run(request, RunControl(cancel=control.cancel, emit=hold))

@@ -10,7 +10,9 @@ import httpx
 import uvicorn
 from fastapi import FastAPI
 
+from server.api.deps import server_of
 from server.cli.runner import listen_sockets, server_config
+from server.composed import Server
 
 
 @dataclass
@@ -21,6 +23,13 @@ class LiveServer:
     server: uvicorn.Server
     thread: threading.Thread
     url: str
+
+    @property
+    def kontext(self) -> Server:
+        """The server object the app was built around (server/wiring.py: Server)."""
+        served = server_of(self.app)
+        assert served is not None, "not an app built by create_app"
+        return served
 
     @property
     def v2(self) -> str:

@@ -77,7 +77,7 @@ def test_default_output_is_jpeg_and_json_body_jobs_fail_readably(live):
 
 
 def test_queue_position_and_cancel(live):
-    engine: FakeEngine = live.app.state.engines.workers[0].engine
+    engine: FakeEngine = live.kontext.engines.workers[0].engine
     first = submit(live.url, SLOW, PNG).json()["id"]
     second = submit(live.url, {**SLOW, "seed": 8}, PNG).json()["id"]
     wait_until(lambda: engine.requests, what="first job running")
@@ -120,7 +120,7 @@ def test_accepted_jobs_wait_for_a_full_engine_queue(serve, tmp_path):
     engine.release()
     for job_id in ids:
         wait_state(live.url, job_id, "processed")
-    assert [r.seed for r in live.app.state.engines.workers[0].engine.requests] == list(seeds)
+    assert [r.seed for r in live.kontext.engines.workers[0].engine.requests] == list(seeds)
 
 
 @pytest.mark.parametrize("path", ["job.state.current", "job.json", "output",

@@ -11,9 +11,10 @@ from helpers.images import image_bytes
 from helpers.raw_http import connect, read_answer
 from helpers.servers import make_settings
 
-from server.api.auth import TokenFileError, configured_tokens, is_loopback, open_bind_refusal
 from server.cli.main import main
 from server.cli.serve import ServeRefused, check_serving_safety
+from server.settings import is_loopback
+from server.settings.tokens import TokenFileError, configured_tokens, open_bind_refusal
 
 PNG = image_bytes(640, 480)
 CONFIG = {"prompt": "make it blue", "width": 512, "height": 512, "steps": 2}

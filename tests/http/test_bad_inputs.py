@@ -226,7 +226,7 @@ def test_100MB_body_is_refused_early(live, body_: CountingBody, declare_length: 
         headers["Content-Length"] = str(body_.total)
     reply = httpx.post(f"{live.url}/v2/job", content=iter(body_), headers=headers, timeout=60)
     assert reply.status_code == 413, reply.text[:300]
-    limit = live.app.state.settings.max_body_bytes
+    limit = live.kontext.settings.max_body_bytes
     expected = rf"{body_.total} bytes, over the {limit}-byte limit" if declare_length \
         else rf"over the {limit}-byte limit"
     assert re.search(expected, error_of(reply)), error_of(reply)
@@ -246,7 +246,10 @@ def test_aborted_upload_is_logged_as_the_clients_doing(live, caplog):
         assert time.monotonic() < deadline, "the server never noticed the hang-up"
         time.sleep(0.05)
     assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
-    assert any("disconnected after sending 9 bytes" in r.getMessage() for r in caplog.records)
+    # The 9 bytes sent count once read; uvicorn reports the hang-up instead of a body it
+    # still holds when the hang-up came first (a loaded machine): then 0 were read.
+    said = re.compile(r"the client disconnected after sending (9|0) bytes")
+    assert any(said.search(r.getMessage()) for r in caplog.records)
 
 
 @pytest.mark.parametrize(("request_", "size"), [
@@ -310,7 +313,7 @@ def test_right_token_is_served(live_with_token):
 
 
 def test_after_the_catalogue_the_server_still_serves_a_good_job(live):
-    engine: FakeEngine = live.app.state.engines.workers[0].engine
+    engine: FakeEngine = live.kontext.engines.workers[0].engine
     ran_before = len(engine.requests)
     reply = job(Accept="image/png").send(live.url)
     assert reply.status_code == 200, reply.text

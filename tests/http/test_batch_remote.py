@@ -174,6 +174,26 @@ def test_ctrl_c_lets_jobs_in_flight_finish_and_starts_no_more(tmp_path: Path, se
     assert f"interrupted with {8 - len(report)} rows not run" in stdout
 
 
+def test_server_mode_sends_a_row_with_an_aspect_ratio_as_the_ratio(tmp_path: Path, serve) -> None:
+    # The row's config is validated once; what is sent is the config as written (seed
+    # resolved), not a dump with the width and height the ratio decided, which a server
+    # refuses ("cannot be combined with width or height").
+    engine = FakeEngine()
+    server = serve(engine=engine)
+    (tmp_path / "a.png").write_bytes(gradient_png(600, 400))
+    manifest = tmp_path / "edits.jsonl"
+    manifest.write_text(json.dumps({"image": "a.png", "prompt": "make it wide",
+                                    "aspect_ratio": "16:9", "steps": 1}) + "\n")
+    out = tmp_path / "out"
+    assert main(["batch", str(manifest), "--out", str(out), "--server", server.url]) == 0
+    (line,) = _report(out / "report.jsonl").values()
+    assert line["status"] == "ok", line
+    assert line["config"]["aspect_ratio"] == "16:9"
+    assert [(r.width, r.height) for r in engine.requests] == [(1040, 592)]
+    with Image.open(out / "a.png") as image:
+        assert image.size == (1040, 592)
+
+
 def test_photos_are_shrunk_to_the_servers_limit_and_keep_their_shape(
         tmp_path: Path, serve, capsys: pytest.CaptureFixture[str]) -> None:
     engine = FakeEngine()

@@ -56,7 +56,7 @@ def noise_png(megabytes: float) -> bytes:
 
 def refused_or_held(live, sock: socket.socket, held_before: int, size: int) -> int:
     """The status a stalled upload got (429), or 0 once the server holds its bytes."""
-    uploads = live.app.state.uploads
+    uploads = live.kontext.uploads
     while uploads.in_flight != held_before + size:
         if select.select([sock], [], [], 0.02)[0]:  # an answer came instead
             return read_answer(sock).status
@@ -65,7 +65,7 @@ def refused_or_held(live, sock: socket.socket, held_before: int, size: int) -> i
 
 def test_slow_uploads_fill_their_senders_share_of_the_upload_memory_only(serve):
     live = serve(tokens=[ABUSER, VICTIM], **PATIENT)
-    uploads = live.app.state.uploads
+    uploads = live.kontext.uploads
     with contextlib.ExitStack() as held:
         outcomes = []
         for _ in range(6):  # the issue's attack: six 11 MB bodies at a crawl
@@ -82,7 +82,7 @@ def test_slow_uploads_fill_their_senders_share_of_the_upload_memory_only(serve):
 def test_an_address_holds_at_most_its_share_of_the_queue(serve):
     # Without tokens the address is the client: 127.0.0.2 floods, 127.0.0.1 is served.
     live = serve(**PATIENT)
-    lane = live.app.state.jobs.engine_lane
+    lane = live.kontext.jobs.engine_lane
     assert lane.capacity == 17 and lane.client_limit == 9
     with contextlib.ExitStack() as held:
         refusals = []
@@ -128,9 +128,9 @@ def test_retry_after_and_eta_count_the_steps_ahead(serve, tmp_path):
         live.url, {**CONFIG, "steps": n}, image_bytes(), "application/json")))
         for n in steps]
     threads[0].start()
-    wait_until(lambda: live.app.state.engines.busy_count == 1, what="the first job running")
+    wait_until(lambda: live.kontext.engines.busy_count == 1, what="the first job running")
     threads[1].start()
-    wait_until(lambda: live.app.state.jobs.waiting == 1, what="the second job queued")
+    wait_until(lambda: live.kontext.jobs.waiting == 1, what="the second job queued")
     refused = post_job(live.url, {**CONFIG, "steps": 50}, image_bytes(), "application/json")
     assert refused.status_code == 429
     # The running job's 50 steps (it is held before its first) and the queued job's 20.

@@ -105,11 +105,11 @@ def test_disconnect_mid_job_cancels_it_and_frees_the_engine(serve):
 
 
 def test_engine_that_ignores_its_cancel_marks_the_server_unhealthy(serve, monkeypatch):
-    import server.jobs.engine_worker
+    import server.engines.worker
 
     # A step that outlasts the time limit plus the "stuck" allowance stands in for a hung
     # device: /healthz says so (so an orchestrator restarts it) until the engine returns.
-    monkeypatch.setattr(server.jobs.engine_worker, "STUCK_SECONDS", 0.3)
+    monkeypatch.setattr(server.engines.worker, "STUCK_SECONDS", 0.3)
     engine = FakeEngine(step_seconds=3.0)
     live = serve(engine, job_timeout_seconds=0.2)
     expect_failed(post_job(live.url, CONFIG, PNG, "application/json"), 504, "time limit")

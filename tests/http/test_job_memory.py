@@ -44,5 +44,5 @@ def test_finished_jobs_are_freed_by_reference_counting(serve, tmp_path, no_cycle
     job_id = submit(live.url, CONFIG, PNG).json()["id"]
     wait_state(live.url, job_id, "processed")
     # The answers are out; the jobs are gone from the service, and from memory.
-    wait_until(lambda: not live.app.state.service.jobs, what="every job ended")
+    wait_until(lambda: not live.kontext.service.jobs, what="every job ended")
     wait_until(lambda: jobs_alive() == 0, timeout=10, what="every job freed")

@@ -51,6 +51,6 @@ def test_load_answers_200_or_429_and_loses_no_job(serve):
     assert not engine.cancelled
     assert rss_growth_mb < RSS_GROWTH_LIMIT_MB, f"RSS grew {rss_growth_mb:.0f} MiB"
     # Afterwards the queue is empty and the server is ready.
-    engines = live.app.state.engines
-    assert live.app.state.jobs.waiting == 0 and engines.busy_count == 0
+    engines = live.kontext.engines
+    assert live.kontext.jobs.waiting == 0 and engines.busy_count == 0
     assert engines.unavailable() is None

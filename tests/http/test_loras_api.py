@@ -14,7 +14,7 @@ from helpers.live_server import start_server
 from helpers.servers import make_settings
 from prometheus_client.parser import text_string_to_metric_families
 
-from pipelines.types import LoraChoice
+from pipelines.contract import LoraChoice
 from server.api.app import create_app
 
 PNG = image_bytes(320, 256)
@@ -46,7 +46,7 @@ def edit(live, loras=None, expect: int = 200, **config) -> dict:
 
 
 def test_names_and_objects_reach_the_engine_echoed_as_sent_with_metrics(live):
-    engine = live.app.state.engines.workers[0].engine
+    engine = live.kontext.engines.workers[0].engine
     base = edit(live)
     assert "loras" not in base["config"] and "loras" not in base["metrics"]
     sent = ["style/red", {"name": "blue", "scale": -0.5}, {"name": "twin"}]
@@ -91,7 +91,7 @@ def test_names_and_objects_reach_the_engine_echoed_as_sent_with_metrics(live):
      f"used: {SDXL}"),
 ])
 def test_bad_loras_are_400_naming_the_entry_and_never_reach_the_engine(live, loras, error):
-    engine = live.app.state.engines.workers[0].engine
+    engine = live.kontext.engines.workers[0].engine
     before = len(engine.requests)
     job = edit(live, loras, expect=400)
     assert job["error"] == error
@@ -115,7 +115,7 @@ def test_the_listing(live):
     assert (sdxl["loads"], sdxl["problem"], sdxl["base_model"]) == (False, SDXL,
                                                                     "sdxl_base_v1-0")
     # A file dropped into the folder is listed, and usable, at once.
-    live.app.state.engines.workers[0].engine.loras.add(fake_entry("new/relight"))
+    live.kontext.engines.workers[0].engine.loras.add(fake_entry("new/relight"))
     assert "new/relight" in [e["name"] for e in httpx.get(f"{live.url}/v2/loras").json()["loras"]]
     assert edit(live, ["new/relight"])["metrics"]["loras"]["cache_misses"] == 1
 
@@ -160,7 +160,7 @@ def test_pro_and_max_refuse_loras_wherever_they_would_run(serve, job_type):
     assert reply.json()["error"] == (
         "config.loras: [pro]/[max] take no LoRAs: they run on Black Forest Labs' hosted "
         "models, whose API has no LoRA parameter; send LoRAs with " + DEV)
-    assert live.app.state.engines.workers[0].engine.requests == []
+    assert live.kontext.engines.workers[0].engine.requests == []
     # An empty list asks for nothing: accepted, and not echoed (nor forwarded).
     done = post_job(live.url, {**config, "loras": []}, image, accept="application/json",
                     job_type=job_type)

@@ -2,7 +2,7 @@
 parts, their order, duplicates, `reference_method`, the sizes in the job JSON, refusals.
 
 The fake engine plans its inputs with the real engine's torch-free planner
-(pipelines/references.py), so it refuses and sizes inputs as the real one does; the real
+(pipelines/references/plan.py), so it refuses and sizes inputs as the real one does; the real
 pipeline behind HTTP is tests/e2e/test_multi_reference_http.py.
 """
 
@@ -18,7 +18,7 @@ from helpers.http import PRO_IMG, image_of, job_part, post_images
 from helpers.images import gradient_png, image_bytes
 from PIL import Image
 
-from pipelines.references import plan_inputs
+from pipelines.references.plan import plan_inputs
 
 CONFIG = {"prompt": "put the red box on the table", "width": 512, "height": 512, "steps": 2,
           "seed": 5}

@@ -14,7 +14,7 @@ from test_observability import samples, value
 
 def test_probes_answer_on_their_port_while_the_main_port_is_full(serve):
     live = serve(max_connections=6, probe_port=0, header_timeout_seconds=120)
-    probes = f"http://127.0.0.1:{live.app.state.probe_port}"
+    probes = f"http://127.0.0.1:{live.kontext.probe_port}"
     connections = live.server.server_state.connections
     with contextlib.ExitStack() as flood:
         for _ in range(6):  # half-open: connected, nothing sent, as a flood's are
@@ -36,5 +36,5 @@ def test_probes_answer_on_their_port_while_the_main_port_is_full(serve):
 
 def test_no_probe_port_unless_asked(serve):
     live = serve()
-    assert live.app.state.probe_port is None
+    assert live.kontext.probe_port is None
     assert len(live.server.servers) == 1  # one listener

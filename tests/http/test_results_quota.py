@@ -72,7 +72,7 @@ def test_over_the_quota_expired_jobs_are_deleted_first(serve, tmp_path):
     live = serve(results_dir=tmp_path, results_max_bytes=MIB, results_cleanup_seconds=3600)
     expired = expire_copy(tmp_path, job_id)  # expires after the startup cleanup ran
     pad(expired, 2 * MIB)
-    live.app.state.async_jobs.store.measure()  # as the next periodic cleanup would
+    live.kontext.async_jobs.store.measure()  # as the next periodic cleanup would
     reply = submit(live.url, CONFIG, PNG, accept="image/png")
     assert reply.status_code == 201, reply.text
     assert not expired.exists()

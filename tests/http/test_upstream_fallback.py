@@ -6,11 +6,12 @@ import dataclasses
 import json
 
 import pytest
+from helpers.async_api import submit
 from helpers.fake_engine import FakeEngine
 from helpers.http import MAX_IMG, MAX_TXT, PRO_IMG, PRO_TXT, image_of, multipart_parts, post_job
 from helpers.images import gradient_png, image_bytes
 
-from server.jobs.local import DEMO_NOTICE
+from server.jobs.backends.local import DEMO_NOTICE
 
 
 def test_no_upstream_is_503_naming_the_configuration(serve):
@@ -21,6 +22,20 @@ def test_no_upstream_is_503_naming_the_configuration(serve):
     error = answer.json()["error"]
     assert "--upstream hosted" in error and "--fallback local" in error
     assert "PRODIA_TOKEN" in error and "BFL_API_KEY" in error
+
+
+@pytest.mark.parametrize("job_type", [PRO_TXT, PRO_IMG])
+def test_no_upstream_refuses_an_async_job_at_post_like_a_synchronous_one(serve, job_type):
+    """Nowhere to run is known before the job exists: 503 at POST, never 201 then failed."""
+    live = serve()
+    image = gradient_png(512, 384) if job_type == PRO_IMG else None
+    answer = submit(live.url, {"prompt": "a red fox"}, image, job_type=job_type,
+                    accept="application/json")
+    assert answer.status_code == 503, answer.text
+    assert "--fallback local" in answer.json()["error"]
+    sync = post_job(live.url, {"prompt": "a red fox"}, image, job_type=job_type,
+                    accept="application/json")
+    assert (sync.status_code, sync.json()["error"]) == (503, answer.json()["error"])
 
 
 def test_no_upstream_still_validates_first(serve):

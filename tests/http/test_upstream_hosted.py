@@ -121,6 +121,21 @@ def test_txt2img_json_converted_to_the_format_the_client_asked(hosted, fake):
     assert isinstance(config["seed"], int)
 
 
+def test_an_output_part_without_a_filename_is_read_as_the_bytes_sent(hosted, fake):
+    """Some servers send the `output` part with no filename; read as text, a PNG's bytes
+    were re-encoded (not an image any more: 502). Read as bytes, the image is intact."""
+    upstream_png = image_file("png", size=(80, 48), color=(200, 20, 120))
+
+    def no_filename(seen, fake_):
+        job = json.dumps(hosted_job(seen)).encode()
+        return multipart([("job", job, "job.json", "application/json"),
+                          ("output", upstream_png, None, "image/png")])
+    fake.then("hosted", no_filename)
+    answer = send(hosted(), accept="image/png")
+    assert answer.status_code == 200, answer.text
+    assert image_of(answer.content).tobytes() == image_of(upstream_png).tobytes()
+
+
 def test_upstream_429_retried_within_the_budget(hosted, fake):
     fake.then("hosted", reply(429, "slow down", {"Retry-After": "1"}))
     live = hosted(upstream_retry_budget=5)
@@ -241,7 +256,7 @@ def test_upstream_jobs_do_not_wait_behind_gpu_jobs(hosted, fake):
     threads[0].start()
     assert engine.started.wait(10)
     threads[1].start()
-    while live.app.state.jobs.waiting < 1:  # one running, one waiting: the GPU queue is full
+    while live.kontext.jobs.waiting < 1:  # one running, one waiting: the GPU queue is full
         threading.Event().wait(0.02)
     answer = send(live)
     gpu_jobs_done_first = len(dev)
@@ -302,7 +317,7 @@ def test_a_client_that_leaves_frees_its_in_flight_slot(hosted, fake):
                  token=CLIENT_TOKEN, timeout=0.5)
     # The disconnect reaches the server asynchronously; once it has ended the job, the
     # slot is free (without abandoning it, it would be held for the 8 s hang: 429).
-    wait_until(lambda: live.app.state.service.in_flight == 0, timeout=10,
+    wait_until(lambda: live.kontext.service.in_flight == 0, timeout=10,
                what="the abandoned job ended")
     answer = send(live, accept="application/json")
     assert answer.status_code == 200, answer.text

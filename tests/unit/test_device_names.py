@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from pipelines.devices import device_labels, resolve_devices
 from pipelines.errors import InvalidInput
-from server.jobs.engines import start_eta
+from server.engine_build import resolve_devices
+from server.engines.interface import start_eta
+from server.engines.pool import device_labels
 from server.jobs.work_ahead import start_time
 from server.settings import Settings
 

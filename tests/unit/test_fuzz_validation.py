@@ -15,7 +15,8 @@ from server.api.accept import ResponseFormat, negotiate
 from server.api.body import parse_job_json
 from server.errors import ApiError, InvalidRequest, NotAcceptable, ValidationFailed
 from server.jobs.types import JOB_TYPES, lookup
-from server.wire.models import MAX_SEED, DevKontextConfig, JobBody, parse_model
+from server.wire.base import MAX_SEED, JobBody, parse_model
+from server.wire.models import DevKontextConfig
 
 DEV = "inference.flux-fast.dev-kontext.img2img.v1"
 PROPERTY = settings(max_examples=200, deadline=None, database=None,

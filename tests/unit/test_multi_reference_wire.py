@@ -6,18 +6,19 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from pipelines.references import (
+from pipelines.references.plan import (
     DEFAULT_REFERENCE_METHOD,
     DEFAULT_REFERENCE_TOKEN_BUDGET,
     MAX_INPUT_IMAGES,
     MIN_REFERENCE_TOKEN_BUDGET,
 )
 from server.errors import InvalidInputImage, ValidationFailed
-from server.jobs.submission import require_inputs
+from server.jobs.prepared import require_inputs
 from server.jobs.types import DEV_KONTEXT, JOB_TYPES, lookup
 from server.settings import Settings
+from server.wire.base import parse_model
 from server.wire.hosted import MAX_TXT2IMG, PRO_IMG2IMG
-from server.wire.models import DevKontextConfig, parse_model
+from server.wire.models import DevKontextConfig
 
 
 def test_the_table_says_how_many_images_each_type_takes():

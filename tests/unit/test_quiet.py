@@ -8,7 +8,11 @@ from __future__ import annotations
 import logging
 import warnings
 
-from pipelines.quiet import INAPPLICABLE, INAPPLICABLE_WARNINGS, silence_inapplicable_warnings
+from pipelines.engine.quiet import (
+    INAPPLICABLE,
+    INAPPLICABLE_WARNINGS,
+    silence_inapplicable_warnings,
+)
 
 
 class _Collect(logging.Handler):

@@ -5,7 +5,8 @@ from pydantic import ValidationError
 
 from server.errors import ValidationFailed
 from server.jobs.types import JOB_TYPES
-from server.wire.models import MAX_RANDOM_SEED, MAX_SEED, DevKontextConfig, parse_model
+from server.wire.base import MAX_RANDOM_SEED, MAX_SEED, parse_model
+from server.wire.models import DevKontextConfig
 
 
 def parse(**config):
@@ -100,9 +101,9 @@ def test_prompt_boundaries_accepted():
 
 
 def test_the_engine_shape_plan_covers_every_accepted_size():
-    # pipelines/shapes.py warms up (and, compiled, proves no recompile) for OUTPUT_SIDES:
+    # pipelines/engine/warmup.py warms up (and, compiled, proves no recompile) for OUTPUT_SIDES:
     # it must list exactly the sides the wire model accepts.
-    from pipelines.shapes import OUTPUT_SIDES
+    from pipelines.engine.warmup import OUTPUT_SIDES
 
     accepted = []
     for side in range(0, 2048):

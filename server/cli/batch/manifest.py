@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from server.jobs.prepared import JobSpec
 from server.media.formats import FORMAT_OF_SUFFIX, ImageFormat
 from server.wire.models import DevKontextConfig
 
@@ -41,16 +42,21 @@ class RawRow:
 
 @dataclass(frozen=True)
 class Row:
-    """A valid row: existing images (the one edited first), a validated config (seed
-    resolved), an output path."""
+    """A valid row: existing images (the one edited first), its config prepared (validated
+    once, seed resolved: server/jobs/prepared.py), an output path."""
 
     number: int
     source: str
     images: tuple[Path, ...]
     output: Path
     fmt: ImageFormat
-    config: DevKontextConfig
+    spec: JobSpec
     seed_given: bool
+
+    @property
+    def config(self) -> DevKontextConfig:
+        """The validated config."""
+        return self.spec.config  # type: ignore[return-value]
 
     @property
     def image(self) -> Path:

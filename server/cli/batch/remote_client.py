@@ -113,7 +113,7 @@ def _backoff(policy: RetryPolicy, failure: int) -> float:
 
 async def parse_answer(response: httpx.Response, attempts: int) -> JobAnswer:
     """The job JSON and output image of an answer, whichever form the server chose."""
-    answer = await read_answer(response.headers.get("Content-Type"), response.content)
+    answer = read_answer(response.headers.get("Content-Type"), response.content)
     output = answer.output if response.is_success or answer.job is not None else None
     text = "" if output is not None and answer.job is None else response.text
     return JobAnswer(response.status_code, answer.job, output, text, attempts)

@@ -1,8 +1,9 @@
 """`--local`: run the rows through the job service in this process, one at a time.
 
-The jobs path (engine worker, local backend, job service) is built exactly as the server
-builds it (server/wiring.py), and each row is submitted as the Submission a client's
-request becomes, so a row means the same edit here as through the server. `kontext edit
+The jobs path (engines, local backend, job service) is built by the composition root, as
+the server's is (server/wiring.py: local_jobs), and each row is submitted with the config
+its validation prepared (the job service takes it as it is), so a row means the same edit
+here as through the server. `kontext edit
 --local` runs its one edit through the same runner (`run_one`).
 """
 
@@ -22,12 +23,10 @@ from server.cli.batch.stop import StopRequest
 from server.cli.photos import Photo, read_photo
 from server.errors import ApiError, ClientGone
 from server.jobs.job import Job, Listener
+from server.jobs.prepared import Submission
 from server.jobs.record import new_job_id
-from server.jobs.submission import Submission
-from server.jobs.types import DEV_KONTEXT
-from server.metrics import Metrics
 from server.settings import Settings
-from server.wiring import JobsPath, build_jobs_path, local_engines
+from server.wiring import JobsPath, local_jobs
 
 log = logging.getLogger(__name__)
 
@@ -36,15 +35,9 @@ class LocalRunner:
     """Owns an event loop and the jobs path for the whole batch."""
 
     def __init__(self, settings: Settings) -> None:
-        from server.engine_build import build_engine
-
-        engine = build_engine(settings)  # WeightsError here: bad --weights, before any load
-        # No warm-up: a batch's first row pays the first-call costs once, like a warm-up.
-        # One device: the rows run one after another.
-        settings = settings.model_copy(update={"warmup": False})
-        metrics = Metrics()
-        self.path: JobsPath = build_jobs_path(settings,
-                                              local_engines(settings, engine, metrics), metrics)
+        # WeightsError here: bad --weights, before any load. One device, no warm-up: the
+        # rows run one after another, and the first pays the first-call costs once.
+        self.path: JobsPath = local_jobs(settings)
         self.loop = asyncio.new_event_loop()
         started = time.monotonic()
         self.loop.run_until_complete(self.path.engines.start())
@@ -52,7 +45,8 @@ class LocalRunner:
         if refusal is not None:
             self.close()
             raise EngineFailure(f"the engine did not load: {refusal.message}")
-        log.info("engine loaded in %.1fs: %s", time.monotonic() - started, engine.info)
+        log.info("engine loaded in %.1fs: %s", time.monotonic() - started,
+                 self.path.engines.info)
 
     def run_one(self, submission: Submission, stop: StopRequest,
                 listener: Listener | None = None) -> Job:
@@ -95,8 +89,8 @@ class LocalRunner:
             started = time.monotonic()
             try:
                 photos = await asyncio.to_thread(self._photos, row)
-                submission = Submission(DEV_KONTEXT, row.config.model_dump(exclude_none=True),
-                                        tuple(photo.data for photo in photos), row.fmt)
+                submission = Submission.prepared(row.spec, tuple(p.data for p in photos),
+                                                 row.fmt)
                 job = await self._run_job(submission, stopped.wait)
             except OSError as exc:
                 _fail(finish, row, f"{type(exc).__name__}: {exc}", started)

@@ -83,11 +83,12 @@ async def _run_all(rows: list[Row], options: RemoteOptions, finish: Finish,
 
 
 def _send_config(row: Row) -> dict[str, Any]:
-    """The config as sent: resolved seed included, unset optional fields left out, and
-    `reference_method` (our extension) only with references, so that a one-image row is a
-    job the hosted API takes too."""
+    """The config as sent: as prepared to be sent again (resolved seed included, unset
+    optional fields and the sizes an aspect_ratio decided left out), `reference_method`
+    (our extension) only with references, so that a one-image row is a job the hosted API
+    takes too."""
     exclude = set() if len(row.images) > 1 else {"reference_method"}
-    return row.config.model_dump(exclude_none=True, exclude=exclude)
+    return {name: value for name, value in row.spec.resend.items() if name not in exclude}
 
 
 async def _run_row(client: httpx.AsyncClient, url: str, row: Row,

@@ -1,16 +1,18 @@
-"""Turning raw rows into runnable rows: the server's config model, the image path, the output."""
+"""Turning raw rows into runnable rows: the config prepared as the job service prepares it,
+the image paths, the output."""
 
 from __future__ import annotations
 
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from pipelines.references import MAX_INPUT_IMAGES
+from pipelines.contract import MAX_INPUT_IMAGES
 from server.cli.batch.manifest import BadRow, RawRow, Row
 from server.cli.photos import photo_shape, with_photo_size
 from server.errors import ApiError
+from server.jobs.prepared import prepare
+from server.jobs.types import DEV_KONTEXT
 from server.media.formats import FORMAT_OF_SUFFIX, ImageFormat, file_name
-from server.wire.models import DevKontextConfig, parse_model
 
 
 class RowError(Exception):
@@ -79,10 +81,10 @@ def resolve_row(raw: RawRow, defaults: dict[str, Any], base_dir: Path, out_dir: 
         config_fields = {k: v for k, v in fields.items() if k not in ("image", "output")}
         # No size asked for: the photo's own shape (read from its header).
         sized = with_photo_size(config_fields, photo_shape(images[0]))
-        config = parse_model(DevKontextConfig, sized, "config")
+        spec = prepare(DEV_KONTEXT, sized)  # the job service's own validation
     except (RowError, ApiError) as exc:
         return BadRow(raw.number, raw.source, str(exc), fields, images, output)
-    return Row(raw.number, raw.source, images, output, fmt, config,
+    return Row(raw.number, raw.source, images, output, fmt, spec,
                seed_given="seed" in config_fields)
 
 

@@ -12,8 +12,8 @@ from server.cli.edit.progress import StepProgress
 from server.cli.edit.result import Edited, EditFailed, SetupFailed
 from server.errors import ApiError, ClientGone
 from server.jobs.job import Job
+from server.jobs.prepared import Submission
 from server.jobs.progress import progress_json
-from server.jobs.submission import Submission
 from server.jobs.types import DEV_KONTEXT
 from server.jobs.work_ahead import WorkAhead
 from server.media.formats import ImageFormat

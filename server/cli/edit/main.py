@@ -38,11 +38,12 @@ def _checked(args: argparse.Namespace, limits: ImageLimits
     for no size), the photo as it will be sent (shrunk if too large), the output."""
     from server.cli.photos import read_photo, with_photo_size
     from server.errors import ApiError
-    from server.wire.models import DevKontextConfig, parse_model
+    from server.jobs.prepared import prepare
+    from server.jobs.types import DEV_KONTEXT
 
     config = edit_config(args)
     try:
-        parse_model(DevKontextConfig, config, "config")
+        prepare(DEV_KONTEXT, config)
     except ApiError as exc:
         raise Usage(exc.message) from exc
     if not args.image.is_file():
