@@ -206,11 +206,13 @@ def scenarios(body: bytes) -> list[list[str]]:
     return rows
 
 
-def soak(seconds: float, clients: int, body: bytes) -> list[list[str]]:
-    """Section 3: `clients` loops of mixed requests for `seconds`; RSS and fds around it."""
+def soak(seconds: float, clients: int, body: bytes, env: dict[str, str] | None = None
+         ) -> list[list[str]]:
+    """Section 3: `clients` loops of mixed requests for `seconds`; RSS and fds around it
+    (`env`: extra environment of the server)."""
     port = free_port()
     small = _png(640, 480)
-    with Server(command_for(CHOSEN, port), port) as server:
+    with Server(command_for(CHOSEN, port), port, env) as server:
         pid = server.proc.pid
         from edge_probes import MemoryWatch
 
@@ -332,11 +334,14 @@ def main() -> int:
     parser.add_argument("--ab-rounds", type=int, default=5)
     parser.add_argument("--soak-only", action="store_true",
                         help="only the soak (e.g. to compare MALLOC_* environments)")
+    parser.add_argument("--soak-env", nargs="*", default=[],
+                        help="KEY=VALUE for the soak's server (e.g. KONTEXT_CLIENT_SHARE=1)")
     parser.add_argument("--write-results", action="store_true")
     args = parser.parse_args()
     body = noise_upload({**CONFIG, "steps": 2})
     if args.soak_only:
-        print(soak(args.soak_seconds, args.soak_clients, body))
+        env = dict(pair.split("=", 1) for pair in args.soak_env)
+        print(soak(args.soak_seconds, args.soak_clients, body, env))
         return 0
     servers = [] if args.skip_servers else compare_servers(body)
     ab = uvicorn_ab(body, args.ab_rounds)

@@ -97,6 +97,8 @@ class Server:
     shutdown: ShutdownController
     auth: TokenChecker
     uploads: UploadBudget
+    #: The probe port's number once the runner has bound it (server/cli/runner.py), else None.
+    probe_port: int | None = None
 
     @property
     def service(self) -> JobService:

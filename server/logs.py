@@ -34,29 +34,35 @@ class ContextFilter(logging.Filter):
         return True
 
 
-class RedactFilter(logging.Filter):
-    """Replaces every configured secret in the message and traceback with `[redacted]`."""
+def _written_forms(secret: str) -> set[str]:
+    """`secret` as a log line may hold it: as is, escaped by JSON (the JSON format, or a
+    client's text echoed in JSON) and by repr() (`%r`)."""
+    return {secret, json.dumps(secret)[1:-1], repr(secret)[1:-1]} - {""}
 
-    def __init__(self, secrets: Iterable[str]) -> None:
+
+class Redacting(logging.Formatter):
+    """Another formatter's lines with every configured secret replaced by `[redacted]`,
+    wherever it appears: the message, the traceback, the request id, any extra field.
+
+    Redacting the finished line (not each field) leaves no field out. Secrets are at least
+    16 characters (settings), so a replacement never hits ordinary text by chance.
+    """
+
+    def __init__(self, inner: logging.Formatter, secrets: Iterable[str]) -> None:
         super().__init__()
+        self.inner = inner
+        forms = {form for secret in secrets if secret for form in _written_forms(secret)}
         # Longest first, so a secret containing another is scrubbed whole.
-        self.secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+        self.forms = sorted(forms, key=len, reverse=True)
 
     def redact(self, text: str) -> str:
         """`text` with every secret replaced."""
-        for secret in self.secrets:
-            text = text.replace(secret, REDACTED)
+        for form in self.forms:
+            text = text.replace(form, REDACTED)
         return text
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        if not self.secrets:
-            return True
-        record.msg, record.args = self.redact(record.getMessage()), ()
-        if record.exc_info and not record.exc_text:
-            record.exc_text = logging.Formatter().formatException(record.exc_info)
-        if record.exc_text:
-            record.exc_text = self.redact(record.exc_text)
-        return True
+    def format(self, record: logging.LogRecord) -> str:
+        return self.redact(self.inner.format(record))
 
 
 class JsonFormatter(logging.Formatter):
@@ -105,8 +111,8 @@ def make_handler(fmt: str = "text", secrets: Iterable[str] = (),
     sys.stderr, whichever it is when a line is written)."""
     handler = logging.StreamHandler(stream) if stream is not None else StderrHandler()
     handler.addFilter(ContextFilter())
-    handler.addFilter(RedactFilter(secrets))
-    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
+    inner = JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT)
+    handler.setFormatter(Redacting(inner, secrets))
     return handler
 
 

@@ -22,6 +22,7 @@ from server.jobs.screening import ContentScreen
 from server.jobs.service import JobService
 from server.jobs.shutdown import ShutdownController
 from server.jobs.uploads import UploadBudget
+from server.jobs.work_ahead import WorkAhead
 from server.media.c2pa_signing import C2paSigningError, load_c2pa_credentials
 from server.media.decode import ImageLimits
 from server.media.marks import OutputMarks
@@ -93,9 +94,11 @@ def _announce(safeguards: Safeguards) -> None:
 
 
 def engine_lane(settings: Settings, engines: Engines) -> Lane:
-    """The line in front of the engines: `queue_size` waiting plus one running per device."""
+    """The line in front of the engines: `queue_size` waiting plus one running per device
+    (its Retry-After, the work ahead, is bound once the service's jobs exist)."""
     return Lane("engine", settings.queue_size + engines.capacity, engines.seconds_until_free,
-                f"the queue is full ({settings.queue_size} jobs waiting); retry later")
+                f"the queue is full ({settings.queue_size} jobs waiting); retry later",
+                share=settings.client_share)
 
 
 def local_engines(settings: Settings, engine: Engine | list[Engine] | None, metrics: Metrics,
@@ -135,6 +138,8 @@ def build_jobs_path(settings: Settings, engines: Engines, metrics: Metrics) -> J
     limits = ImageLimits(max_bytes=settings.max_input_bytes, downscale=settings.downscale_inputs)
     service = JobService(backends, metrics, limits, log_prompts=settings.log_prompts,
                          screen=safeguards.screen)
+    work = WorkAhead(engines, service.jobs)
+    lane.retry_after = lambda: work.until_start(lane.ids(), lane.reserved)
     return JobsPath(service, engines, lane, settings.queue_size, safeguards)
 
 
@@ -153,11 +158,14 @@ def build_server(settings: Settings, engine: Engine | list[Engine] | None = None
     metrics.watch_loras(lambda: engines.loras)
     return Server(
         settings, metrics, path,
-        AsyncJobs(path.service, settings, engines.seconds_until_free,
+        # Unfinished async jobs wait for the engines: their line's Retry-After is the work
+        # ahead there.
+        AsyncJobs(path.service, settings, path.engine_lane.retry_after,
                   recover=not shared_results),
         ShutdownController(path.service, settings.shutdown_grace_seconds),
-        TokenChecker(configured_tokens(settings), settings.open_probes),
-        UploadBudget(settings.max_body_bytes_in_flight))
+        TokenChecker(configured_tokens(settings), settings.open_probes,
+                     frozenset(settings.admin_tokens)),
+        UploadBudget(settings.max_body_bytes_in_flight, settings.client_share))
 
 
 def _no_upstream(settings: Settings) -> str:

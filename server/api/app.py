@@ -16,6 +16,7 @@ from server.api.body import closes
 from server.api.context import RequestContextMiddleware
 from server.api.deps import attach, current_server
 from server.api.playground import mount_playground
+from server.api.probe_port import ProbePortOnly
 from server.api.render import error_response, invalid_params_response
 from server.composed import Server
 from server.engines.interface import Engine, Engines
@@ -57,6 +58,7 @@ def application(server: Server) -> FastAPI:
     app.include_router(routes_async.router)
     app.include_router(routes_loras.router)
     mount_playground(app)
+    app.add_middleware(ProbePortOnly, probe_port=lambda: server.probe_port)
     app.add_middleware(RequestContextMiddleware, metrics=server.metrics)
     app.add_exception_handler(Unauthorized, unauthorized_response)
     # A bad query parameter is a 400 failed job, like every other validation error.

@@ -19,6 +19,7 @@ from server.jobs.prepared import Submission
 from server.media.formats import ImageFormat
 from server.settings import Settings
 from server.wire.base import JobBody, parse_model
+from server.wire.json_values import unrepresentable
 from server.wire.multipart import MultipartError, TooManyParts, parse_parts
 
 MAX_JSON_DEPTH = 32
@@ -152,6 +153,10 @@ def parse_job_json(raw: bytes | bytearray, where: str,
         )
     if _depth(data, limits.max_depth) > limits.max_depth:
         raise InvalidRequest(too_deep, field=where)
+    found = unrepresentable(data)
+    if found is not None:  # 1e400, "\ud800": valid JSON, but no answer could echo them
+        path, problem = found
+        raise InvalidRequest(problem, field=path or where)
     return parse_model(JobBody, data, prefix="")
 
 
@@ -200,8 +205,9 @@ async def read_job(request: Request, limits: BodyLimits) -> JobSubmission:
 
 
 async def read_submission(request: Request, limits: BodyLimits, output_format: ImageFormat,
-                          price: bool) -> Submission:
-    """The request as a Submission the job service takes."""
+                          price: bool, owner: str | None = None,
+                          client: str | None = None) -> Submission:
+    """The request as a Submission the job service takes (`owner`, `client`: who sent it)."""
     parsed = await read_job(request, limits)
     return Submission(parsed.body.type, parsed.body.config, tuple(parsed.inputs),
-                      output_format, price)
+                      output_format, price, owner=owner, client=client)

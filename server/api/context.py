@@ -53,6 +53,11 @@ class RequestContextMiddleware:
         metrics_token = current_request.set(state)
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception:
+            # Escaped every handler: Starlette's outer middleware answers a plain 500 (or
+            # the connection ends mid-answer). Counted here, or an alert on 5xx never fires.
+            status, state.expected, state.error_reason = 500, False, "unhandled"
+            raise
         finally:
             if status >= 400 and not state.expected:
                 self.metrics.count_error(status, state.error_reason or "http")

@@ -11,6 +11,7 @@ from starlette.requests import Request
 
 from server.composed import Server
 from server.errors import Unauthorized
+from server.settings.tokens import Caller
 
 
 def attach(app: FastAPI, server: Server) -> None:
@@ -32,11 +33,17 @@ def current_server(request: Request) -> Server:
 ServerDep = Annotated[Server, Depends(current_server)]
 
 
-def require_token(request: Request, server: ServerDep) -> None:
-    """Unauthorized (401) unless the request carries a valid token (a route dependency; job
-    submissions check it first thing in server/api/submit.py)."""
-    if not server.auth.accepts(request.headers.get("authorization")):
+def require_token(request: Request, server: ServerDep) -> Caller:
+    """Who sends the request, or Unauthorized (401) unless it carries a valid token (a
+    route dependency; job submissions check it first thing in server/api/submit.py)."""
+    caller = server.auth.caller(request.headers.get("authorization"))
+    if caller is None:
         raise Unauthorized("token is invalid")
+    return caller
+
+
+#: A route parameter `caller: CallerDep` is who sent the request (its token).
+CallerDep = Annotated[Caller, Depends(require_token)]
 
 
 def require_probe_token(request: Request, server: ServerDep) -> None:

@@ -11,11 +11,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from sse_starlette import EventSourceResponse
 
-from server.api.deps import ServerDep, require_token
+from server.api.deps import CallerDep, ServerDep
 from server.api.openapi import FAILED_RESPONSES, JOB_REQUEST_BODY
 from server.api.render import error_response
 from server.api.submit import JobIntake
@@ -27,8 +27,7 @@ log = logging.getLogger(__name__)
 #: Seconds between keep-alive comments on an idle events stream (proxies drop silent ones).
 PING_SECONDS = 15
 
-_MISSING = {404: {"description": "Unknown job, or past its expires_at."}}
-_AUTHORIZED = [Depends(require_token)]
+_MISSING = {404: {"description": "Unknown job, past its expires_at, or another token's."}}
 
 router = APIRouter(prefix="/v2/job/async", tags=["async jobs"])
 
@@ -61,55 +60,59 @@ async def submit(request: Request, server: ServerDep, price: bool = False) -> Re
         intake.close()
 
 
-@router.get("/{job_id}/job.state.current", dependencies=_AUTHORIZED, responses=_MISSING,
+# Every read is the caller's (its token's): another token's job is 404, as unknown ones.
+
+
+@router.get("/{job_id}/job.state.current", responses=_MISSING,
             response_class=PlainTextResponse)
-async def state(server: ServerDep, job_id: str) -> Response:
+async def state(server: ServerDep, caller: CallerDep, job_id: str) -> Response:
     """The job's state as plain text: processing, processed or failed."""
-    return _answer(job_id, lambda: PlainTextResponse(server.async_jobs.state_text(job_id)))
+    return _answer(job_id, lambda: PlainTextResponse(
+        server.async_jobs.state_text(job_id, caller)))
 
 
-@router.get("/{job_id}/job.json", dependencies=_AUTHORIZED, responses=_MISSING)
-async def job_json(server: ServerDep, job_id: str) -> Response:
+@router.get("/{job_id}/job.json", responses=_MISSING)
+async def job_json(server: ServerDep, caller: CallerDep, job_id: str) -> Response:
     """The job JSON; while unfinished, `state.progress` has step, steps,
     queue_position (jobs ahead; 0 while running) and eta_seconds."""
     jobs = server.async_jobs
-    return _answer(job_id, lambda: JSONResponse(jobs.job_json(jobs.find(job_id))))
+    return _answer(job_id, lambda: JSONResponse(jobs.job_json(jobs.find(job_id, caller))))
 
 
-@router.get("/{job_id}/output", dependencies=_AUTHORIZED, responses=_MISSING)
-async def outputs(server: ServerDep, job_id: str) -> Response:
+@router.get("/{job_id}/output", responses=_MISSING)
+async def outputs(server: ServerDep, caller: CallerDep, job_id: str) -> Response:
     """The output file names (a JSON list; empty until the job has completed)."""
-    return _answer(job_id, lambda: JSONResponse(server.async_jobs.outputs(job_id)))
+    return _answer(job_id, lambda: JSONResponse(server.async_jobs.outputs(job_id, caller)))
 
 
-@router.get("/{job_id}/output/{filename}", dependencies=_AUTHORIZED, responses=_MISSING,
-            response_class=FileResponse)
-async def output(server: ServerDep, job_id: str, filename: str) -> Response:
+@router.get("/{job_id}/output/{filename}", responses=_MISSING, response_class=FileResponse)
+async def output(server: ServerDep, caller: CallerDep, job_id: str, filename: str
+                 ) -> Response:
     """One output file, with its image Content-Type."""
 
     def file() -> Response:
-        path, media_type = server.async_jobs.output_file(job_id, filename)
+        path, media_type = server.async_jobs.output_file(job_id, filename, caller)
         return FileResponse(path, media_type=media_type, filename=filename,
                             content_disposition_type="inline")
 
     return _answer(job_id, file)
 
 
-@router.get("/{job_id}/events", dependencies=_AUTHORIZED, responses=_MISSING)
-async def events(server: ServerDep, job_id: str) -> Response:
+@router.get("/{job_id}/events", responses=_MISSING)
+async def events(server: ServerDep, caller: CallerDep, job_id: str) -> Response:
     """Server-sent events: `progress` with the job JSON on every change, then one
     `processed` or `failed` event with the final job JSON; then the stream ends."""
     jobs = server.async_jobs
 
     def stream() -> Response:
-        jobs.find(job_id)  # 404 now, not an empty stream
-        return EventSourceResponse(jobs.events(job_id), ping=PING_SECONDS)
+        jobs.find(job_id, caller)  # 404 now, not an empty stream
+        return EventSourceResponse(jobs.events(job_id, caller), ping=PING_SECONDS)
 
     return _answer(job_id, stream)
 
 
-@router.delete("/{job_id}", dependencies=_AUTHORIZED, responses=_MISSING)
-async def cancel(server: ServerDep, job_id: str) -> Response:
+@router.delete("/{job_id}", responses=_MISSING)
+async def cancel(server: ServerDep, caller: CallerDep, job_id: str) -> Response:
     """Cancel an unfinished job (it becomes failed, error "cancelled"); answers the
     job JSON. A finished job is left as it is."""
-    return _answer(job_id, lambda: JSONResponse(server.async_jobs.cancel(job_id)))
+    return _answer(job_id, lambda: JSONResponse(server.async_jobs.cancel(job_id, caller)))

@@ -17,19 +17,30 @@ from server.api.accept import ResponseFormat, for_client, negotiate
 from server.api.body import BodyLimits, closes, declared_size, read_submission
 from server.api.render import error_response
 from server.errors import ApiError, JobFailed, Unauthorized
-from server.jobs.admission import Reservation
+from server.jobs.admission import Client, Reservation
 from server.jobs.prepared import Submission
 from server.jobs.record import new_job_id, refused_record
 from server.jobs.types import JOB_TYPES
 from server.logs import job_id_var
+from server.settings.tokens import Caller
 
 if TYPE_CHECKING:
     from server.composed import Server
 
 log = logging.getLogger(__name__)
 
-#: Before the body is read: a place held for the job, or an ApiError (429, 503, 507).
-Reserve = Callable[[], Reservation | Awaitable[Reservation]]
+#: Before the body is read: a place held for the client's job, or an ApiError (429, 503,
+#: 507).
+Reserve = Callable[[Client], Reservation | Awaitable[Reservation]]
+
+
+def client_of(request: Request, caller: Caller) -> Client:
+    """Who a request counts against for fairness: its token (its fingerprint), or, on a
+    server without tokens, its address as uvicorn reports it (X-Forwarded-For is honoured
+    only from the proxies in uvicorn's FORWARDED_ALLOW_IPS, by default loopback)."""
+    if caller.owner is not None:
+        return caller.owner
+    return f"addr:{request.client.host}" if request.client is not None else None
 
 
 class JobIntake:
@@ -51,20 +62,23 @@ class JobIntake:
         The token first (a stranger learns nothing, not even which Accept is valid), then
         Accept (406), the declared Content-Length against max_body_bytes (413), room in the
         lanes (429) or the results folder (507) through `reserve`, room among the bodies
-        being read (429). Only then is the body read and parsed.
+        being read (429); each for the client the token (or address) says it is. Only then
+        is the body read and parsed.
         """
-        if not self.server.auth.accepts(self.request.headers.get("authorization")):
+        caller = self.server.auth.caller(self.request.headers.get("authorization"))
+        if caller is None:
             raise Unauthorized("token is invalid")
         self.format = for_client(negotiate(self.request.headers.get("accept")),
                                  self.request.headers.get("user-agent"))
         limits = BodyLimits.of(self.server.settings)
         size = declared_size(self.request, limits.max_body)
-        reservation = reserve()
+        client = client_of(self.request, caller)
+        reservation = reserve(client)
         self.reservation = await reservation if inspect.isawaitable(reservation) \
             else reservation
-        with self.server.uploads.hold(size):
+        with self.server.uploads.hold(size, client):
             self.submission = await read_submission(self.request, limits, self.format.image,
-                                                    self.price)
+                                                    self.price, caller.owner, client)
         return self.submission
 
     def refused(self, exc: Exception) -> Response:

@@ -21,10 +21,12 @@ from typing import TYPE_CHECKING, Any
 from server.asyncjobs.quota import ResultsQuota
 from server.asyncjobs.store import JobStore, StoredJob
 from server.errors import ApiError, NotFound, NotReady, StorageFull
-from server.jobs.admission import Lane, Reservation, reserve_in
+from server.jobs.admission import Client, Lane, Reservation, reserve_in
 from server.jobs.progress import progress_json
+from server.jobs.work_ahead import WorkAhead
 from server.media.formats import file_name, media_type_of_name
 from server.settings import Settings
+from server.settings.tokens import ANYONE, Caller
 
 if TYPE_CHECKING:
     from server.jobs.backends.base import Outcome
@@ -62,11 +64,13 @@ class AsyncJobs:
         self.cleanup_seconds = settings.results_cleanup_seconds
         size = settings.async_queue_size
         self.unfinished = Lane("async", size, retry_after,
-                               f"the async queue is full ({size} unfinished jobs); retry later")
+                               f"the async queue is full ({size} unfinished jobs); retry later",
+                               share=settings.client_share)
         self.quota = ResultsQuota(self.store, settings.results_max_bytes,
                                   settings.results_min_free_bytes, self.retention,
                                   lambda: set(self.active), self.cleanup_seconds)
         self.active: dict[str, Job] = {}
+        self._owners: dict[str, str | None] = {}  # of the active jobs
         self._outputs: dict[str, list[str]] = {}
         self._cleanup: asyncio.Task | None = None
 
@@ -92,14 +96,15 @@ class AsyncJobs:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._cleanup
 
-    async def reserve(self) -> Reservation:
+    async def reserve(self, client: Client = None) -> Reservation:
         """Before a job's body is read: 507 when the results folder is over its quota (after
         deleting expired jobs), 503 while shutting down, 429 when `async_queue_size` jobs are
-        unfinished or held for bodies being read; else a place held for it."""
+        unfinished or held for bodies being read (or `client` holds its share of them);
+        else a place held for it."""
         if not self.service.accepting:
             raise NotReady("the server is shutting down and accepts no new jobs")
         await self.quota.check()
-        return reserve_in([self.unfinished])
+        return reserve_in([self.unfinished], client)
 
     async def submit(self, submission: Submission, job_id: str,
                      reservation: Reservation | None = None) -> dict[str, Any]:
@@ -109,7 +114,7 @@ class AsyncJobs:
         not ready), Overloaded (429) when `async_queue_size` jobs are unfinished, and
         StorageFull (507) when its record cannot be written.
         """
-        (reservation or Reservation([])).admit(self.unfinished, job_id)
+        (reservation or Reservation([], submission.client)).admit(self.unfinished, job_id)
         try:
             job = await self.service.submit(submission, job_id, wait=True,
                                             lifetime=self.retention, sink=self._write_output)
@@ -117,11 +122,13 @@ class AsyncJobs:
             self.unfinished.leave(job_id)
             raise
         self.active[job.id] = job
+        self._owners[job.id] = submission.owner
         try:
             # A record is a few hundred bytes: written on the loop, before the 201 goes out.
-            self.store.save(StoredJob(job.record.to_json()))
+            self.store.save(StoredJob(job.record.to_json(), owner=submission.owner))
         except OSError as exc:
             self.active.pop(job.id, None)
+            self._owners.pop(job.id, None)
             self.unfinished.leave(job.id)
             error = StorageFull(f"the job could not be saved to the results folder: "
                                 f"{exc.strerror or exc}")
@@ -146,21 +153,25 @@ class AsyncJobs:
             return
         self.unfinished.leave(job.id)
         outputs = self._outputs.pop(job.id, [])
+        owner = self._owners.pop(job.id, None)
         try:
-            self.store.save(StoredJob(job.record.to_json(), outputs))
+            self.store.save(StoredJob(job.record.to_json(), outputs, owner))
         except OSError:
             log.exception("could not save the async job's record to %s", self.store.root)
         log.info("async job %s: %s", job.record.state, job.record.error or ", ".join(outputs))
 
-    def find(self, job_id: str) -> Job | StoredJob:
-        """The job: in memory while unfinished, else from disk; NotFound (404) if unknown."""
-        active = self.active.get(job_id)
-        if active is not None:
-            return active
-        stored = self.store.load(job_id)
-        if stored is None or stored.expired():
+    def find(self, job_id: str, caller: Caller = ANYONE) -> Job | StoredJob:
+        """The job: in memory while unfinished, else from disk; NotFound (404) if unknown,
+        expired, or not the caller's (the same answer: a stranger learns nothing)."""
+        found: Job | StoredJob | None = self.active.get(job_id)
+        owner = self._owners.get(job_id)
+        if found is None:
+            found = self.store.load(job_id)
+            owner = found.owner if found is not None else None
+        if found is None or (isinstance(found, StoredJob) and found.expired()) \
+                or not caller.may_see(owner):
             raise NotFound(f"no job {job_id!r}: unknown, or past its expires_at")
-        return stored
+        return found
 
     def job_json(self, found: Job | StoredJob) -> dict[str, Any]:
         """The job JSON; an unfinished job's state carries its progress."""
@@ -170,7 +181,12 @@ class AsyncJobs:
         if not found.finished:
             engines = found.backend.engines  # None: it does not run on the engines
             position = self.position(found) if engines is not None else None
-            body["state"]["progress"] = progress_json(found.progress, position, engines)
+            eta = None
+            if engines is not None and position is not None:
+                lane = found.backend.lane
+                ahead = lane.ids()[:position] if lane is not None else []
+                eta = WorkAhead(engines, self.service.jobs).eta(found.id, ahead)
+            body["state"]["progress"] = progress_json(found.progress, position, eta)
         return body
 
     @staticmethod
@@ -181,40 +197,42 @@ class AsyncJobs:
         lane = job.backend.lane
         return None if lane is None else lane.position(job.id)
 
-    def state_text(self, job_id: str) -> str:
+    def state_text(self, job_id: str, caller: Caller = ANYONE) -> str:
         """job.state.current as the async API words it: processing, processed or failed."""
-        found = self.find(job_id)
+        found = self.find(job_id, caller)
         return ASYNC_STATES[found.state if isinstance(found, StoredJob) else "processing"]
 
-    def outputs(self, job_id: str) -> list[str]:
+    def outputs(self, job_id: str, caller: Caller = ANYONE) -> list[str]:
         """The output file names (none until the job has completed)."""
-        found = self.find(job_id)
+        found = self.find(job_id, caller)
         return list(found.outputs) if isinstance(found, StoredJob) else []
 
-    def output_file(self, job_id: str, name: str) -> tuple[Path, str]:
+    def output_file(self, job_id: str, name: str, caller: Caller = ANYONE
+                    ) -> tuple[Path, str]:
         """(path, media type) of one output file; NotFound when there is no such output."""
-        found = self.find(job_id)
+        found = self.find(job_id, caller)
         path = self.store.output_path(found, name) if isinstance(found, StoredJob) else None
         media = media_type_of_name(name)
         if path is None or media is None:
             raise NotFound(f"job {job_id!r} has no output {name!r}")
         return path, media
 
-    def cancel(self, job_id: str) -> dict[str, Any]:
+    def cancel(self, job_id: str, caller: Caller = ANYONE) -> dict[str, Any]:
         """Cancel an unfinished job (failed, error "cancelled"); a finished one is unchanged."""
-        found = self.find(job_id)
+        found = self.find(job_id, caller)
         if isinstance(found, StoredJob):
             return found.job
         self.service.cancel(found, JobCancelled(CANCELLED))
         log.info("async job %s cancelled", job_id)
         return found.record.to_json()
 
-    async def events(self, job_id: str) -> AsyncIterator[dict[str, str]]:
+    async def events(self, job_id: str, caller: Caller = ANYONE
+                     ) -> AsyncIterator[dict[str, str]]:
         """Server-sent events: `progress` (job JSON) on every change, then one final
         `processed` or `failed` event with the finished job JSON, and the stream ends."""
         while True:
             try:
-                found = self.find(job_id)
+                found = self.find(job_id, caller)
             except NotFound:
                 return
             if isinstance(found, StoredJob):

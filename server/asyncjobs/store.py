@@ -37,10 +37,12 @@ def parse_time(text: str) -> datetime:
 
 @dataclass
 class StoredJob:
-    """A job record as kept on disk: the job JSON and the names of its output files."""
+    """A job record as kept on disk: the job JSON, the names of its output files, and its
+    owner (a token's fingerprint, jobs/owners.py; None without tokens)."""
 
     job: dict[str, Any]
     outputs: list[str] = field(default_factory=list)
+    owner: str | None = None
 
     @property
     def id(self) -> str:
@@ -91,7 +93,8 @@ class JobStore:
         folder = self._folder(stored.id)
         if folder is None:
             raise ValueError(f"not a job id: {stored.id!r}")
-        data = json.dumps({"job": stored.job, "outputs": stored.outputs}).encode()
+        data = json.dumps({"job": stored.job, "outputs": stored.outputs,
+                           "owner": stored.owner}).encode()
         write_atomic(folder / RECORD, data, durable=False)
         self.used_bytes += len(data)
 
@@ -127,7 +130,7 @@ class JobStore:
     def _read(self, path: Path) -> StoredJob | None:
         try:
             data = json.loads(path.read_bytes())
-            stored = StoredJob(data["job"], list(data.get("outputs", [])))
+            stored = StoredJob(data["job"], list(data.get("outputs", [])), data.get("owner"))
             stored.expires_at  # noqa: B018 - a record without a valid expiry is unusable
             return stored
         except FileNotFoundError:

@@ -9,7 +9,9 @@ runs. uvicorn's h11 protocol, with what uvicorn has no setting for added here.
   closed. Windows in which the server itself had paused reading do not count.
 - More than `max_connections` connections: the new one is answered 503 with Retry-After
   at once and closed (uvicorn's `limit_concurrency` answers only once a request's headers
-  are in, so silent connections would still pile up).
+  are in, so silent connections would still pile up). The probe port (`probe_port`)
+  counts its own connections, up to PROBE_MAX_CONNECTIONS: a flood of the main port
+  leaves the probes their answers.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from server.api.deps import server_of
 from server.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -33,6 +36,8 @@ FD_RESERVE = 256
 #: How long a refused over-the-cap connection is read (and discarded) before it is closed,
 #: so the client reads the 503 rather than a reset.
 LINGER_SECONDS = 1.0
+#: Connections the probe port holds at once: probes are few, and an orchestrator's own.
+PROBE_MAX_CONNECTIONS = 64
 
 
 @dataclass(frozen=True)
@@ -86,11 +91,26 @@ class EdgeProtocol(H11Protocol):
         self._watching: str | None = None  # "headers" or "body": what the timer watches
         self._window_bytes = 0
         self._refused = False
+        #: The probe port's connections, shared by every connection of this server.
+        self._probes: set[EdgeProtocol] = getattr(config, "edge_probe_connections", set())
+        self._probe_port: int | None = getattr(config, "edge_probe_port", None)
+        #: The app's /metrics, which counts the edge's own refusals too (None: no app's).
+        served = server_of(config.app)
+        self._metrics = served.metrics if served is not None else None
 
     def connection_made(self, transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        if len(self.connections) > self.limits.max_connections:
-            self._refuse_over_cap()
+        sockname = transport.get_extra_info("sockname")
+        if self._probe_port is not None and isinstance(sockname, tuple) \
+                and sockname[1] == self._probe_port:
+            self._probes.add(self)
+            over = len(self._probes) > PROBE_MAX_CONNECTIONS
+            cap = PROBE_MAX_CONNECTIONS
+        else:
+            cap = self.limits.max_connections
+            over = len(self.connections) - len(self._probes) > cap
+        if over:
+            self._refuse_over_cap(cap)
             return
         self._watch("headers", self.limits.header_timeout)
 
@@ -107,9 +127,17 @@ class EdgeProtocol(H11Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timer()
+        self._probes.discard(self)
         super().connection_lost(exc)
 
+    def _count(self, status: int, reason: str) -> None:
+        """Count an answer the edge gave itself in kontext_http_errors_total."""
+        if self._metrics is not None:
+            self._metrics.count_error(status, reason)
+
     def send_400_response(self, msg: str) -> None:
+        self._count(self.conn.error_status, "edge_header_size" if self.conn.error_status == 431
+                    else "edge_malformed")
         if self.conn.error_status == 431:
             log.warning("refused a request whose headers are over %d bytes (max_header_bytes)",
                         self.limits.max_header_bytes)
@@ -160,6 +188,7 @@ class EdgeProtocol(H11Protocol):
         else:
             log.warning("closed a connection whose body arrived at %.0f bytes/s, under "
                         "min_body_rate", self._window_bytes / self.limits.body_window)
+            self._count(408, "edge_body_rate")
             self._answer_and_close(canned(
                 408, "Request Timeout", f"the request body arrived slower than "
                 f"{self.limits.min_body_rate} bytes/s (min_body_rate)"))
@@ -170,6 +199,7 @@ class EdgeProtocol(H11Protocol):
             return
         log.warning("closed a connection that sent no complete headers in %g s "
                     "(header_timeout_seconds)", self.limits.header_timeout)
+        self._count(408, "edge_header_timeout")
         self._answer_and_close(canned(
             408, "Request Timeout", f"the request headers took longer than "
             f"{self.limits.header_timeout:g} s (header_timeout_seconds)"))
@@ -190,13 +220,13 @@ class EdgeProtocol(H11Protocol):
             self.transport.write(answer)
         self.transport.close()
 
-    def _refuse_over_cap(self) -> None:
+    def _refuse_over_cap(self, cap: int) -> None:
         self._refused = True
-        log.warning("refused a connection: %d are open (max_connections)",
-                    self.limits.max_connections)
+        log.warning("refused a connection: %d are open (max_connections)", cap)
+        self._count(503, "max_connections")
         self.transport.write(canned(
             503, "Service Unavailable", f"the server holds its maximum of "
-            f"{self.limits.max_connections} connections (max_connections); retry later",
+            f"{cap} connections (max_connections); retry later",
             "retry-after: 1"))
         self._timer = self.loop.call_later(LINGER_SECONDS, self.transport.close)
 

@@ -70,7 +70,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     from server.cli.serve import serve
 
-    return serve(settings, tokens_from_flag=hasattr(args, "tokens"))
+    return serve(settings, tokens_from_flag=hasattr(args, "tokens")
+                 or hasattr(args, "admin_tokens"))
 
 
 def _weights(args: argparse.Namespace) -> int:

@@ -17,6 +17,7 @@ and the app's ShutdownController doing the draining):
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import signal
 import socket
@@ -86,7 +87,24 @@ def server_config(app, host: str, port: int, **overrides: Any) -> uvicorn.Config
         "timeout_graceful_shutdown": RESPONSE_WRITE_SECONDS, **overrides}
     config = uvicorn.Config(app, **options)
     config.edge_limits = limits  # read by EdgeProtocol
+    config.edge_probe_connections = set()  # the probe port's, counted apart
     return config
+
+
+def listen_sockets(app, config: uvicorn.Config) -> list[socket.socket]:
+    """The main listener, and the probe port's (its settings' `probe_port`, same host) when
+    one is configured: its number, as bound, goes to EdgeProtocol and the app (which
+    serves only the probes there)."""
+    sockets = [config.bind_socket()]
+    served = server_of(app)
+    if served is not None and served.settings.probe_port is not None:
+        probe = copy.copy(config)
+        probe.port = served.settings.probe_port
+        sockets.append(probe.bind_socket())
+        config.edge_probe_port = served.probe_port = sockets[1].getsockname()[1]
+        log.info("probes (/healthz, /readyz, /metrics) also on port %d",
+                 config.edge_probe_port)
+    return sockets
 
 
 #: glibc's mallopt parameters (malloc.h).
@@ -117,6 +135,7 @@ def run_app(app, host: str, port: int) -> int:
         log.info("glibc allocator: mmap threshold 128 KiB, 2 arenas")
     served = server_of(app)
     assert served is not None, "run_app serves an application built by create_app"
-    server = GracefulServer(server_config(app, host, port), served.shutdown)
-    server.run()
+    config = server_config(app, host, port)
+    server = GracefulServer(config, served.shutdown)
+    server.run(sockets=listen_sockets(app, config))  # a port in use: uvicorn exits 3
     return 0 if server.started else 3

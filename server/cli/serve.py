@@ -43,8 +43,9 @@ def check_serving_safety(settings: Settings) -> tuple[str, ...]:
 
 #: Said when tokens were given as a flag: other local users can read a command line.
 TOKENS_ON_COMMAND_LINE = (
-    "tokens were given on the command line (--tokens), where other users of this machine "
-    "can read them (ps, /proc); prefer KONTEXT_TOKENS in the environment or --token-file")
+    "tokens were given on the command line (--tokens, --admin-tokens), where other users of "
+    "this machine can read them (ps, /proc); prefer KONTEXT_TOKENS / KONTEXT_ADMIN_TOKENS "
+    "in the environment or --token-file")
 
 
 def startup_warnings(tokens: tuple[str, ...], tokens_from_flag: bool) -> list[str]:

@@ -104,6 +104,11 @@ class Engines(Protocol):
     def mean_job_seconds(self) -> float:
         """Expected seconds of one job (measured, else an estimate)."""
 
+    @property
+    def step_seconds(self) -> float:
+        """Expected seconds of one denoising step (the engines' steady-state estimate, else
+        a mean job's share): the Retry-After and ETA count steps with it."""
+
     def unavailable(self) -> ApiError | None:
         """Why no job is taken now (loading, failed, stopping), or None."""
 

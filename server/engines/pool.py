@@ -24,7 +24,7 @@ from pipelines.contract import (
     RunControl,
 )
 from server.engines.interface import Engine, Ran, start_eta
-from server.engines.worker import DEFAULT_JOB_SECONDS, EngineWorker, WorkItem
+from server.engines.worker import DEFAULT_JOB_SECONDS, TYPICAL_STEPS, EngineWorker, WorkItem
 from server.errors import NotReady
 from server.logs import job_id_var
 from server.metrics import Metrics
@@ -119,6 +119,13 @@ class EnginePool:
         """The mean of the devices' job-time estimates (DEFAULT_JOB_SECONDS before any)."""
         known = [m for w in self.workers if (m := w.mean_job_seconds) is not None]
         return sum(known) / len(known) if known else DEFAULT_JOB_SECONDS
+
+    @property
+    def step_seconds(self) -> float:
+        """The mean of the ready devices' steady-state step times; a mean job's share of
+        TYPICAL_STEPS before any device knows its own."""
+        known = [s for w in self.workers if w.ready and (s := w.engine.steady_step_seconds())]
+        return sum(known) / len(known) if known else self.mean_job_seconds / TYPICAL_STEPS
 
     def _state(self) -> str:
         states = {worker.state for worker in self.workers}

@@ -154,6 +154,7 @@ class EngineWorker:
                 item.future.cancel()  # cancelled while it waited: never started
                 continue
             lost = await self._run(item)
+            del item  # while the next one is awaited: its inputs and its job are not needed
             if lost:
                 log.error("the engine on %s was lost; restarting it", self.label)
                 if not await self._bring_up("restarting"):
@@ -186,6 +187,10 @@ class EngineWorker:
             return False
         finally:
             self.running = None
+            # An engine error's traceback holds this frame, and the item's future holds the
+            # error: without this, a cycle keeps the item (its inputs, its job) until a
+            # full garbage collection.
+            del item
 
     def _count(self, outcome: str) -> None:
         if self.metrics is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import traceback
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -23,15 +24,20 @@ if TYPE_CHECKING:
     from server.jobs.prepared import PreparedJob
 
 Listener = Callable[["Job"], None]
+#: How far down a failed job's chain of exceptions their frames are emptied.
+MAX_CHAIN = 16
 
 
 class Job:
     """One accepted job. Its record follows the state machine of jobs/record.py."""
 
-    def __init__(self, prepared: PreparedJob, backend: Backend, record: JobRecord) -> None:
+    def __init__(self, prepared: PreparedJob, backend: Backend, record: JobRecord,
+                 client: str | None = None) -> None:
         self.prepared = prepared
         self.backend = backend
         self.record = record
+        #: Who it counts against in the lanes (jobs/admission.py).
+        self.client = client
         self.progress = Progress(steps=getattr(prepared.config, "steps", None))
         self.control = RunControl()
         self.task: asyncio.Task[None] | None = None
@@ -131,7 +137,7 @@ class Job:
         """The job failed with `error`; a job already finished stays as it is."""
         if self.finished:
             return
-        self.error = error
+        self.error = _detached(error)
         self.record.error = error.message
         self.record.move("failed")
         self.ended.set()
@@ -143,3 +149,21 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
         return asyncio.get_running_loop()
     except RuntimeError:  # a thread without a loop (the engine's)
         return None
+
+
+def _detached(error: ApiError) -> ApiError:
+    """`error` without its traceback and the exceptions it was raised from (only its status
+    and message are answered), their finished frames emptied. A traceback holds every
+    frame the error passed through and their locals (a 50 MB upstream answer, the engine's
+    work item with the inputs and this job, which holds the error): cycles that only a
+    full garbage collection frees, so failed jobs piled up gigabytes between collections
+    (benchmarks/RESULTS.md, "Upstream bombs")."""
+    chained: BaseException | None = error
+    for _ in range(MAX_CHAIN):
+        if chained is None:
+            break
+        traceback.clear_frames(chained.__traceback__)  # a running frame is left as it is
+        chained = chained.__cause__ or chained.__context__
+    error.__traceback__ = None
+    error.__cause__ = error.__context__ = None
+    return error

@@ -104,7 +104,9 @@ class InputImage:
 class Submission:
     """What a client asked for: a job type, its config as sent, input images, the output
     format it wants and whether it asked for the price. `spec`: the config already
-    prepared (a batch row, validated when the manifest was read), taken as it is."""
+    prepared (a batch row, validated when the manifest was read), taken as it is. Who
+    asked: `owner`, the owner its job gets (a token's fingerprint, settings/tokens.py), and
+    `client`, whom it counts against in the lanes (jobs/admission.py)."""
 
     type: str
     config: dict[str, Any] = field(default_factory=dict)
@@ -112,6 +114,8 @@ class Submission:
     output_format: ImageFormat = "jpeg"
     price: bool = False
     spec: JobSpec | None = None
+    owner: str | None = None
+    client: str | None = None
 
     @classmethod
     def prepared(cls, spec: JobSpec, inputs: tuple[bytes, ...],

@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from server.engines.interface import Engines
-
+from typing import Any
 
 
 @dataclass
@@ -38,21 +34,13 @@ class Progress:
         return mean_job_seconds * (steps - self.step) / steps
 
 
-def progress_json(progress: Progress, position: int | None, engines: Engines | None
+def progress_json(progress: Progress, position: int | None, eta: float | None
                   ) -> dict[str, Any]:
     """`state.progress` of the job JSON: step, steps, queue_position, eta_seconds.
 
     `position` counts the jobs ahead on the engines, running ones included (0: this one
-    runs; None: not on the engines); `engines` is None for jobs that do not run on them (no
-    ETA then).
+    runs; None: not on the engines); `eta`: seconds until it is done (jobs/work_ahead.py;
+    None for jobs that do not run on the engines).
     """
-    eta: float | None = None
-    if engines is None:
-        pass
-    elif position == 0 or progress.step:
-        eta = progress.seconds_left(engines.mean_job_seconds)
-    elif position is not None:
-        # Until a device is free for it (the jobs ahead share the devices), then its own run.
-        eta = engines.start_eta(position) + engines.mean_job_seconds
     return {"step": progress.step, "steps": progress.steps, "queue_position": position,
             "eta_seconds": None if eta is None else round(eta, 1)}

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from server.errors import ApiError, ClientGone, JobFailed, NotReady, ShuttingDown
-from server.jobs.admission import Reservation, reserve_in
+from server.jobs.admission import Client, Reservation, reserve_in
 from server.jobs.backends.base import Backend, JobHandle, Outcome
 from server.jobs.job import Job
 from server.jobs.prepared import (
@@ -73,14 +73,14 @@ class JobService:
             raise NotReady(f"no {job_type.backend} backend is configured for {job_type.name}")
         return backend
 
-    def reserve(self) -> Reservation:
+    def reserve(self, client: Client = None) -> Reservation:
         """Before a synchronous job's body is read: 429 when every lane a job could need is
-        full (counting places held for bodies still being read), else a place held in each
-        lane that has one, which `submit` turns into the job's place."""
+        full for `client` (counting places held for bodies still being read), else a place
+        held in each lane that has one, which `submit` turns into the job's place."""
         if not self.accepting:
             raise NotReady("the server is shutting down and accepts no new jobs")
         lanes = {id(b.lane): b.lane for b in self.backends.values() if b.lane is not None}
-        return reserve_in(list(lanes.values()))
+        return reserve_in(list(lanes.values()), client)
 
     async def submit(self, submission: Submission, job_id: str, *, wait: bool = False,
                      lifetime: timedelta = JOB_LIFETIME, sink: Sink | None = None,
@@ -93,15 +93,16 @@ class JobService:
         """
         if not self.accepting:
             raise NotReady("the server is shutting down and accepts no new jobs")
-        prepared, backend = await self._prepare(submission, job_id, admit=not wait,
-                                                reservation=reservation or Reservation([]))
+        prepared, backend = await self._prepare(
+            submission, job_id, admit=not wait,
+            reservation=reservation or Reservation([], submission.client))
         record = JobRecord(type=prepared.job_type.name, id=job_id,
                            config=prepared.spec.echo, lifetime=lifetime)
         if prepared.price:  # provisional: the outcome says the final price
             record.price = {"product": prepared.job_type.name, "dollars": 0}
         if backend.notice:
             record.extra["notice"] = backend.notice
-        job = Job(prepared, backend, record)
+        job = Job(prepared, backend, record, submission.client)
         log.info("job accepted", extra=job_fields(record.config, record.type, self.log_prompts))
         self._start(job, admitted=not wait, sink=sink)
         return job
@@ -156,7 +157,7 @@ class JobService:
 
         async def admitted_run() -> Outcome:
             if backend.lane is not None and not admitted:
-                await backend.lane.enter(job.id)
+                await backend.lane.enter(job.id, job.client)
             return await backend.run(job.prepared, handle)
 
         try:
@@ -199,6 +200,7 @@ class JobService:
         self.cancel(job, job.backend.timed_out())
 
     def _ended(self, job: Job, started: float) -> None:
+        job.control.emit = None  # its closure holds the job: a cycle only a full GC frees
         timer = self._timers.pop(job.id, None)
         if timer is not None:
             timer.cancel()

@@ -9,7 +9,7 @@ import io
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from server.errors import InvalidInputImage
 from server.media.formats import FORMAT_OF_PIL, ImageFormat
@@ -43,6 +43,53 @@ class ImageLimits:
         return MAX_DOWNSCALE_PIXELS if self.downscale else MAX_PIXELS
 
 
+#: The readers Pillow may use: the contract's formats only (its JPEG reader hands MPO files
+#: to the MPO one). Left to itself, Image.open tries every reader it has (DDS, Spider, …),
+#: whose errors on crafted headers are not its usual ones.
+READERS = ("PNG", "JPEG", "WEBP")
+#: EXIF orientation → the transposition that shows the picture upright (EXIF 2.3, 0x0112).
+ORIENTATION = 0x0112
+UPRIGHT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
+           4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
+           6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+           8: Image.Transpose.ROTATE_90}
+
+
+def _named_format(data: bytes) -> str | None:
+    """The format of bytes outside the contract, by its readers' magic-number checks only
+    (none of its code beyond those prefix comparisons runs)."""
+    prefix = data[:16]
+    for name in Image.ID:
+        accept = Image.OPEN[name][1]
+        try:
+            if name not in FORMAT_OF_PIL and accept is not None and accept(prefix):
+                return name
+        except Exception:  # a prefix check that chokes on these bytes: not that format
+            continue
+    return None
+
+
+def _read_header(data: bytes, field: str) -> Image.Image:
+    """Image.open under the contract's readers only; any failure is InvalidInputImage."""
+    try:
+        # Image.open reads only the header: sizes are checked before any pixel is decoded.
+        return Image.open(io.BytesIO(data), formats=READERS)
+    except Image.DecompressionBombError as exc:
+        raise InvalidInputImage(f"has too many pixels: {exc}", field=field) from exc
+    except UnidentifiedImageError as exc:
+        other = _named_format(data)
+        if other is not None:
+            raise InvalidInputImage(f"is {other}; only PNG, JPEG and WebP are accepted",
+                                    field=field) from exc
+        raise InvalidInputImage("is not a readable PNG, JPEG or WebP image",
+                                field=field) from exc
+    except MemoryError:
+        raise
+    except Exception as exc:  # any reader failure on crafted bytes is the input's fault
+        raise InvalidInputImage(f"is not a readable PNG, JPEG or WebP image ({exc})",
+                                field=field) from exc
+
+
 def _open(data: bytes, field: str, limits: ImageLimits) -> Image.Image:
     if not data:
         raise InvalidInputImage("is an empty file", field=field)
@@ -51,13 +98,7 @@ def _open(data: bytes, field: str, limits: ImageLimits) -> Image.Image:
             f"is {len(data) / MB:.1f} MB, over the {limits.max_bytes / MB:.0f} MB limit",
             field=field,
         )
-    try:
-        # Image.open reads only the header: sizes are checked before any pixel is decoded.
-        image = Image.open(io.BytesIO(data))
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise InvalidInputImage("is not a readable PNG, JPEG or WebP image", field=field) from exc
-    except Image.DecompressionBombError as exc:
-        raise InvalidInputImage(f"has too many pixels: {exc}", field=field) from exc
+    image = _read_header(data, field)
     width, height = image.size
     if width * height > limits.max_pixels:
         raise InvalidInputImage(f"has too many pixels: {width}x{height} is over "
@@ -114,6 +155,18 @@ def open_image(data: bytes, field: str, limits: ImageLimits) -> Image.Image:
     return image
 
 
+def _upright(image: Image.Image) -> Image.Image:
+    """The picture as its EXIF orientation says it is seen. Only the orientation is read:
+    ImageOps.exif_transpose also rewrites the EXIF, and fails on a tag of the wrong type
+    (which cameras and editors write). EXIF that cannot be read is ignored."""
+    try:
+        orientation = image.getexif().get(ORIENTATION)
+    except Exception:  # unreadable EXIF: shown as stored
+        return image
+    method = UPRIGHT.get(orientation) if isinstance(orientation, int) else None
+    return image.transpose(method) if method is not None else image
+
+
 def decode_input_image(data: bytes, field: str = "input", limits: ImageLimits | None = None
                        ) -> Image.Image:
     """Decode one input image, or raise InvalidInputImage naming `field` and the limit.
@@ -127,12 +180,14 @@ def decode_input_image(data: bytes, field: str = "input", limits: ImageLimits | 
         if limits.downscale:
             reduce_while_decoding(image, limits.max_side)
         image.load()
-        image = ImageOps.exif_transpose(image)
-    except (OSError, ValueError, SyntaxError) as exc:
+        image = _to_rgb(_upright(image))
+    except MemoryError:
+        raise
+    except Exception as exc:  # a decoder failure on crafted bytes is the input's fault
         raise InvalidInputImage(
             f"could not be decoded (truncated or corrupt data: {exc})", field=field
         ) from exc
-    return shrink(_to_rgb(image), limits.max_side) if limits.downscale else _to_rgb(image)
+    return shrink(image, limits.max_side) if limits.downscale else image
 
 
 def decode_input(data: bytes, field: str = "input", limits: ImageLimits | None = None
@@ -143,7 +198,7 @@ def decode_input(data: bytes, field: str = "input", limits: ImageLimits | None =
     image = decode_input_image(data, field, limits)
     fmt = image_format(data)
     if limits.downscale and max(image.size) == limits.max_side:
-        with Image.open(io.BytesIO(data)) as original:
+        with Image.open(io.BytesIO(data), formats=READERS) as original:
             if max(original.size) > limits.max_side:
                 data, fmt = shrunk_bytes(image, original.format)
     return image, data, fmt
@@ -151,5 +206,5 @@ def decode_input(data: bytes, field: str = "input", limits: ImageLimits | None =
 
 def image_format(data: bytes) -> ImageFormat:
     """The format of image bytes that decode_input_image has accepted (header only)."""
-    with Image.open(io.BytesIO(data)) as image:
+    with Image.open(io.BytesIO(data), formats=READERS) as image:
         return FORMAT_OF_PIL[image.format or ""]

@@ -25,7 +25,7 @@ from ray.serve.exceptions import BackPressureError
 from pipelines.contract import EditRequest, EngineInfo, MovingAverage, RunControl
 from pipelines.errors import DeviceLost
 from server.engines.interface import Ran, follow, start_eta
-from server.engines.worker import DEFAULT_JOB_SECONDS
+from server.engines.worker import DEFAULT_JOB_SECONDS, TYPICAL_STEPS
 from server.errors import NotReady, Overloaded
 
 log = logging.getLogger(__name__)
@@ -63,6 +63,11 @@ class RayEngines:
     def mean_job_seconds(self) -> float:
         """Mean engine time of the jobs the replicas ran for this ingress."""
         return self._job_seconds.value or DEFAULT_JOB_SECONDS
+
+    @property
+    def step_seconds(self) -> float:
+        """A mean job's share of TYPICAL_STEPS (replicas do not report their step time)."""
+        return self.mean_job_seconds / TYPICAL_STEPS
 
     def unavailable(self) -> NotReady | None:
         """NotReady until a replica has answered (loaded and warmed up)."""

@@ -36,6 +36,13 @@ class EdgeSettings(BaseModel):
         description="Connections held open at once; one more is answered 503 with Retry-After "
         "and closed. The open-file limit is raised to fit.",
     )
+    probe_port: int | None = Field(
+        None, ge=0, le=65535,
+        description="A second port, on the same host, that serves only /healthz, /readyz and "
+        "/metrics, with connections of its own (at most 64): probes answer while the main "
+        "port is at --max-connections. Point Kubernetes probes here and leave it out of the "
+        "Service. 0 picks a free port.",
+    )
     keep_alive_seconds: float = Field(
         65.0, gt=0,
         description="Seconds an idle keep-alive connection is kept between requests.",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -20,10 +21,23 @@ class ServingSettings(BaseModel):
     queue_size: int = Field(
         16, ge=1, description="Jobs that may wait for the GPU; past this, 429 with Retry-After."
     )
+    client_share: float = Field(
+        0.5, gt=0, le=1,
+        description="Fraction of each queue's places (GPU queue, forwarded jobs, unfinished "
+        "async jobs) and of --max-body-bytes-in-flight one client may hold: a token, or a "
+        "client address on a server without tokens. Past it that client gets 429 (its async "
+        "jobs wait without holding up others'); 1 turns the bound off.",
+    )
     tokens: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Bearer tokens accepted (comma-separated in the environment). Empty: no "
         "authentication.",
+    )
+    admin_tokens: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Bearer tokens that may also read, download and cancel every token's "
+        "async jobs (comma-separated in the environment); accepted like --tokens. Other "
+        "tokens see only the jobs they created.",
     )
     token_file: Path | None = Field(
         None,
@@ -83,7 +97,7 @@ class ServingSettings(BaseModel):
         False, description="Debugging aid: log job prompts (never logged otherwise)."
     )
 
-    @field_validator("tokens", mode="before")
+    @field_validator("tokens", "admin_tokens", mode="before")
     @classmethod
     def _split_tokens(cls, value: object) -> object:
         # The flag (repeatable) and the environment both split on commas; spaces around a
@@ -91,4 +105,27 @@ class ServingSettings(BaseModel):
         tokens = split_commas(value)
         if isinstance(tokens, list) and not all(tokens):
             raise ValueError("a token is empty or only spaces; remove it or give a real one")
+        for token in tokens if isinstance(tokens, list) else ():
+            problem = token_problem(token) if isinstance(token, str) else None
+            if problem:
+                raise ValueError(problem)
         return tokens
+
+
+#: Shorter tokens are refused: they can be guessed, and redacting them from the logs would
+#: replace ordinary text that happens to contain them.
+MIN_TOKEN_CHARS = 16
+_VISIBLE_ASCII = re.compile(r"[\x21-\x7e]+")
+
+
+def token_problem(token: str) -> str | None:
+    """Why `token` cannot be a bearer token (too short, or not visible ASCII), or None.
+
+    The message never quotes the token."""
+    if not _VISIBLE_ASCII.fullmatch(token):
+        return ("a token must be visible ASCII characters, without spaces (what an "
+                "Authorization header carries)")
+    if len(token) < MIN_TOKEN_CHARS:
+        return (f"a token is {len(token)} characters; tokens must be at least "
+                f"{MIN_TOKEN_CHARS} characters (make one with `openssl rand -hex 24`)")
+    return None

@@ -23,6 +23,7 @@ from server.errors import (
     UpstreamModerated,
     UpstreamOutputModerated,
     UpstreamRejected,
+    UpstreamTimeout,
 )
 from server.jobs.backends.base import SERVED_BY_HEADER, Outcome
 from server.jobs.prepared import PreparedJob
@@ -31,6 +32,7 @@ from server.settings import Settings
 from server.upstream.http import (
     Fetched,
     Scrubber,
+    TransportFailed,
     allowed_origins,
     checked_url,
     describe_status,
@@ -134,31 +136,47 @@ class BflForwarder:
         return submitted
 
     async def _poll(self, url: httpx.URL) -> dict[str, Any]:
-        """Poll `url` (unchanged) with backoff until a final status; the Ready answer."""
+        """Poll `url` (unchanged) with backoff until a final status; the Ready answer.
+
+        A poll only reads, and BFL goes on running (and billing) the job whatever happens
+        to one poll: a transient failure (a 5xx, 429, a broken connection, a timeout) is
+        polled again, until the job's own time limit (upstream_job_timeout) ends it.
+        """
         wait = self.settings.upstream_poll_interval
         while True:
             await asyncio.sleep(wait)
-            fetched = await fetch(self._client, self._keyed("GET", url),
-                                  self.settings.upstream_max_bytes, f"{self.who} polling")
-            answer = _json(fetched)
-            status = answer.get("status")
-            if fetched.status == 429:
-                wait = max(wait, retry_after(fetched.headers))
-                continue
-            if status == "Ready":
-                return answer
-            details = self._details(answer)
-            if status == "Content Moderated":  # the output, after generation
-                raise UpstreamOutputModerated(f"BFL moderation refused the output: {status}"
-                                              f"{details}")
-            if status in MODERATED:  # the prompt or the input, before generation
-                raise UpstreamModerated(f"BFL moderation refused the job: {status}{details}")
-            if status in FAILED:
-                raise UpstreamFailed(f"{self.who} reported {status!r} for the job{details}")
-            if status != "Pending" or fetched.status != 200:
-                raise UpstreamFailed(f"{self.who} polling answered {fetched.status} with "
-                                     f"status {self.scrub(str(status))!r}")
             wait = min(wait * BACKOFF, MAX_POLL_WAIT)
+            try:
+                fetched = await fetch(self._client, self._keyed("GET", url),
+                                      self.settings.upstream_max_bytes, f"{self.who} polling")
+            except (TransportFailed, UpstreamTimeout) as exc:
+                log.warning("%s; polling again (BFL still runs the job)", exc.message)
+                continue
+            if fetched.status == 429 or fetched.status >= 500:
+                log.warning("%s polling answered %d; polling again", self.who, fetched.status)
+                if fetched.status == 429:  # no longer than the job may last anyway
+                    wait = max(wait, min(retry_after(fetched.headers),
+                                         self.settings.upstream_job_timeout))
+                continue
+            answer = _json(fetched)
+            if answer.get("status") == "Ready":
+                return answer
+            self._refuse_unless_pending(answer, fetched.status)
+
+    def _refuse_unless_pending(self, answer: dict[str, Any], http_status: int) -> None:
+        """The ApiError of a final poll answer other than Ready; nothing while Pending."""
+        status = answer.get("status")
+        details = self._details(answer)
+        if status == "Content Moderated":  # the output, after generation
+            raise UpstreamOutputModerated(f"BFL moderation refused the output: {status}"
+                                          f"{details}")
+        if status in MODERATED:  # the prompt or the input, before generation
+            raise UpstreamModerated(f"BFL moderation refused the job: {status}{details}")
+        if status in FAILED:
+            raise UpstreamFailed(f"{self.who} reported {status!r} for the job{details}")
+        if status != "Pending" or http_status != 200:
+            raise UpstreamFailed(f"{self.who} polling answered {http_status} with "
+                                 f"status {self.scrub(str(status))!r}")
 
     def _details(self, answer: dict[str, Any]) -> str:
         details = answer.get("details")

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 import certifi
 import httpx
-from PIL import UnidentifiedImageError
 
 from server.errors import InvalidInputImage, Overloaded, UpstreamFailed, UpstreamTimeout
 from server.media.decode import ImageLimits, open_image
@@ -85,25 +84,43 @@ class Scrubber:
         return text if len(text) <= MAX_ERROR_TEXT else text[:MAX_ERROR_TEXT - 3] + "..."
 
 
+class TransportFailed(UpstreamFailed):
+    """The conversation broke (connection refused or reset, a cut answer): an idempotent
+    request may be sent again."""
+
+
+def _refuse_declared(response: httpx.Response, cap: int, who: str) -> None:
+    """UpstreamFailed before a byte is read when the answer declares more than `cap`."""
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > cap:
+        raise UpstreamFailed(f"{who} declared a {int(declared)}-byte answer, over the "
+                             f"{cap}-byte limit (upstream_max_bytes); not read")
+
+
 async def fetch(client: httpx.AsyncClient, request: httpx.Request, cap: int,
                 who: str) -> Fetched:
-    """Send `request` and read its whole body, refusing bodies over `cap` bytes."""
+    """Send `request` and read its whole body, refusing bodies over `cap` bytes (a declared
+    size over it before reading any)."""
     try:
         response = await client.send(request, stream=True)
         try:
-            chunks, size = [], 0
+            _refuse_declared(response, cap, who)
+            # One buffer, grown in place: thousands of small chunks alive at once would
+            # scatter over the heap, which then cannot be given back to the system.
+            body = bytearray()
             async for chunk in response.aiter_bytes():
-                size += len(chunk)
-                if size > cap:
+                if len(body) + len(chunk) > cap:
                     raise UpstreamFailed(f"{who} sent more than the {cap}-byte limit")
-                chunks.append(chunk)
+                body += chunk
         finally:
             await response.aclose()
     except httpx.TimeoutException as exc:
         raise UpstreamTimeout(f"{who} did not answer in time ({type(exc).__name__})") from exc
+    except httpx.TransportError as exc:
+        raise TransportFailed(f"{who} failed: {type(exc).__name__}: {exc}") from exc
     except httpx.HTTPError as exc:
         raise UpstreamFailed(f"{who} failed: {type(exc).__name__}: {exc}") from exc
-    return Fetched(response.status_code, response.headers, b"".join(chunks))
+    return Fetched(response.status_code, response.headers, bytes(body))
 
 
 def retry_after(headers: httpx.Headers, default: int = 1) -> int:
@@ -211,6 +228,8 @@ def to_output(data: bytes, fmt: ImageFormat, jpeg_quality: int, who: str,
     except InvalidInputImage as exc:
         raise UpstreamFailed(f"{who} sent an image that cannot be read: {exc.message}"
                              ) from exc
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+    except MemoryError:
+        raise
+    except Exception as exc:  # any reader failure on upstream's bytes is upstream's fault
         raise UpstreamFailed(f"{who} sent an image that cannot be read: {exc}") from exc
     return encode_image(image.convert("RGB"), fmt, jpeg_quality=jpeg_quality)

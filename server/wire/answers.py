@@ -7,15 +7,19 @@ JSON); multipart parts are read by wire/multipart.py, bytes exactly as sent.
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
 
+from server.wire.json_values import unrepresentable
 from server.wire.multipart import MultipartError, parse_parts
 
 #: Parts read from one multipart answer; a job answer has two.
 MAX_PARTS = 8
+#: The longest wait a Retry-After can ask for here: a day (a peer may say `inf`).
+MAX_RETRY_AFTER = 86_400.0
 
 
 @dataclass(frozen=True)
@@ -27,12 +31,15 @@ class Answer:
 
 
 def json_object(raw: bytes | str | None) -> dict[str, Any] | None:
-    """`raw` parsed as a JSON object; None when it is empty, not JSON, or not an object."""
+    """`raw` parsed as a JSON object; None when it is empty, not JSON, not an object, or
+    holds a value no answer could echo (`1e400`, a lone surrogate)."""
     try:
         value = json.loads(raw) if raw else None
-    except (ValueError, UnicodeDecodeError):
+        if not isinstance(value, dict) or unrepresentable(value) is not None:
+            return None
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return None
-    return value if isinstance(value, dict) else None
+    return value
 
 
 def media_type(content_type: str | None) -> str:
@@ -66,18 +73,27 @@ def read_answer(content_type: str | None, body: bytes) -> Answer:
 
 
 def retry_after_seconds(value: str | None) -> float | None:
-    """A Retry-After header (seconds, or an HTTP date) as seconds ≥ 0; None if absent/bad."""
+    """A Retry-After header (seconds, or an HTTP date) as seconds from 0 to MAX_RETRY_AFTER;
+    None if absent or unreadable. Whatever a peer sends (`inf`, `1e400`, a negative number,
+    a date in the year 9999) comes out a number that sleeps and headers can take."""
     text = (value or "").strip()
     if not text:
         return None
     try:
-        return max(0.0, float(text))
+        seconds = float(text)
     except ValueError:
-        pass
+        seconds = _date_seconds(text)
+    if seconds is None or math.isnan(seconds):
+        return None
+    return min(max(0.0, seconds), MAX_RETRY_AFTER)
+
+
+def _date_seconds(text: str) -> float | None:
+    """Seconds from now until an HTTP date (negative when past); None if not one."""
     try:
         moment = parsedate_to_datetime(text)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError, IndexError):
         return None
     if moment.tzinfo is None:  # HTTP dates are GMT; a zone-less one is not an HTTP date
         return None
-    return max(0.0, moment.timestamp() - time.time())
+    return moment.timestamp() - time.time()

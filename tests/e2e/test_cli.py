@@ -32,8 +32,9 @@ def test_serve_help_documents_every_setting_with_its_default_and_variable():
 
 
 def test_tokens_flag_splits_commas_like_the_environment_and_refuses_empty_ones(monkeypatch):
-    args = build_parser().parse_args(["serve", "--tokens", "a, b", "--tokens", "c"])
-    assert settings_from_args(args).tokens == ["a", "b", "c"]
+    a, b, c = "token-a-0123456789", "token-b-0123456789", "token-c-0123456789"
+    args = build_parser().parse_args(["serve", "--tokens", f"{a}, {b}", "--tokens", c])
+    assert settings_from_args(args).tokens == [a, b, c]
     for bad in ("", " ", "a,,b"):
         with pytest.raises(ValidationError, match="a token is empty"):
             settings_from_args(build_parser().parse_args(["serve", "--tokens", bad]))
@@ -57,11 +58,11 @@ def test_serve_with_a_missing_folder_says_so(tmp_path):
 def test_environment_then_flags(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("KONTEXT_QUEUE_SIZE", "3")
     monkeypatch.setenv("KONTEXT_DEVICE", "cpu")
-    monkeypatch.setenv("KONTEXT_TOKENS", "alpha, beta")
+    monkeypatch.setenv("KONTEXT_TOKENS", "alpha-0123456789ab, beta-0123456789abc")
     settings = settings_from_args(build_parser().parse_args(["serve", "--queue-size", "5"]))
     assert settings.queue_size == 5  # the flag wins
     assert settings.device == "cpu"  # from the environment
-    assert settings.tokens == ["alpha", "beta"]
+    assert settings.tokens == ["alpha-0123456789ab", "beta-0123456789abc"]
 
 
 def test_invalid_settings_are_one_line_naming_the_flag_and_variable(
@@ -132,7 +133,7 @@ def test_tokens_on_the_command_line_are_warned_about():
     assert startup_warnings(("abc",), tokens_from_flag=False) == []
     assert startup_warnings(("abc",), tokens_from_flag=True) == [TOKENS_ON_COMMAND_LINE]
     # The process says it (no weights: serve stops right after its startup warnings).
-    done = run("serve", "--tokens", "abc")
+    done = run("serve", "--tokens", "abc-0123456789abcdef")
     assert done.returncode == 2
     assert "other users of this machine can read them" in done.stderr
     assert "KONTEXT_TOKENS" in done.stderr and "--token-file" in done.stderr

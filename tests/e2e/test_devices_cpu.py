@@ -1,7 +1,8 @@
 """`--devices cpu,cpu`: two tiny engines, each in a process of its own (or in threads),
 behind one server.
 
-Two jobs run at the same time (their recorded start and finish times overlap); a job that
+Two jobs run at the same time (both are held after their first step until each device has
+one, however the devices took them; their recorded times overlap); a job that
 kills its device's process fails alone (503 device_lost) while a job on the other device
 finishes, and the lost device is restarted and serves again; /readyz and /metrics speak
 per device.
@@ -11,11 +12,12 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
+from pathlib import Path
 
 import httpx
 import pytest
 from helpers.async_api import wait_until
-from helpers.device_engines import CRASH, crashing_tiny_engine
+from helpers.device_engines import CRASH, crashing_gated_tiny_engine, gated_tiny_engine
 from helpers.http import job_of, post_job
 from helpers.images import image_bytes
 from helpers.live_server import start_server
@@ -31,13 +33,20 @@ JSON = "application/json"
 
 
 @pytest.fixture(scope="module")
-def live(tiny_dir, tmp_path_factory):
+def gate(tmp_path_factory) -> Path:
+    """The folder through which tests hold the devices' jobs (helpers.device_engines)."""
+    return tmp_path_factory.mktemp("gate")
+
+
+@pytest.fixture(scope="module")
+def live(tiny_dir, tmp_path_factory, gate):
     loras = tmp_path_factory.mktemp("loras")
     save_diffusers(make_lora(tiny_dir, seed=1), loras / "red.safetensors")
     settings = make_settings(demo=True, demo_dir=tiny_dir, devices=["cpu", "cpu"],
                              warmup=False, lora_dir=loras,
                              results_dir=tmp_path_factory.mktemp("results"))
-    engines, labels = build_local_engines(settings, partial(crashing_tiny_engine, settings))
+    engines, labels = build_local_engines(
+        settings, partial(crashing_gated_tiny_engine, settings, str(gate)))
     server = start_server(create_app(settings, engines, labels=labels), wait_ready=False)
     server.wait_ready(timeout=240)
     yield server
@@ -50,8 +59,31 @@ def run_jobs(live, prompts: list[str]) -> list[httpx.Response]:
                                                 accept=JSON, timeout=240), prompts))
 
 
-def test_two_jobs_run_at_the_same_time_on_two_processes(live):
-    first, second = (job_of(reply) for reply in run_jobs(live, ["make it blue", "red"]))
+def run_held(live, gate: Path, prompts: list[str]) -> tuple[list[httpx.Response], set[str]]:
+    """Run the jobs at once, each held after its first step until all of them are: they
+    ran at the same time, whichever device took which. Their answers, and the ids of the
+    processes that ran them."""
+    (gate / "hold").write_text("")
+    try:
+        with ThreadPoolExecutor(len(prompts)) as pool:
+            futures = [pool.submit(post_job, live.url, {**CONFIG, "prompt": p, "seed": seed},
+                                   PNG, accept=JSON, timeout=240)
+                       for seed, p in enumerate(prompts)]
+            held = wait_until(lambda: len(markers := list(gate.glob("held-*"))) == len(prompts)
+                              and markers, timeout=240, what="every job held at once")
+            (gate / "hold").unlink()
+            replies = [future.result() for future in futures]
+    finally:
+        (gate / "hold").unlink(missing_ok=True)
+        for marker in gate.glob("held-*"):
+            marker.unlink()
+    return replies, {marker.name.split("-")[1] for marker in held}
+
+
+def test_two_jobs_run_at_the_same_time_on_two_processes(live, gate):
+    replies, pids = run_held(live, gate, ["make it blue", "red"])
+    assert len(pids) == 2  # one process each
+    first, second = (job_of(reply) for reply in replies)
     assert first["state"]["current"] == second["state"]["current"] == "completed"
     assert {first["served_by"]["device"], second["served_by"]["device"]} == {"cpu:0", "cpu:1"}
     # Overlap, from the recorded times: each started before the other finished.
@@ -81,19 +113,20 @@ def test_a_crashed_device_fails_its_job_only_and_comes_back(live):
         in metrics
 
 
-def test_thread_workers_load_one_at_a_time_and_run_at_once(tiny_dir, tmp_path):
+def test_thread_workers_load_one_at_a_time_and_run_at_once(tiny_dir, tmp_path, gate):
     import torch
 
     threads = torch.get_num_threads()  # thread workers set it for the whole process
     settings = make_settings(demo=True, demo_dir=tiny_dir, devices=["cpu", "cpu"],
                              device_workers="thread", results_dir=tmp_path)
-    engines, labels = build_local_engines(settings)
+    engines, labels = build_local_engines(settings, partial(gated_tiny_engine, settings,
+                                                            str(gate)))
     # Loading two pipelines at once in one process races on diffusers' process-wide state
     # ("Cannot copy out of meta tensor"): the pool loads them one after the other.
     server = start_server(create_app(settings, engines, labels=labels), wait_ready=False)
     try:
         server.wait_ready(timeout=240)
-        replies = run_jobs(server, ["make it blue", "red"])
+        replies, _pids = run_held(server, gate, ["make it blue", "red"])
         first, second = (job_of(reply) for reply in replies)
         assert {first["served_by"]["device"], second["served_by"]["device"]} == {"cpu:0", "cpu:1"}
         assert first["started_at"] < second["updated_at"]

@@ -53,7 +53,7 @@ def test_validation_error_becomes_a_user_error(serve, png):
 
 
 def test_wrong_token_is_a_bad_response_naming_it(serve, png):
-    live = serve(tokens=["right"])
+    live = serve(tokens=["right-token-9e8d7c6b5a"])
     result = run_js_job(live.v2, DEV, {"prompt": "add a hat"}, [png], token="wrong")
     assert not result["ok"] and result["errorClass"] == "ProdiaBadResponseError"
     assert "401 token is invalid" in result["message"]

@@ -24,15 +24,20 @@ def soft_limit_of(pid: int) -> int:
     raise AssertionError("no open-file limit in /proc")
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def test_serving_raises_the_open_file_limit_to_fit_max_connections():
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     wanted = 1500 + FD_RESERVE
     assert hard == resource.RLIM_INFINITY or hard >= wanted, "the hard limit is too low here"
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port, probes = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("KONTEXT_")}
     env["KONTEXT_MAX_CONNECTIONS"] = "1500"
+    env["KONTEXT_PROBE_PORT"] = str(probes)  # run_app listens there too
     proc = subprocess.Popen(
         [sys.executable, "-m", "helpers.fake_server", str(port), "0", "0"], cwd=TESTS, env=env,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -49,6 +54,7 @@ def test_serving_raises_the_open_file_limit_to_fit_max_connections():
             assert proc.poll() is None and time.monotonic() < deadline, "server did not start"
             time.sleep(0.05)
         assert soft_limit_of(proc.pid) == wanted
+        assert httpx.get(f"http://127.0.0.1:{probes}/readyz", timeout=5).status_code == 200
     finally:
         proc.terminate()
         output, _ = proc.communicate(timeout=30)

@@ -269,7 +269,8 @@ def run_js_snippet(page, folder: Path, url: str) -> None:
     (folder / "edit.mjs").write_text(script)
     (folder / "dropped.png").write_bytes(bytes_at(page, "#input-image"))
     done = subprocess.run(["node", "edit.mjs"], cwd=folder, capture_output=True, text=True,
-                          timeout=60, check=False, env={**os.environ, "KONTEXT_TOKEN": "s3cret"})
+                          timeout=60, check=False,
+                          env={**os.environ, "KONTEXT_TOKEN": "s3cret-token-0f1e"})
     assert done.returncode == 0, done.stderr
     assert re.fullmatch(r"seed \d+\n", done.stdout)
     assert Image.open(folder / "kontext-edit.png").size == (512, 512)
@@ -277,7 +278,7 @@ def run_js_snippet(page, folder: Path, url: str) -> None:
 
 @pytest.mark.js  # also runs the copied JS through node
 def test_token_drop_and_server_errors(serve, tmp_path, open_page):
-    live = serve(engine=FakeEngine(), results_dir=tmp_path, tokens=["s3cret"])
+    live = serve(engine=FakeEngine(), results_dir=tmp_path, tokens=["s3cret-token-0f1e"])
     page = open_page(live.url)
     assert page.is_visible("#token-row")
     # Drop the image on the drop zone, as a user dragging a file would.
@@ -295,7 +296,7 @@ def test_token_drop_and_server_errors(serve, tmp_path, open_page):
     page.click("#run")
     page.wait_for_selector("#error:not([hidden])")
     assert "needs a bearer token" in page.text_content("#error")
-    page.fill("#token", "s3cret")
+    page.fill("#token", "s3cret-token-0f1e")
     page.select_option("#format", "png")
     run_edit(page, 2)
     assert page.is_hidden("#error")
@@ -307,7 +308,7 @@ def test_token_drop_and_server_errors(serve, tmp_path, open_page):
     # The curl command reads the token from $KONTEXT_TOKEN, never from the page.
     page.click("#copy-curl")
     assert '-H "Authorization: Bearer $KONTEXT_TOKEN"' in page.text_content("#snippet")
-    assert "s3cret" not in page.text_content("#snippet")
+    assert "s3cret-token-0f1e" not in page.text_content("#snippet")
     run_js_snippet(page, tmp_path, live.url)
     # A value the server refuses: its message, readable.
     page.fill("#field-width", "1001")

@@ -66,3 +66,37 @@ class CountingBody:
             piece = block[: min(self.chunk, self.total - self.sent)]
             self.sent += len(piece)
             yield piece
+
+
+def exif_segment(entries: list[tuple[int, int, int, bytes]]) -> bytes:
+    """An EXIF block (little-endian TIFF, one IFD) holding `entries`: (tag, type, count,
+    value bytes); values over 4 bytes go after the IFD, as the TIFF layout says."""
+    offset = 8 + 2 + 12 * len(entries) + 4
+    ifd, extra = struct.pack("<H", len(entries)), b""
+    for tag, kind, count, value in entries:
+        if len(value) > 4:
+            ifd += struct.pack("<HHII", tag, kind, count, offset + len(extra))
+            extra += value
+        else:
+            ifd += struct.pack("<HHI", tag, kind, count) + value.ljust(4, b"\0")
+    return b"Exif\0\0" + b"II*\0" + struct.pack("<I", 8) + ifd + struct.pack("<I", 0) + extra
+
+
+def jpeg_rotated_with_mistyped_tag(width: int = 320, height: int = 480) -> bytes:
+    """A JPEG whose EXIF says "rotate 90° clockwise" (orientation 6) and stores XResolution,
+    a RATIONAL, as text: Pillow's exif_transpose fails rewriting it."""
+    exif = exif_segment([(0x0112, 3, 1, struct.pack("<H", 6)),
+                         (0x011A, 2, 8, b"seventy\0")])
+    return image_bytes(width, height, "JPEG", exif=exif)
+
+
+def jpeg_with_broken_exif(width: int = 320, height: int = 480) -> bytes:
+    """A JPEG whose EXIF block is cut short in its first IFD."""
+    return image_bytes(width, height, "JPEG", exif=b"Exif\0\0II*\0\x08\0\0\0\x09\0\x12\x01")
+
+
+def dds_header(width: int = 512, height: int = 512) -> bytes:
+    """A DirectDraw Surface header with no pixel format flags: Pillow's DDS reader raises
+    NotImplementedError, which no image reader of the contract's formats does."""
+    header = struct.pack("<4sIIII", b"DDS ", 124, 0x1007, height, width)
+    return header + bytes(128 - len(header)) + bytes(width * height // 2)

@@ -74,3 +74,8 @@ class GatedEngine:
 def gated_tiny_engine(settings: Settings, gate: str, device: str | None):
     """The settings' (demo) engine on `device`, wrapped in GatedEngine."""
     return GatedEngine(build_engine(settings, device), Path(gate))
+
+
+def crashing_gated_tiny_engine(settings: Settings, gate: str, device: str | None):
+    """The settings' (demo) engine on `device`, crashing on CRASH, held at `gate`."""
+    return CrashOnPrompt(GatedEngine(build_engine(settings, device), Path(gate)))

@@ -34,6 +34,8 @@ class FakeEngine:
         self.requests: list[EditRequest] = []
         self.cancelled: list[EditRequest] = []
         self.fail_next: list[Exception] = []
+        #: Raised by the held jobs when they are let go (release(fail=...)).
+        self._fail_held: Exception | None = None
         self.started = threading.Event()
         self._gate = threading.Event()
         self._gate.set()
@@ -63,8 +65,10 @@ class FakeEngine:
         """Jobs that start wait (cancellable) before their first step until release()."""
         self._gate.clear()
 
-    def release(self) -> None:
-        """Let held jobs take their steps."""
+    def release(self, fail: Exception | None = None) -> None:
+        """Let held jobs take their steps; with `fail`, the jobs held now raise it instead
+        (a fault on this device, whichever job it had taken)."""
+        self._fail_held = fail
         self._gate.set()
 
     def warmup(self) -> None:
@@ -80,9 +84,12 @@ class FakeEngine:
         # The real engine's plan (torch-free): the same refusals and input sizes as it has.
         inputs = plan_inputs(request.image, request.references, request.reference_method)
         switch = self._switch(request)
+        held = not self._gate.is_set()
         while not self._gate.wait(timeout=0.01):  # held: a real engine's long first step
             if control.cancelled:
                 break
+        if held and self._fail_held is not None:
+            raise self._fail_held
         for step in range(request.steps):
             if control.cancelled:
                 self.cancelled.append(request)

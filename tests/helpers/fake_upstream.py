@@ -252,3 +252,25 @@ def fake(tmp_path_factory: pytest.TempPathFactory):
     server = FakeUpstream(tmp_path_factory.mktemp("fake-upstream")).start()
     yield server
     server.stop()
+
+
+class Declares(Response):
+    """Declares a `declared`-byte body in Content-Length and sends only `body`, then waits:
+    what a hostile upstream does to make a client read (or wait for) gigabytes."""
+
+    def __init__(self, declared: int, body: bytes = b"x" * 1024,
+                 content_type: str = "image/png") -> None:
+        super().__init__(body, media_type=content_type)
+        self.declared = declared
+
+    async def __call__(self, scope, receive, send) -> None:
+        headers = [(b"content-type", self.media_type.encode()),
+                   (b"content-length", str(self.declared).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": self.body, "more_body": True})
+        await asyncio.sleep(30)  # never finishes: only a client that reads on would notice
+
+
+def drop_connection(seen: Seen, fake: FakeUpstream) -> Response:
+    """The connection ends without an answer (a reset proxy, a restarted upstream)."""
+    return Truncated(b"", "application/json")

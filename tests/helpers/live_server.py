@@ -11,7 +11,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from server.api.deps import server_of
-from server.cli.runner import server_config
+from server.cli.runner import listen_sockets, server_config
 from server.composed import Server
 
 
@@ -61,16 +61,20 @@ def wait_ready(url: str, timeout: float = 60.0) -> None:
 
 def start_server(app: FastAPI, wait_ready: bool = True, **config) -> LiveServer:
     """Start `app` on 127.0.0.1 with a free port; wait until it is ready unless told not to."""
-    # The same edge limits as `kontext serve` (server_config); `config` overrides them.
-    server = uvicorn.Server(server_config(app, "127.0.0.1", 0, lifespan="on", **config))
-    thread = threading.Thread(target=server.run, daemon=True, name="live-server")
+    # The same edge limits and listeners as `kontext serve` (server_config, listen_sockets:
+    # the probe port too when the settings name one); `config` overrides them.
+    uvicorn_config = server_config(app, "127.0.0.1", 0, lifespan="on", **config)
+    server = uvicorn.Server(uvicorn_config)
+    sockets = listen_sockets(app, uvicorn_config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": sockets}, daemon=True,
+                              name="live-server")
     thread.start()
     deadline = time.monotonic() + 30
     while not server.started:
         if not thread.is_alive() or time.monotonic() > deadline:
             raise RuntimeError("uvicorn did not start")
         time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
+    port = sockets[0].getsockname()[1]
     live = LiveServer(app, server, thread, f"http://127.0.0.1:{port}")
     if wait_ready:
         live.wait_ready()

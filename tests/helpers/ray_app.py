@@ -11,7 +11,7 @@ from helpers.live_server import wait_ready
 
 __all__ = ["QUEUE_SIZE", "TOKEN", "RayServer", "free_port", "wait_ready"]
 
-TOKEN = "ray-token"
+TOKEN = "ray-token-5c2e9f0a17"
 #: The engine lane of each ingress: 1 waiting + 2 replicas running.
 QUEUE_SIZE = 1
 

@@ -90,7 +90,7 @@ def run_parallel(count: int, work) -> list:
 def test_40_uploads_against_a_queue_of_4_refuse_35_with_their_bodies_unsent(serve, upload):
     engine = FakeEngine()
     engine.hold()
-    live = serve(engine, queue_size=4)
+    live = serve(engine, queue_size=4, client_share=1)  # one client: see test_client_fairness
     threads, results = run_parallel(40, lambda: upload_with_expect(live.url, upload))
     wait_until(lambda: sum(r.final == 429 for r in results) == 35, timeout=60,
                what="35 refusals")
@@ -108,7 +108,7 @@ def test_40_uploads_against_a_queue_of_4_refuse_35_with_their_bodies_unsent(serv
 def test_a_full_queue_answers_429_while_the_body_is_still_being_sent(serve, upload):
     engine = FakeEngine()
     engine.hold()
-    live = serve(engine, queue_size=4)
+    live = serve(engine, queue_size=4, client_share=1)  # one client: see test_client_fairness
     small = image_bytes()
     fillers, _ = run_parallel(5, lambda: post_job(live.url, CONFIG, small))
     full = {"waiting": 4, "capacity": 4, "running": True}

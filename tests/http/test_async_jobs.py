@@ -157,21 +157,21 @@ def test_full_async_queue_is_429(serve, tmp_path):
 
 
 def test_validation_and_auth_answered_at_once(serve, tmp_path):
-    live = serve(results_dir=tmp_path, tokens=["s3cret"])
-    bad = submit(live.url, {**CONFIG, "width": 1000}, PNG, token="s3cret")
+    live = serve(results_dir=tmp_path, tokens=["s3cret-token-0f1e"])
+    bad = submit(live.url, {**CONFIG, "width": 1000}, PNG, token="s3cret-token-0f1e")
     assert bad.status_code == 400
     assert bad.json()["error"] == "config.width: must be a multiple of 16, got 1000"
     assert bad.json()["state"]["current"] == "failed"
-    broken = submit(live.url, CONFIG, PNG[:200], token="s3cret")
+    broken = submit(live.url, CONFIG, PNG[:200], token="s3cret-token-0f1e")
     assert broken.status_code == 400
     assert broken.json()["error"].startswith("input: "), broken.json()
     assert not list(tmp_path.iterdir()), "a refused job left a record"
     refused = submit(live.url, CONFIG, PNG)
     assert refused.status_code == 401 and "token is invalid" in refused.text
-    job_id = submit(live.url, CONFIG, PNG, token="s3cret").json()["id"]
+    job_id = submit(live.url, CONFIG, PNG, token="s3cret-token-0f1e").json()["id"]
     assert get(live.url, job_id, "job.json").status_code == 401
-    wait_state(live.url, job_id, "processed", token="s3cret")
-    assert get(live.url, job_id, "output/output.jpg", token="s3cret").status_code == 200
+    wait_state(live.url, job_id, "processed", token="s3cret-token-0f1e")
+    assert get(live.url, job_id, "output/output.jpg", token="s3cret-token-0f1e").status_code == 200
     assert not list(tmp_path.glob("*/*.tmp")), "temporary files left behind"
 
 

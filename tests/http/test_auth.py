@@ -33,21 +33,22 @@ def test_auth_off_serves_without_a_token(serve):
 
 
 def test_auth_on_accepts_each_configured_token_only(serve):
-    live = serve(tokens=["alpha-token", "beta-token"])
-    for token in ("alpha-token", "beta-token"):
+    live = serve(tokens=["alpha-token-31f9c0e2", "beta-token-7d2a61b4c"])
+    for token in ("alpha-token-31f9c0e2", "beta-token-7d2a61b4c"):
         assert post_job(live.url, CONFIG, PNG, token=token).status_code == 200
-    for token in (None, "wrong", "alpha-token-and-more", "alpha"):
+    for token in (None, "wrong", "alpha-token-31f9c0e2-and-more", "alpha"):
         assert_401(post_job(live.url, CONFIG, PNG, "multipart/form-data", token=token))
     basic = httpx.post(f"{live.url}/v2/job", json={},
-                       headers={"Authorization": "Basic alpha-token"})
+                       headers={"Authorization": "Basic alpha-token-31f9c0e2"})
     assert_401(basic)
 
 
 def test_token_file_with_comments(serve, tmp_path):
     path = tmp_path / "tokens"
-    path.write_text("# operators\nfile-token-1  # alice\n\n   \nfile-token-2\n#commented-out\n")
-    live = serve(tokens=["env-token"], token_file=path)
-    for token in ("env-token", "file-token-1", "file-token-2"):
+    path.write_text("# operators\nfile-token-1-4f3e2d1c  # alice\n\n   \n"
+                    "file-token-2-8a9b0c1d\n#commented-out\n")
+    live = serve(tokens=["env-token-9a0b1c2d3e"], token_file=path)
+    for token in ("env-token-9a0b1c2d3e", "file-token-1-4f3e2d1c", "file-token-2-8a9b0c1d"):
         assert post_job(live.url, CONFIG, PNG, token=token).status_code == 200
     for token in ("commented-out", "alice", "# operators"):
         assert_401(post_job(live.url, CONFIG, PNG, token=token))
@@ -55,20 +56,21 @@ def test_token_file_with_comments(serve, tmp_path):
 
 def test_configured_tokens_merges_and_deduplicates(tmp_path):
     path = tmp_path / "tokens"
-    path.write_text("b\nc\nb\n")
-    settings = make_settings(tokens="a, b", token_file=path)
-    assert configured_tokens(settings) == ("a", "b", "c")
+    a, b, c = ("token-a-0123456789", "token-b-0123456789", "token-c-0123456789")
+    path.write_text(f"{b}\n{c}\n{b}\n")
+    settings = make_settings(tokens=f"{a}, {b}", token_file=path)
+    assert configured_tokens(settings) == (a, b, c)
     with pytest.raises(TokenFileError, match="cannot read the token file"):
         configured_tokens(make_settings(token_file=tmp_path / "missing"))
 
 
 def test_probes_open_by_default_and_closable(serve):
-    live = serve(tokens=["probe-token"])
+    live = serve(tokens=["probe-token-6e5d4c3b"])
     for path in ("/healthz", "/readyz", "/metrics"):
         assert httpx.get(live.url + path).status_code == 200
     # Not waited for: its /readyz needs the token (the fake engine loads at once).
-    closed = serve(tokens=["probe-token"], open_probes=False, wait_ready=False)
-    bearer = {"Authorization": "Bearer probe-token"}
+    closed = serve(tokens=["probe-token-6e5d4c3b"], open_probes=False, wait_ready=False)
+    bearer = {"Authorization": "Bearer probe-token-6e5d4c3b"}
     deadline = time.monotonic() + 10
     while httpx.get(closed.url + "/readyz", headers=bearer).status_code != 200:
         assert time.monotonic() < deadline
@@ -89,7 +91,8 @@ def test_open_bind_refused_unless_tokens_or_allow_open(host):
     settings = make_settings(host=host)
     with pytest.raises(ServeRefused, match="--allow-open"):
         check_serving_safety(settings)
-    assert check_serving_safety(make_settings(host=host, tokens="t1")) == ("t1",)
+    assert check_serving_safety(make_settings(host=host, tokens="token-t1-0123456789")) == (
+        "token-t1-0123456789",)
     assert check_serving_safety(make_settings(host=host, allow_open=True)) == ()
 
 
@@ -104,11 +107,12 @@ def test_tokens_flag_a_comma_b_accepts_both_and_no_empty_bearer(serve):
     from server.cli.main import build_parser
     from server.cli.settings_flags import settings_from_args
 
-    parsed = settings_from_args(build_parser().parse_args(["serve", "--tokens", "a, b"]))
+    a, b = "token-a-0123456789", "token-b-0123456789"
+    parsed = settings_from_args(build_parser().parse_args(["serve", "--tokens", f"{a}, {b}"]))
     live = serve(tokens=parsed.tokens)
-    for token in ("a", "b"):
+    for token in (a, b):
         assert post_job(live.url, CONFIG, PNG, token=token).status_code == 200
-    for header in ("Bearer", "Bearer a,b", "Bearer  a, b"):
+    for header in ("Bearer", f"Bearer {a},{b}", f"Bearer  {a}, {b}"):
         reply = httpx.post(f"{live.url}/v2/job", json={}, headers={"Authorization": header})
         assert_401(reply)
     for request in ("POST /v2/job", "GET /v2/job/async/x/job.json"):

@@ -272,7 +272,7 @@ def test_odd_but_valid_input_is_accepted(live, request_: Req, size: tuple[int, i
 
 @pytest.fixture(scope="module")
 def live_with_token() -> LiveServer:
-    server = start_server(create_app(make_settings(tokens=[TOKEN, "second-token"]),
+    server = start_server(create_app(make_settings(tokens=[TOKEN, "second-token-3c4d5e6f"]),
                                      FakeEngine()))
     yield server
     server.stop()

@@ -133,7 +133,7 @@ def test_a_row_with_several_images_sends_them_in_order(tmp_path: Path, serve) ->
 
 def test_a_refused_token_stops_the_batch(tmp_path: Path, serve,
                                          capsys: pytest.CaptureFixture[str]) -> None:
-    server = serve(tokens=["s3cret"])
+    server = serve(tokens=["s3cret-token-0f1e"])
     for i in range(3):
         (tmp_path / f"a{i}.png").write_bytes(gradient_png(600, 400))
     common = ["batch", "--images", str(tmp_path), "--prompt", "make it red", "--width", "512",
@@ -145,7 +145,7 @@ def test_a_refused_token_stops_the_batch(tmp_path: Path, serve,
     assert list(report) == [1]  # the other rows were not sent
     assert report[1]["error"] == "HTTP 401: token is invalid" and report[1]["attempts"] == 1
 
-    assert main([*common, "--out", str(tmp_path / "right"), "--token", "s3cret"]) == 0
+    assert main([*common, "--out", str(tmp_path / "right"), "--token", "s3cret-token-0f1e"]) == 0
     assert _summary(capsys).startswith("kontext batch: 3 rows: 3 ok")
 
 

@@ -70,15 +70,19 @@ def test_two_jobs_run_at_once_on_two_devices(serve, tmp_path):
 
 def test_a_fault_on_one_device_fails_that_job_only(serve, tmp_path):
     live, (faulty, healthy) = two_devices(serve, tmp_path)
-    faulty.fail_next.append(OutOfMemory("out of GPU memory: tried to allocate 4 GiB"))
+    faulty.hold()
     healthy.hold()
     with ThreadPoolExecutor(2) as pool:
         futures = [pool.submit(post_job, live.url, {**CONFIG, "seed": seed}, PNG, accept=JSON)
                    for seed in (1, 2)]
-        # One job fails at once on the faulty device while the other is held on the
-        # healthy one: the failure did not wait for, or touch, the other device.
+        # Each device holds one of the jobs, whichever it took first.
+        wait_until(lambda: readyz(live)[1]["queue"]["running"] == 2, what="both running")
+        # The faulty device's job fails while the other is still held on the healthy one:
+        # the failure did not wait for, or touch, the other device.
+        faulty.release(fail=OutOfMemory("out of GPU memory: tried to allocate 4 GiB"))
         first = next(iter(wait_first(futures)))
         assert first.result().status_code == 500
+        assert sum(future.done() for future in futures) == 1
         healthy.release()
         replies = [future.result() for future in futures]
     statuses = sorted(reply.status_code for reply in replies)
@@ -142,7 +146,7 @@ def test_a_failed_device_fails_health_when_all_are_needed(serve, tmp_path):
 
 
 def test_queue_bound_and_retry_after_count_every_device(serve, tmp_path):
-    live, engines = two_devices(serve, tmp_path, queue_size=1)
+    live, engines = two_devices(serve, tmp_path, queue_size=1, client_share=1)
     for engine in engines:
         engine.hold()
     with ThreadPoolExecutor(3) as pool:

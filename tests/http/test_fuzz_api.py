@@ -1,8 +1,9 @@
 """Schemathesis fuzzing of the real server on loopback, from its own OpenAPI document.
 
-Schemathesis generates requests from /openapi.json (both /v2/job forms: JSON and multipart)
-and checks every answer: never a 5xx, and status, content type, headers and JSON bodies as
-the document says. Bounded: a fixed number of examples per operation, no deadline.
+Schemathesis generates requests from /openapi.json (/v2/job and /v2/job/async, both forms:
+JSON and multipart) and checks every answer: never a 5xx, and status, content type, headers
+and JSON bodies as the document says. Bounded: EXAMPLES per operation and mode, no deadline
+(benchmarks/RESULTS.md, "Fuzz suite", says what a run costs).
 
 Schemathesis' pytest plugin (`from_fixture`) does not run under pytest 9, so each operation
 drives hypothesis directly through `operation.as_strategy()`.
@@ -25,11 +26,16 @@ from server.api.app import create_app
 EXCLUDED = [schemathesis.checks.positive_data_acceptance]
 
 
+#: Generated requests per operation and mode.
+EXAMPLES = 50
+
+
 @pytest.fixture(scope="module")
-def live() -> LiveServer:
+def live(tmp_path_factory) -> LiveServer:
     """A server that can run every job type: [pro]/[max] fall back to the local engine, so
     a schema-valid [pro] job is served rather than answered 503 for want of an upstream."""
-    server = start_server(create_app(make_settings(fallback="local"), FakeEngine()))
+    settings = make_settings(fallback="local", results_dir=tmp_path_factory.mktemp("results"))
+    server = start_server(create_app(settings, FakeEngine()))
     yield server
     server.stop()
 
@@ -57,18 +63,20 @@ def fuzz(operation, mode: schemathesis.GenerationMode, examples: int) -> dict[in
 POSITIVE, NEGATIVE = schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE
 #: The probes take no parameters, so only schema-valid requests exist for them.
 RUNS = [("/v2/job", "POST", POSITIVE), ("/v2/job", "POST", NEGATIVE),
+        ("/v2/job/async", "POST", POSITIVE), ("/v2/job/async", "POST", NEGATIVE),
         ("/healthz", "GET", POSITIVE), ("/readyz", "GET", POSITIVE)]
 
 
 @pytest.mark.parametrize(("path", "method", "mode"), RUNS,
                          ids=[f"{mode.value}-{m} {p}" for p, m, mode in RUNS])
 def test_generated_requests_get_documented_answers(api_schema, path, method, mode):
-    statuses = fuzz(api_schema[path][method], mode, examples=50)
+    statuses = fuzz(api_schema[path][method], mode, examples=EXAMPLES)
     assert statuses and all(status < 500 for status in statuses), statuses
 
 
 def test_fuzzed_server_still_serves_a_good_job(live, api_schema):
     fuzz(api_schema["/v2/job"]["POST"], NEGATIVE, examples=20)
+    fuzz(api_schema["/v2/job/async"]["POST"], NEGATIVE, examples=20)
     from helpers.http import image_of, post_job
     from helpers.images import gradient_png
 

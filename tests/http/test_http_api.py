@@ -183,13 +183,13 @@ def test_unacceptable_accept_is_406(live):
 
 
 def test_token_required_when_configured(serve):
-    live = serve(tokens=["s3cret-token"])
+    live = serve(tokens=["s3cret-token-0f1e"])
     for token in (None, "wrong"):
         reply = post_job(live.url, CONFIG, PNG, "multipart/form-data", token=token)
         assert reply.status_code == 401
         assert reply.headers["content-type"].startswith("text/plain")
         assert "token is invalid" in reply.text
-    assert post_job(live.url, CONFIG, PNG, token="s3cret-token").status_code == 200
+    assert post_job(live.url, CONFIG, PNG, token="s3cret-token-0f1e").status_code == 200
 
 
 @pytest.mark.parametrize(
@@ -208,7 +208,7 @@ def test_engine_failure_is_500_and_the_next_job_succeeds(serve, error, message):
 def test_full_queue_is_429_with_retry_after(serve):
     engine = FakeEngine()
     engine.hold()
-    live = serve(engine, queue_size=1)
+    live = serve(engine, queue_size=1, client_share=1)  # one client: see test_client_fairness
     replies: list[httpx.Response] = []
     threads = [threading.Thread(target=lambda: replies.append(post_job(live.url, CONFIG, PNG)))
                for _ in range(2)]
@@ -264,7 +264,7 @@ def test_openapi_describes_both_request_forms(live):
 
 
 def test_token_is_checked_before_anything_else(serve):
-    live = serve(tokens=["s3cret-token"])
+    live = serve(tokens=["s3cret-token-0f1e"])
     reply = post_job(live.url, CONFIG, PNG, "text/html")
     assert reply.status_code == 401 and "token is invalid" in reply.text
 

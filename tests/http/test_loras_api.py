@@ -121,10 +121,10 @@ def test_the_listing(live):
 
 
 def test_the_listing_needs_the_token_like_the_job_routes(serve):
-    live = serve(FakeEngine(loras=folder()), tokens=["s3cret"])
+    live = serve(FakeEngine(loras=folder()), tokens=["s3cret-token-0f1e"])
     refused = httpx.get(f"{live.url}/v2/loras")
     assert refused.status_code == 401 and "token is invalid" in refused.text
-    reply = httpx.get(f"{live.url}/v2/loras", headers={"Authorization": "Bearer s3cret"})
+    reply = httpx.get(f"{live.url}/v2/loras", headers={"Authorization": "Bearer s3cret-token-0f1e"})
     assert reply.status_code == 200 and len(reply.json()["loras"]) == 4
 
 

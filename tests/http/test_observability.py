@@ -42,13 +42,13 @@ def value(found: dict, name: str, **labels: str) -> float | None:
 
 def test_metrics_after_jobs_failures_and_refusals(serve):
     engine = FakeEngine()
-    live = serve(engine, tokens=["metrics-token"])
+    live = serve(engine, tokens=["metrics-token-8b7a6c5d"])
     for _ in range(2):
-        assert post_job(live.url, CONFIG, PNG, token="metrics-token").status_code == 200
+        assert post_job(live.url, CONFIG, PNG, token="metrics-token-8b7a6c5d").status_code == 200
     engine.fail_next.append(EngineFailure("boom"))
-    assert post_job(live.url, CONFIG, PNG, token="metrics-token").status_code == 500
+    assert post_job(live.url, CONFIG, PNG, token="metrics-token-8b7a6c5d").status_code == 500
     bad = {**CONFIG, "width": 1000}
-    assert post_job(live.url, bad, PNG, token="metrics-token").status_code == 400
+    assert post_job(live.url, bad, PNG, token="metrics-token-8b7a6c5d").status_code == 400
     assert post_job(live.url, CONFIG, PNG).status_code == 401
 
     found = samples(live)

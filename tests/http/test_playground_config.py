@@ -99,7 +99,7 @@ def test_hosted_types_are_runnable_only_when_configured(monkeypatch, settings, e
 
 
 def test_served_with_auth_flag(serve, tmp_path):
-    live = serve(engine=FakeEngine(), results_dir=tmp_path, tokens=["s3cret"])
+    live = serve(engine=FakeEngine(), results_dir=tmp_path, tokens=["s3cret-token-0f1e"])
     config = httpx.get(f"{live.url}/playground/config.json").json()
     assert config["auth_required"] is True
     assert config["default_job_type"] == DEV_KONTEXT

@@ -245,7 +245,7 @@ def test_in_flight_bound_answers_429(hosted, fake):
 
 def test_upstream_jobs_do_not_wait_behind_gpu_jobs(hosted, fake):
     engine = FakeEngine(step_seconds=0.1)
-    live = hosted(engine=engine, queue_size=1)
+    live = hosted(engine=engine, queue_size=1, client_share=1)  # one client fills it
     dev: list[httpx.Response] = []
 
     def dev_job() -> None:

@@ -9,6 +9,7 @@ from pipelines.errors import InvalidInput
 from server.engine_build import resolve_devices
 from server.engines.interface import start_eta
 from server.engines.pool import device_labels
+from server.jobs.work_ahead import start_time
 from server.settings import Settings
 
 
@@ -55,3 +56,13 @@ def test_labels_number_repeated_cpus_only():
 ])
 def test_start_eta_shares_the_jobs_ahead_between_devices(free_in, ahead, eta):
     assert start_eta(free_in, ahead, mean=10.0) == eta
+
+
+@pytest.mark.parametrize(("free_in", "queued", "start"), [
+    ([25.0], [10.0], 35.0),            # one device: the running job's rest, then the queue
+    ([25.0, 0.0], [10.0], 10.0),       # an idle device takes the queued job at once
+    ([25.0, 5.0], [10.0, 30.0], 25.0),  # each job ahead takes the first free device
+    ([], [3.0, 4.0], 7.0),
+])
+def test_start_time_counts_each_job_ahead_by_its_own_length(free_in, queued, start):
+    assert start_time(free_in, queued) == start

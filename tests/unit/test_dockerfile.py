@@ -60,10 +60,11 @@ def test_runs_as_a_non_root_user():
 
 def test_healthcheck_entrypoint_and_port():
     (health,) = args_of("HEALTHCHECK")
-    assert "CMD" in health and "/readyz" in health and "${KONTEXT_PORT}" in health
+    # On the probe port: a flood of the main port cannot make the container unhealthy.
+    assert "CMD" in health and "/readyz" in health and "${KONTEXT_PROBE_PORT}" in health
     (entrypoint,) = args_of("ENTRYPOINT")
     assert json.loads(entrypoint) == ["kontext", "serve"]  # exec form: SIGTERM reaches it
-    assert args_of("EXPOSE") == [env()["KONTEXT_PORT"]]
+    assert args_of("EXPOSE") == [f"{env()['KONTEXT_PORT']} {env()['KONTEXT_PROBE_PORT']}"]
 
 
 def test_weights_and_caches_are_volumes():
@@ -94,8 +95,8 @@ def test_container_defaults_refuse_an_open_bind(monkeypatch):
     assert settings.host == "0.0.0.0"
     with pytest.raises(ServeRefused, match="no tokens configured"):
         check_serving_safety(settings)
-    monkeypatch.setenv("KONTEXT_TOKENS", "container-token")
-    assert check_serving_safety(Settings()) == ("container-token",)
+    monkeypatch.setenv("KONTEXT_TOKENS", "container-token-0a1b2c")
+    assert check_serving_safety(Settings()) == ("container-token-0a1b2c",)
 
 
 def test_triton_can_build_its_launcher_and_the_gpu_tiers_are_installed():

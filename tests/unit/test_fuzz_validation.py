@@ -142,3 +142,29 @@ def test_negotiate_header_shaped_text(ranges):
         return
     assert fmt.container in ("raw", "multipart", "json")
     assert fmt.image in ("jpeg", "png", "webp")
+
+
+#: JSON text that parses but cannot be written back: numbers past a double, lone surrogates.
+raw_leaves = st.sampled_from(["1e400", "-1E+999", '"\\ud800"', '"a\\udfffb"', "1", '"ok"',
+                              "null", "2.5", '"\\ud83d\\ude00"'])
+raw_keys = st.sampled_from(['"prompt"', '"width"', '"loras"', '"\\udc00"', '"x"'])
+raw_json = st.recursive(
+    raw_leaves,
+    lambda inner: st.lists(inner, max_size=4).map(lambda items: f"[{','.join(items)}]")
+    | st.lists(st.tuples(raw_keys, inner), max_size=4).map(
+        lambda pairs: "{" + ",".join(f"{key}:{value}" for key, value in pairs) + "}"),
+    max_leaves=12)
+
+
+@PROPERTY
+@given(raw_json)
+def test_unrepresentable_json_is_refused_naming_where_or_renders(config_text):
+    raw = f'{{"type": "{DEV}", "config": {config_text}}}'.encode()
+    try:
+        body = parse_job_json(raw, where="body")
+    except ApiError as exc:
+        assert exc.status == 400 and exc.field
+        exc.message.encode("utf-8")  # the answer naming it can be written
+    else:
+        # What is accepted can be echoed as strict JSON, in UTF-8.
+        json.dumps(body.config, allow_nan=False, ensure_ascii=False).encode("utf-8")

@@ -15,6 +15,7 @@ from server.jobs.job import Job
 from server.jobs.prepared import Submission
 from server.jobs.progress import progress_json
 from server.jobs.types import DEV_KONTEXT
+from server.jobs.work_ahead import WorkAhead
 from server.media.formats import ImageFormat
 from server.settings import Settings
 from server.wiring import SafeguardsError
@@ -31,7 +32,9 @@ def edit_local(settings: Settings, config: dict[str, Any], image: bytes, fmt: Im
 
     def show(job: Job) -> None:
         running = job.record.state == "processing"
-        progress.show(progress_json(job.progress, 0 if running else None, runner.path.engines))
+        eta = WorkAhead(runner.path.engines, {job.id: job}).seconds_left(job.id)
+        progress.show(progress_json(job.progress, 0 if running else None,
+                                    eta if running else None))
 
     try:
         with StopRequest("stopping: cancelling the edit") as stop:

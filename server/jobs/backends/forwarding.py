@@ -60,7 +60,8 @@ class ForwardingBackend(Backend):
         size = settings.upstream_max_in_flight
         self.lane = Lane(
             "upstream", size, lambda: self.job_seconds.value or FIRST_GUESS_SECONDS,
-            f"{size} forwarded jobs are in flight already; retry later")
+            f"{size} forwarded jobs are in flight already; retry later",
+            share=settings.client_share)
 
     def timed_out(self) -> ApiError:
         """504 for a forwarded job that ran past upstream_job_timeout."""
