@@ -28,7 +28,10 @@ def ray_server(tiny_dir, tmp_path_factory):
         demo=True, demo_dir=tiny_dir, tokens=[TOKEN], queue_size=QUEUE_SIZE,
         results_dir=results, ray_min_replicas=2, ray_max_replicas=2,
         ray_gpus_per_replica=0, ray_cpus_per_replica=0.25,
-        ray_ingress_replicas=2, ray_ingress_cpus=0.1, shutdown_grace_seconds=5)
+        ray_ingress_replicas=2, ray_ingress_cpus=0.1, shutdown_grace_seconds=5,
+        # Every request here carries the one token: it may fill the whole line, so that a
+        # full line is refused as full, not as one client's share.
+        client_share=1)
     # A loaded 2-core machine can take longer than Ray's default to start its node.
     os.environ.setdefault("RAY_raylet_start_wait_time_s", "180")
     # Workers import the project and the test helpers (the engine factory) from here.
