@@ -47,6 +47,15 @@ def build_parser() -> argparse.ArgumentParser:
     edit = commands.add_parser("edit", **EDIT_PARSER)
     add_edit_arguments(edit)
     add_settings(edit, batch_fields())
+    # kontext probe: the container's HEALTHCHECK, in whatever probe mode the server runs.
+    from server.cli.probe import add_probe_arguments
+
+    probe = commands.add_parser(
+        "probe", help="ask a running server's /readyz (or /healthz) as its settings say",
+        description="Ask a running server's /readyz (--live: /healthz) on the port, host and "
+        "with the token its settings give; exit 0 on a 200.")
+    add_probe_arguments(probe)
+    add_settings(probe, serve_fields())
     return parser
 
 
@@ -63,6 +72,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from server.cli.edit.main import main_edit
 
         return main_edit(args)
+    if args.command == "probe":
+        from server.cli.probe import main_probe
+
+        return main_probe(args, _probe_settings)
     try:
         settings = settings_from_args(args, serve_fields())
     except ValidationError as exc:
@@ -72,6 +85,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     return serve(settings, tokens_from_flag=hasattr(args, "tokens")
                  or hasattr(args, "admin_tokens"))
+
+
+def _probe_settings(serve_argv: list[str], args: argparse.Namespace):
+    """The probed server's settings: its `kontext serve` flags, then `kontext probe`'s own
+    settings flags, over the environment."""
+    served = build_parser().parse_args(["serve", *serve_argv])
+    given = {name: getattr(args, name) for name in serve_fields() if hasattr(args, name)}
+    return settings_from_args(argparse.Namespace(**{**vars(served), **given}))
 
 
 def _weights(args: argparse.Namespace) -> int:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from server.cli.probe import probe_request
 from server.cli.serve import ServeRefused, check_serving_safety
 from server.settings import Settings
 
@@ -41,9 +42,11 @@ def env() -> dict[str, str]:
     return dict(pairs)
 
 
-def test_cuda_runtime_base_and_the_torch_ci_tests():
+def test_cuda_runtime_base_by_digest_and_the_torch_ci_tests():
     (base,) = args_of("FROM")
-    assert re.fullmatch(r"nvidia/cuda:\d+\.\d+\.\d+-runtime-ubuntu24\.04", base), base
+    # Pinned by digest: a re-pushed tag cannot change the build.
+    assert re.fullmatch(r"nvidia/cuda:\d+\.\d+\.\d+-runtime-ubuntu24\.04@sha256:[0-9a-f]{64}",
+                        base), base
     (torch_arg,) = [a for a in args_of("ARG") if a.startswith("TORCH_VERSION=")]
     # The container's torch is the release the suite runs against (scripts/install.sh).
     tested = re.search(r'torch==([0-9.]+)', (ROOT / "scripts" / "install.sh").read_text())
@@ -58,10 +61,23 @@ def test_runs_as_a_non_root_user():
     assert max(i for i, n in enumerate(order) if n == "RUN") < order.index("USER")
 
 
+def test_pip_downloads_are_cached_by_buildkit_not_kept_in_the_image():
+    assert DOCKERFILE.read_text().startswith("# syntax=docker/dockerfile:1\n")
+    installs = [args for args in args_of("RUN") if "pip install" in args]
+    assert len(installs) == 2
+    for args in installs:
+        assert args.startswith("--mount=type=cache,target=/root/.cache/pip "), args
+    assert "PIP_NO_CACHE_DIR" not in env()
+
+
 def test_healthcheck_entrypoint_and_port():
     (health,) = args_of("HEALTHCHECK")
-    # On the probe port: a flood of the main port cannot make the container unhealthy.
-    assert "CMD" in health and "/readyz" in health and "${KONTEXT_PROBE_PORT}" in health
+    # `kontext probe` with the settings of PID 1 (the server, flags included) over the
+    # container's environment: the probe port, and a token under --no-open-probes.
+    command = json.loads(health.split("CMD", 1)[1])
+    assert command[:4] == ["kontext", "probe", "--args-of", "1"], command
+    timeout = float(re.search(r"--timeout=(\d+)s", health)[1])
+    assert float(command[command.index("--timeout") + 1]) < timeout
     (entrypoint,) = args_of("ENTRYPOINT")
     assert json.loads(entrypoint) == ["kontext", "serve"]  # exec form: SIGTERM reaches it
     assert args_of("EXPOSE") == [f"{env()['KONTEXT_PORT']} {env()['KONTEXT_PROBE_PORT']}"]
@@ -97,6 +113,21 @@ def test_container_defaults_refuse_an_open_bind(monkeypatch):
         check_serving_safety(settings)
     monkeypatch.setenv("KONTEXT_TOKENS", "container-token-0a1b2c")
     assert check_serving_safety(Settings()) == ("container-token-0a1b2c",)
+
+
+def test_the_healthcheck_probes_where_the_container_settings_say(monkeypatch, tmp_path):
+    for name, value in env().items():
+        if name.startswith("KONTEXT_"):
+            monkeypatch.setenv(name, value)
+    tokens = tmp_path / "tokens"
+    tokens.write_text("# the operator's\ncontainer-token-0a1b2c\n")
+    monkeypatch.setenv("KONTEXT_TOKEN_FILE", str(tokens))
+    request = probe_request(Settings(), live=False)
+    assert request.full_url == f"http://127.0.0.1:{env()['KONTEXT_PROBE_PORT']}/readyz"
+    assert request.get_header("Authorization") is None  # probes open: no token sent
+    request = probe_request(Settings(open_probes=False, probe_port=None), live=True)
+    assert request.full_url == f"http://127.0.0.1:{env()['KONTEXT_PORT']}/healthz"
+    assert request.get_header("Authorization") == "Bearer container-token-0a1b2c"
 
 
 def test_triton_can_build_its_launcher_and_the_gpu_tiers_are_installed():
