@@ -34,7 +34,7 @@ from datetime import date
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-import httpx
+import httpx2
 from edge_probes import (
     CONFIG,
     DEV,
@@ -118,10 +118,10 @@ class Server:
         deadline = time.monotonic() + 60
         while True:
             try:
-                if httpx.get(f"http://127.0.0.1:{self.port}/readyz", timeout=2
+                if httpx2.get(f"http://127.0.0.1:{self.port}/readyz", timeout=2
                              ).status_code == 200:
                     return self
-            except httpx.TransportError:
+            except httpx2.TransportError:
                 pass
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("the server did not start")
@@ -222,7 +222,7 @@ def soak(seconds: float, clients: int, body: bytes, env: dict[str, str] | None =
         lock = threading.Lock()
 
         def client(index: int) -> None:
-            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:
+            with httpx2.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:
                 turn = index
                 while time.monotonic() < deadline:
                     turn += 1
@@ -248,7 +248,7 @@ def soak(seconds: float, clients: int, body: bytes, env: dict[str, str] | None =
              f"{rss_after / MIB:.0f}", f"{fds_before} → {fds_after}"]]
 
 
-def _one_soak_request(http: httpx.Client, port: int, turn: int, small: bytes,
+def _one_soak_request(http: httpx2.Client, port: int, turn: int, small: bytes,
                       body: bytes) -> int | str:
     files = [("input", ("in.png", small, "image/png")),
              ("job", ("job.json", f'{{"type":"{DEV}","config":{{"prompt":"soak","width":512,'
@@ -268,7 +268,7 @@ def _one_soak_request(http: httpx.Client, port: int, turn: int, small: bytes,
             return http.post("/v2/job", content=body, headers={
                 "Content-Type": "multipart/form-data; boundary=edge-bench"}).status_code
         return http.get("/metrics").status_code
-    except httpx.HTTPError as exc:
+    except httpx2.HTTPError as exc:
         return type(exc).__name__
 
 

@@ -15,7 +15,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-import httpx
+import httpx2
 import psutil
 from PIL import Image
 
@@ -101,15 +101,15 @@ def fds(pid: int) -> int:
 def healthz_rate(port: int, seconds: float = 3.0, clients: int = 8) -> float:
     """GET /healthz per second from `clients` keep-alive clients for `seconds`."""
     counts: list[int] = []
-    # Making an httpx client is slow (TLS context): every client is made, and connected,
+    # Making an httpx2 client is slow (TLS context): every client is made, and connected,
     # before the clock starts.
-    http_clients = [httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
+    http_clients = [httpx2.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
                     for _ in range(clients)]
     for http in http_clients:
         http.get("/healthz")
     deadline = time.monotonic() + seconds
 
-    def client(http: httpx.Client) -> None:
+    def client(http: httpx2.Client) -> None:
         done = 0
         while time.monotonic() < deadline:
             http.get("/healthz")
@@ -164,7 +164,7 @@ def healthz_during_big_headers(port: int, pid: int, senders: int = 4, size: int 
     threads = [threading.Thread(target=send) for _ in range(senders)]
     for thread in threads:
         thread.start()
-    with base, httpx.Client(timeout=limit) as http:
+    with base, httpx2.Client(timeout=limit) as http:
         while True:  # at least one probe, however fast the attack is refused
             t0 = time.perf_counter()
             http.get(f"http://127.0.0.1:{port}/healthz")
@@ -210,7 +210,7 @@ def slowloris(port: int, connections: int = 50, limit: float = 12.0) -> tuple[in
 def upload_seconds(port: int, body: bytes, runs: int = 3) -> float:
     """Median seconds of a whole 9 MiB job (upload, parse, decode, fake engine, answer)."""
     times = []
-    with httpx.Client(timeout=60) as http:
+    with httpx2.Client(timeout=60) as http:
         for _ in range(runs):
             t0 = time.perf_counter()
             reply = http.post(f"http://127.0.0.1:{port}/v2/job", content=body, headers={

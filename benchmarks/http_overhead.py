@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import httpx
+import httpx2
 from PIL import Image
 from requests_toolbelt.multipart.decoder import MultipartDecoder
 
@@ -72,7 +72,7 @@ def main() -> None:
              ("job", ("job.json", json.dumps({"type": DEV, "config": config}),
                       "application/json"))]
     direct, http, engine_side = [], [], []
-    with httpx.Client(timeout=120) as client:
+    with httpx2.Client(timeout=120) as client:
         for _ in range(args.runs + 2):  # first two of each are warm-up
             started = time.perf_counter()
             engine.run(request, RunControl())

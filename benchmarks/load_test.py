@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
 
-import httpx
+import httpx2
 import psutil
 from PIL import Image
 
@@ -85,13 +85,13 @@ def small_png(side: int = 320) -> bytes:
     return buffer.getvalue()
 
 
-async def _one_job(client: httpx.AsyncClient, url: str, files: list, headers: dict,
+async def _one_job(client: httpx2.AsyncClient, url: str, files: list, headers: dict,
                    result: LoadResult) -> float:
     """Post one job; record it; return how long to wait before the next (Retry-After)."""
     started = time.perf_counter()
     try:
         reply = await client.post(f"{url}/v2/job", files=files, headers=headers)
-    except httpx.TransportError as exc:
+    except httpx2.TransportError as exc:
         result.transport_errors.append(f"{type(exc).__name__}: {exc}"[:120])
         return 0.5
     result.latencies.setdefault(reply.status_code, []).append(time.perf_counter() - started)
@@ -124,18 +124,18 @@ async def run_load(url: str, clients: int = 100, duration: float = 30.0,
     result = LoadResult(clients, duration, load_average=os.getloadavg()[0])
     deadline = time.monotonic() + duration
 
-    async def client_loop(client: httpx.AsyncClient) -> None:
+    async def client_loop(client: httpx2.AsyncClient) -> None:
         while time.monotonic() < deadline:
             wait = await _one_job(client, url, files, headers, result)
             await asyncio.sleep(min(wait, max_wait, max(0.0, deadline - time.monotonic())))
 
     # Idle connections are dropped after 2 s, before uvicorn's 5 s keep-alive closes them:
-    # httpx's default expiry is also 5 s, and a request written into a connection the
+    # httpx2's default expiry is also 5 s, and a request written into a connection the
     # server is closing at that instant is reset (the HTTP/1.1 keep-alive race), which
     # would be counted here as a connection error that says nothing about load.
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients,
+    limits = httpx2.Limits(max_connections=clients, max_keepalive_connections=clients,
                           keepalive_expiry=2.0)
-    async with httpx.AsyncClient(timeout=httpx.Timeout(300, connect=30), limits=limits) as c:
+    async with httpx2.AsyncClient(timeout=httpx2.Timeout(300, connect=30), limits=limits) as c:
         started = time.monotonic()
         await asyncio.gather(*(client_loop(c) for _ in range(clients)))
         result.elapsed = time.monotonic() - started
@@ -166,9 +166,9 @@ def spawn_demo(port: int, queue_size: int, log_path: Path) -> subprocess.Popen:
         if process.poll() is not None:
             raise RuntimeError(f"kontext serve exited {process.returncode}; see {log_path}")
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+            if httpx2.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
                 return process
-        except httpx.TransportError:
+        except httpx2.TransportError:
             pass
         time.sleep(0.5)
     process.terminate()
@@ -211,7 +211,7 @@ def hardware() -> str:
                  if line.startswith("model name")]
         cpu = names[0] if names else cpu
     packages = ", ".join(f"{name} {version(name)}" for name in
-                         ("torch", "diffusers", "uvicorn", "httpx", "starlette"))
+                         ("torch", "diffusers", "uvicorn", "httpx2", "starlette"))
     return (f"{cpu}, {os.cpu_count()} cores; Python {platform.python_version()}, "
             f"{packages}.")
 
@@ -260,7 +260,7 @@ def _write(args: argparse.Namespace, config: dict, lines: list[str]) -> None:
                f"{args.duration:g} --queue-size {args.queue_size} --steps {args.steps} "
                "--write-results")
     intro = [
-        f"{args.clients} concurrent asyncio httpx clients post dev-kontext jobs "
+        f"{args.clients} concurrent asyncio httpx2 clients post dev-kontext jobs "
         f"({config['width']}×{config['height']}, {config['steps']} steps, one 320×320 PNG "
         f"input, Accept: application/json) for {args.duration:g} s to `kontext serve --demo` "
         f"(tiny random checkpoint on CPU, queue size {args.queue_size}) on loopback. A client "

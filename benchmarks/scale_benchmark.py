@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 
-import httpx
+import httpx2
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
@@ -69,7 +69,7 @@ def post(url: str, config: dict, seed: int) -> tuple[float, float]:
     files = [("input", ("in.png", PNG, "image/png")),
              ("job", ("job.json", job, "application/json"))]
     started = time.perf_counter()
-    reply = httpx.post(f"{url}/v2/job", files=files, headers={"Accept": "application/json"},
+    reply = httpx2.post(f"{url}/v2/job", files=files, headers={"Accept": "application/json"},
                        timeout=600)
     took = time.perf_counter() - started
     if reply.status_code != 200:

@@ -26,7 +26,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import httpx
+import httpx2
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -58,9 +58,9 @@ def start_server(args, checkpoint: Path, cache_dir: Path, log) -> tuple[subproce
         if process.poll() is not None:
             raise SystemExit(f"kontext serve exited with {process.returncode}; see {log.name}")
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+            if httpx2.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
                 return process, port, time.perf_counter() - started
-        except httpx.HTTPError:
+        except httpx2.HTTPError:
             pass
         time.sleep(0.25)
     process.terminate()
@@ -74,7 +74,7 @@ def post_job(port: int, png: bytes, width: int, height: int, steps: int, seed: i
     files = [("input", ("in.png", png, "image/png")),
              ("job", ("job.json", json.dumps({"type": DEV, "config": config}),
                       "application/json"))]
-    reply = httpx.post(f"http://127.0.0.1:{port}/v2/job", files=files,
+    reply = httpx2.post(f"http://127.0.0.1:{port}/v2/job", files=files,
                        headers={"Accept": "application/json"}, timeout=3600)
     reply.raise_for_status()
     return reply.json()

@@ -26,7 +26,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import httpx
+import httpx2
 from benchmarks_results import write_section
 from edge_benchmark import free_port
 from edge_probes import MIB, MemoryWatch
@@ -62,7 +62,7 @@ def _files(image: bytes, config: dict) -> list:
                      "application/json"))]
 
 
-def _one(http: httpx.Client, rng: random.Random) -> int | str:
+def _one(http: httpx2.Client, rng: random.Random) -> int | str:
     width, height = rng.choice(SIZES)
     config = {"prompt": "soak", "width": width, "height": height, "steps": rng.choice([1, 2])}
     kind = rng.randrange(9)
@@ -82,11 +82,11 @@ def _one(http: httpx.Client, rng: random.Random) -> int | str:
             return http.post("/v2/job", files=_files(SMALL, {**config, "steps": 99})
                              ).status_code
         return http.get(rng.choice(["/healthz", "/metrics", "/readyz"])).status_code
-    except httpx.HTTPError as exc:
+    except httpx2.HTTPError as exc:
         return type(exc).__name__
 
 
-def _async_job(http: httpx.Client, config: dict) -> int:
+def _async_job(http: httpx2.Client, config: dict) -> int:
     created = http.post("/v2/job/async", files=_files(SMALL, config))
     if created.status_code != 201:
         return created.status_code
@@ -120,9 +120,9 @@ def soak(seconds: float, clients: int, env: dict[str, str], root: Path = ROOT) -
             deadline = time.monotonic() + 300
             while True:
                 try:
-                    if httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200:
+                    if httpx2.get(f"http://127.0.0.1:{port}/readyz").status_code == 200:
                         break
-                except httpx.TransportError:
+                except httpx2.TransportError:
                     pass
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError("the demo server did not start")
@@ -140,7 +140,7 @@ def _drive(port: int, pid: int, seconds: float, clients: int) -> dict:
 
     def client(index: int) -> None:
         rng = random.Random(index)
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120) as http:
+        with httpx2.Client(base_url=f"http://127.0.0.1:{port}", timeout=120) as http:
             while time.monotonic() < stop:
                 status = _one(http, rng)
                 with lock:

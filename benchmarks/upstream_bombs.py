@@ -29,7 +29,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import httpx
+import httpx2
 from benchmarks_results import write_section
 from edge_benchmark import CHOSEN, Server, command_for, free_port
 from edge_probes import MIB, MemoryWatch
@@ -74,7 +74,7 @@ def _send(port: int) -> int:
     files = [("input", ("in.png", _INPUT, "image/png")),
              ("job", ("job.json", b'{"type": "%s", "config": {"prompt": "a bomb"}}'
                       % PRO.encode(), "application/json"))]
-    reply = httpx.post(f"http://127.0.0.1:{port}/v2/job", files=files, timeout=120,
+    reply = httpx2.post(f"http://127.0.0.1:{port}/v2/job", files=files, timeout=120,
                        headers={"Authorization": f"Bearer {TOKEN}", "Accept": "image/jpeg"})
     return reply.status_code
 

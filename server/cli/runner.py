@@ -79,7 +79,7 @@ def server_config(app, host: str, port: int, **overrides: Any) -> uvicorn.Config
                     "from %d (raise the hard limit: ulimit -Hn, LimitNOFILE=)", fits,
                     limits.max_connections)
         limits = replace(limits, max_connections=fits)
-    # Keep-alive well above common client pool expiries (httpx 5 s, node 4 s): with equal
+    # Keep-alive well above common client pool expiries (httpx/httpx2 5 s, node 4 s): with equal
     # timeouts a client can reuse a connection the server is closing at that instant.
     options: dict[str, Any] = {
         "host": host, "port": port, "log_config": None, "http": EdgeProtocol, "ws": "none",

@@ -15,7 +15,7 @@ import logging
 import time
 from typing import Any
 
-import httpx
+import httpx2
 from pydantic import SecretStr
 
 from server.errors import (
@@ -66,17 +66,17 @@ class BflForwarder:
 
     def __init__(self, settings: Settings, key: SecretStr) -> None:
         self.base = settings.bfl_url.rstrip("/")
-        self.host = httpx.URL(self.base).host
+        self.host = httpx2.URL(self.base).host
         self.who = f"BFL ({self.host})"
-        self.allowed = allowed_origins(settings.upstream_hosts, httpx.URL(self.base))
+        self.allowed = allowed_origins(settings.upstream_hosts, httpx2.URL(self.base))
         warn_if_plaintext(self.base)
         self.settings = settings
         self._key = key
         self.scrub = Scrubber(key.get_secret_value())
         self._tls = tls_context(settings)
-        self._client: httpx.AsyncClient | None = None
+        self._client: httpx2.AsyncClient | None = None
 
-    def _keyed(self, method: str, url: httpx.URL | str, **kwargs: Any) -> httpx.Request:
+    def _keyed(self, method: str, url: httpx2.URL | str, **kwargs: Any) -> httpx2.Request:
         """A request carrying the key: only ever to the base host or the checked polling host."""
         assert self._client is not None
         headers = {"x-key": self._key.get_secret_value(), "accept": "application/json"}
@@ -135,7 +135,7 @@ class BflForwarder:
                                  "polling_url")
         return submitted
 
-    async def _poll(self, url: httpx.URL) -> dict[str, Any]:
+    async def _poll(self, url: httpx2.URL) -> dict[str, Any]:
         """Poll `url` (unchanged) with backoff until a final status; the Ready answer.
 
         A poll only reads, and BFL goes on running (and billing) the job whatever happens
@@ -200,7 +200,7 @@ class BflForwarder:
         raise UpstreamFailed(f"the result download redirected more than {MAX_REDIRECTS} times")
 
     def _outcome(self, data: bytes, job: PreparedJob, submitted: dict[str, Any],
-                 polling_url: httpx.URL, elapsed: float) -> Outcome:
+                 polling_url: httpx2.URL, elapsed: float) -> Outcome:
         cost = submitted.get("cost")
         log.info("forwarded to %s: upstream job %s", self.host, submitted.get("id"))
         return Outcome(

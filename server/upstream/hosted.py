@@ -8,7 +8,7 @@ import logging
 import time
 from typing import Any
 
-import httpx
+import httpx2
 from pydantic import SecretStr
 
 from server.errors import UpstreamFailed, UpstreamRejected
@@ -39,16 +39,16 @@ class HostedForwarder:
 
     def __init__(self, settings: Settings, token: SecretStr) -> None:
         self.url = settings.hosted_url.rstrip("/") + "/job"
-        self.host = httpx.URL(self.url).host
+        self.host = httpx2.URL(self.url).host
         self.who = f"upstream {self.host}"
         warn_if_plaintext(self.url)
         self.settings = settings
         self._token = token
         self.scrub = Scrubber(token.get_secret_value())
         self._tls = tls_context(settings)
-        self._client: httpx.AsyncClient | None = None
+        self._client: httpx2.AsyncClient | None = None
 
-    def _request(self, client: httpx.AsyncClient, job: PreparedJob) -> httpx.Request:
+    def _request(self, client: httpx2.AsyncClient, job: PreparedJob) -> httpx2.Request:
         config = {k: v for k, v in job.spec.echo.items() if k not in NOT_FORWARDED}
         body = json.dumps({"type": job.job_type.name, "config": config})
         files: list[tuple[str, tuple[str, bytes, str]]] = [

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import certifi
-import httpx
+import httpx2
 
 from server.errors import InvalidInputImage, Overloaded, UpstreamFailed, UpstreamTimeout
 from server.media.decode import ImageLimits, open_image
@@ -42,17 +42,17 @@ def tls_context(settings: Settings) -> ssl.SSLContext:
 def warn_if_plaintext(url: str) -> None:
     """Say loudly, once per forwarder, that the credential will cross plain HTTP (allowed
     only to loopback, or with --upstream-allow-plaintext; the settings refuse the rest)."""
-    parsed = httpx.URL(url)
+    parsed = httpx2.URL(url)
     if parsed.scheme == "http":
         where = "this machine" if is_loopback(parsed.host) else "THE NETWORK, UNENCRYPTED"
         log.warning("UPSTREAM OVER PLAIN HTTP: the upstream credential is sent to %s over "
                     "http:// (to %s)", parsed.host, where)
 
 
-def make_client(settings: Settings, context: ssl.SSLContext) -> httpx.AsyncClient:
+def make_client(settings: Settings, context: ssl.SSLContext) -> httpx2.AsyncClient:
     """The one upstream client of a forwarder: no redirects followed, no proxies from env."""
     # trust_env=False: proxy variables or ~/.netrc must not reroute or decorate our requests.
-    return httpx.AsyncClient(verify=context, trust_env=False, follow_redirects=False,
+    return httpx2.AsyncClient(verify=context, trust_env=False, follow_redirects=False,
                              timeout=settings.upstream_timeout)
 
 
@@ -61,7 +61,7 @@ class Fetched:
     """A whole upstream answer, read under the size cap."""
 
     status: int
-    headers: httpx.Headers
+    headers: httpx2.Headers
     body: bytes
 
     @property
@@ -89,7 +89,7 @@ class TransportFailed(UpstreamFailed):
     request may be sent again."""
 
 
-def _refuse_declared(response: httpx.Response, cap: int, who: str) -> None:
+def _refuse_declared(response: httpx2.Response, cap: int, who: str) -> None:
     """UpstreamFailed before a byte is read when the answer declares more than `cap`."""
     declared = response.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > cap:
@@ -97,7 +97,7 @@ def _refuse_declared(response: httpx.Response, cap: int, who: str) -> None:
                              f"{cap}-byte limit (upstream_max_bytes); not read")
 
 
-async def fetch(client: httpx.AsyncClient, request: httpx.Request, cap: int,
+async def fetch(client: httpx2.AsyncClient, request: httpx2.Request, cap: int,
                 who: str) -> Fetched:
     """Send `request` and read its whole body, refusing bodies over `cap` bytes (a declared
     size over it before reading any)."""
@@ -114,16 +114,16 @@ async def fetch(client: httpx.AsyncClient, request: httpx.Request, cap: int,
                 body += chunk
         finally:
             await response.aclose()
-    except httpx.TimeoutException as exc:
+    except httpx2.TimeoutException as exc:
         raise UpstreamTimeout(f"{who} did not answer in time ({type(exc).__name__})") from exc
-    except httpx.TransportError as exc:
+    except httpx2.TransportError as exc:
         raise TransportFailed(f"{who} failed: {type(exc).__name__}: {exc}") from exc
-    except httpx.HTTPError as exc:
+    except httpx2.HTTPError as exc:
         raise UpstreamFailed(f"{who} failed: {type(exc).__name__}: {exc}") from exc
     return Fetched(response.status_code, response.headers, bytes(body))
 
 
-def retry_after(headers: httpx.Headers, default: int = 1) -> int:
+def retry_after(headers: httpx2.Headers, default: int = 1) -> int:
     """Whole seconds (at least 1) from a Retry-After header; `default` if absent or bad."""
     seconds = retry_after_seconds(headers.get("retry-after"))
     return default if seconds is None else max(1, math.ceil(seconds))
@@ -171,20 +171,20 @@ Origin = tuple[str, str, int]
 UPSTREAM_MAX_SIDE = 4096
 
 
-def origin_of(url: httpx.URL) -> Origin:
+def origin_of(url: httpx2.URL) -> Origin:
     """(scheme, host, port) of `url`, the scheme's default port filled in."""
     port = url.port or (443 if url.scheme == "https" else 80)
     return url.scheme, url.host.lower().rstrip("."), port
 
 
-def allowed_origins(entries: list[str], base: httpx.URL) -> list[Origin]:
+def allowed_origins(entries: list[str], base: httpx2.URL) -> list[Origin]:
     """The origins upstream URLs may point to: each `host` (port 443) or `host:port` of
     `entries` over https, and the configured base URL's own origin."""
-    origins = [origin_of(httpx.URL(f"https://{entry}")) for entry in entries]
+    origins = [origin_of(httpx2.URL(f"https://{entry}")) for entry in entries]
     return list(dict.fromkeys([*origins, origin_of(base)]))
 
 
-def origin_allowed(url: httpx.URL, allowed: list[Origin]) -> bool:
+def origin_allowed(url: httpx2.URL, allowed: list[Origin]) -> bool:
     """Whether `url` has an allowed scheme and port, on an allowed host or a subdomain."""
     scheme, host, port = origin_of(url)
     return any(scheme == a_scheme and port == a_port
@@ -197,12 +197,12 @@ def describe_origins(allowed: list[Origin]) -> str:
     return ", ".join(f"{scheme}://{host}:{port}" for scheme, host, port in allowed)
 
 
-def checked_url(url: object, allowed: list[Origin], what: str) -> httpx.URL:
+def checked_url(url: object, allowed: list[Origin], what: str) -> httpx2.URL:
     """`url` if its scheme, host and port are allowed; else UpstreamFailed naming what was
     wrong (nothing has been sent to it)."""
     try:
-        parsed = httpx.URL(url) if isinstance(url, str) else None
-    except httpx.InvalidURL:
+        parsed = httpx2.URL(url) if isinstance(url, str) else None
+    except httpx2.InvalidURL:
         parsed = None
     if parsed is None or not parsed.host or parsed.scheme not in ("http", "https"):
         raise UpstreamFailed(f"upstream returned a {what} that is not a URL")

@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 
-import httpx
+import httpx2
 import pytest
 from helpers.async_api import wait_until
 from helpers.device_engines import CRASH, crashing_gated_tiny_engine, gated_tiny_engine
@@ -53,13 +53,13 @@ def live(tiny_dir, tmp_path_factory, gate):
     server.stop()
 
 
-def run_jobs(live, prompts: list[str]) -> list[httpx.Response]:
+def run_jobs(live, prompts: list[str]) -> list[httpx2.Response]:
     with ThreadPoolExecutor(len(prompts)) as pool:
         return list(pool.map(lambda p: post_job(live.url, {**CONFIG, "prompt": p}, PNG,
                                                 accept=JSON, timeout=240), prompts))
 
 
-def run_held(live, gate: Path, prompts: list[str]) -> tuple[list[httpx.Response], set[str]]:
+def run_held(live, gate: Path, prompts: list[str]) -> tuple[list[httpx2.Response], set[str]]:
     """Run the jobs at once, each held after its first step until all of them are: they
     ran at the same time, whichever device took which. Their answers, and the ids of the
     processes that ran them."""
@@ -99,16 +99,16 @@ def test_a_crashed_device_fails_its_job_only_and_comes_back(live):
     assert "died (exit code 9)" in error and "submit it again" in error
     assert survived.status_code == 200
     # The lost device restarts (a new process) and serves again; the other never stopped.
-    wait_until(lambda: httpx.get(f"{live.url}/readyz").status_code == 200, timeout=240,
+    wait_until(lambda: httpx2.get(f"{live.url}/readyz").status_code == 200, timeout=240,
                what="the lost device restarted")
     workers = live.kontext.engines.workers
     restarted = [w.label for w in workers if w.engine.pid != pids[w.label]]
     assert len(restarted) == 1
-    devices = httpx.get(f"{live.url}/readyz").json()["devices"]
+    devices = httpx2.get(f"{live.url}/readyz").json()["devices"]
     assert [d["state"] for d in devices] == ["ready", "ready"]
     again = run_jobs(live, ["one", "two"])
     assert [reply.status_code for reply in again] == [200, 200]
-    metrics = httpx.get(f"{live.url}/metrics").text
+    metrics = httpx2.get(f"{live.url}/metrics").text
     assert f'kontext_device_jobs_total{{device="{restarted[0]}",outcome="device_lost"}} 1.0' \
         in metrics
 
@@ -140,7 +140,7 @@ def test_thread_workers_load_one_at_a_time_and_run_at_once(tiny_dir, tmp_path, g
 def test_loras_on_devices_in_processes(live):
     """A LoRA folder with --devices: listed by the server, switched in each device's
     process, cache counters summed in /metrics."""
-    listing = httpx.get(f"{live.url}/v2/loras").json()
+    listing = httpx2.get(f"{live.url}/v2/loras").json()
     assert [entry["name"] for entry in listing["loras"]] == ["red"]
     config = {**CONFIG, "prompt": "make it red", "seed": 3, "loras": ["red"]}
     with ThreadPoolExecutor(2) as pool:
@@ -152,5 +152,5 @@ def test_loras_on_devices_in_processes(live):
                for job in jobs), jobs
     # Each device that ran a job loaded the LoRA into its own cache once.
     devices = {job["served_by"]["device"] for job in jobs}
-    metrics = httpx.get(f"{live.url}/metrics").text
+    metrics = httpx2.get(f"{live.url}/metrics").text
     assert f"kontext_lora_cache_misses_total {float(len(devices))}" in metrics, metrics

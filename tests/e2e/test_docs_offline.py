@@ -1,6 +1,6 @@
 """/docs (Swagger UI) renders with no network: its assets come from this server."""
 
-import httpx
+import httpx2
 import pytest
 from helpers.browser import block_network, needs_chromium
 
@@ -34,4 +34,4 @@ def test_swagger_ui_lists_the_operations_offline(serve, tmp_path, offline):
 def test_no_redoc(serve, tmp_path):
     """ReDoc's bundle loads its logo from a CDN, so only Swagger UI is served."""
     live = serve(results_dir=tmp_path)
-    assert httpx.get(f"{live.url}/redoc").status_code == 404
+    assert httpx2.get(f"{live.url}/redoc").status_code == 404

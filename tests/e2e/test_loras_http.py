@@ -12,7 +12,7 @@ import functools
 import json
 from pathlib import Path
 
-import httpx
+import httpx2
 import pytest
 from helpers.http import DEV, image_of, job_of, multipart_parts, post_job
 from helpers.images import gradient_png
@@ -96,7 +96,7 @@ def test_a_lora_by_name_or_object_changes_the_image_and_scale_zero_is_none(edit)
 
 
 def test_the_listing_reports_good_corrupt_sdxl_and_wrong_shaped_files(live):
-    listing = httpx.get(f"{live.url}/v2/loras").json()
+    listing = httpx2.get(f"{live.url}/v2/loras").json()
     assert listing["enabled"] is True
     found = {entry["name"]: entry for entry in listing["loras"]}
     assert {"red", "blue", "bad/corrupt", "bad/sdxl", "bad/full_size"} <= set(found)
@@ -123,7 +123,7 @@ def test_bad_loras_are_400_and_the_next_job_is_unaffected(live, edit):
     shapes, _ = send(live.url, ["red", "bad/full_size"], expect=400)
     assert "LoRA 'bad/full_size' cannot be used" in shapes["error"]
     assert "tensor shapes do not match this model" in shapes["error"]
-    listed = {e["name"]: e for e in httpx.get(f"{live.url}/v2/loras").json()["loras"]}
+    listed = {e["name"]: e for e in httpx2.get(f"{live.url}/v2/loras").json()["loras"]}
     assert (listed["bad/full_size"]["loads"], listed["bad/full_size"]["verified"]) == (
         False, True)
     _, after = send(live.url, ["red"])
@@ -134,7 +134,7 @@ def test_a_file_dropped_into_the_folder_is_listed_and_used_without_a_restart(
         live, edit, lora_dir, tiny_dir):
     (lora_dir / "new").mkdir()
     save_diffusers(make_lora(tiny_dir, seed=3), lora_dir / "new" / "dropped.safetensors")
-    names = [entry["name"] for entry in httpx.get(f"{live.url}/v2/loras").json()["loras"]]
+    names = [entry["name"] for entry in httpx2.get(f"{live.url}/v2/loras").json()["loras"]]
     assert "new/dropped" in names
     job, dropped = send(live.url, ["new/dropped"])
     assert job["metrics"]["loras"]["cache_misses"] == 1

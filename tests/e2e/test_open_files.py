@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
+import httpx2
 
 from server.cli.http_edge import FD_RESERVE
 
@@ -47,14 +47,14 @@ def test_serving_raises_the_open_file_limit_to_fit_max_connections():
         deadline = time.monotonic() + 30
         while True:
             try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                if httpx2.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
                     break
-            except httpx.TransportError:
+            except httpx2.TransportError:
                 pass
             assert proc.poll() is None and time.monotonic() < deadline, "server did not start"
             time.sleep(0.05)
         assert soft_limit_of(proc.pid) == wanted
-        assert httpx.get(f"http://127.0.0.1:{probes}/readyz", timeout=5).status_code == 200
+        assert httpx2.get(f"http://127.0.0.1:{probes}/readyz", timeout=5).status_code == 200
     finally:
         proc.terminate()
         output, _ = proc.communicate(timeout=30)

@@ -12,7 +12,7 @@ import re
 import subprocess
 from pathlib import Path
 
-import httpx
+import httpx2
 import pytest
 from helpers.browser import WATCH_IMAGES, needs_chromium
 from helpers.fake_engine import FakeEngine
@@ -230,13 +230,13 @@ def test_progress_and_cancel(serve, tiny_engine, tmp_path, open_page):
     page.wait_for_selector("#run:enabled")
     assert page.is_hidden("#progress") and page.is_hidden("#error")
     assert len(history(page)) == 2
-    job = httpx.get(f"{live.url}/v2/job/async/{job_id}/job.json").json()
+    job = httpx2.get(f"{live.url}/v2/job/async/{job_id}/job.json").json()
     assert (job["state"]["current"], job["error"]) == ("failed", "cancelled")
     # The worker is free: the next edit runs, and the cancelled job ran no step past the hold.
     page.fill("#field-steps", "1")
     run_edit(page, 2)
     assert engine.steps_after_hold == []
-    assert httpx.get(f"{live.url}/v2/job/async/{job_id}/output").json() == []
+    assert httpx2.get(f"{live.url}/v2/job/async/{job_id}/output").json() == []
 
 
 def test_phone_layout(serve, tiny_engine, tmp_path, open_page):

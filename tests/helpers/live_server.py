@@ -6,7 +6,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-import httpx
+import httpx2
 import uvicorn
 from fastapi import FastAPI
 
@@ -51,9 +51,9 @@ def wait_ready(url: str, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            if httpx.get(f"{url}/readyz", timeout=5).status_code == 200:
+            if httpx2.get(f"{url}/readyz", timeout=5).status_code == 200:
                 return
-        except httpx.TransportError:
+        except httpx2.TransportError:
             pass
         time.sleep(0.05)
     raise TimeoutError(f"server at {url} not ready after {timeout}s")

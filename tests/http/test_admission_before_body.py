@@ -11,7 +11,7 @@ import os
 import threading
 from dataclasses import dataclass
 
-import httpx
+import httpx2
 import pytest
 from helpers.async_api import wait_until
 from helpers.fake_engine import FakeEngine
@@ -112,7 +112,7 @@ def test_a_full_queue_answers_429_while_the_body_is_still_being_sent(serve, uplo
     small = image_bytes()
     fillers, _ = run_parallel(5, lambda: post_job(live.url, CONFIG, small))
     full = {"waiting": 4, "capacity": 4, "running": True}
-    wait_until(lambda: httpx.get(f"{live.url}/readyz").json()["queue"] == full,
+    wait_until(lambda: httpx2.get(f"{live.url}/readyz").json()["queue"] == full,
                what="a full queue")
 
     def first_64k() -> Upload:

@@ -3,7 +3,7 @@
 import uuid
 from datetime import datetime, timedelta
 
-import httpx
+import httpx2
 import pytest
 from helpers.async_api import events, get, submit, wait_state, wait_until
 from helpers.fake_engine import FakeEngine
@@ -86,11 +86,11 @@ def test_queue_position_and_cancel(live):
     assert queued["eta_seconds"] > 0
 
     # Cancel the queued one: it never reaches the engine.
-    reply = httpx.delete(f"{live.url}/v2/job/async/{second}")
+    reply = httpx2.delete(f"{live.url}/v2/job/async/{second}")
     assert reply.status_code == 200
     assert (reply.json()["state"]["current"], reply.json()["error"]) == ("failed", "cancelled")
     # Cancel the running one: the engine is interrupted.
-    cancelled = httpx.delete(f"{live.url}/v2/job/async/{first}").json()
+    cancelled = httpx2.delete(f"{live.url}/v2/job/async/{first}").json()
     assert cancelled["error"] == "cancelled"
     wait_until(lambda: engine.cancelled, what="engine interrupted")
     assert [r.seed for r in engine.cancelled] == [7]
@@ -101,7 +101,7 @@ def test_queue_position_and_cancel(live):
     wait_state(live.url, done, "processed")
     assert [r.seed for r in engine.requests] == [7, 9]
     # Cancelling a finished job changes nothing.
-    assert httpx.delete(f"{live.url}/v2/job/async/{done}").json()["state"]["current"] == \
+    assert httpx2.delete(f"{live.url}/v2/job/async/{done}").json()["state"]["current"] == \
         "completed"
 
 
@@ -129,7 +129,7 @@ def test_unknown_jobs_are_404(live, path):
     for job_id in (str(uuid.uuid4()), "..", "not-a-job"):
         reply = get(live.url, job_id, path)
         assert reply.status_code == 404, (job_id, reply.text)
-    assert httpx.delete(f"{live.url}/v2/job/async/{uuid.uuid4()}").status_code == 404
+    assert httpx2.delete(f"{live.url}/v2/job/async/{uuid.uuid4()}").status_code == 404
 
 
 def test_expired_jobs_are_404_and_deleted(serve, tmp_path):
@@ -152,7 +152,7 @@ def test_full_async_queue_is_429(serve, tmp_path):
     assert reply.status_code == 429
     assert int(reply.headers["retry-after"]) >= 1
     assert "async queue is full" in reply.json()["error"]
-    httpx.delete(f"{live.url}/v2/job/async/{first}")
+    httpx2.delete(f"{live.url}/v2/job/async/{first}")
     assert submit(live.url, CONFIG, PNG).status_code == 201
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-import httpx
+import httpx2
 import pytest
 from helpers.http import post_job
 from helpers.images import image_bytes
@@ -20,7 +20,7 @@ PNG = image_bytes(640, 480)
 CONFIG = {"prompt": "make it blue", "width": 512, "height": 512, "steps": 2}
 
 
-def assert_401(reply: httpx.Response) -> None:
+def assert_401(reply: httpx2.Response) -> None:
     assert reply.status_code == 401, reply.text
     assert reply.headers["content-type"].startswith("text/plain")
     assert "token is invalid" in reply.text
@@ -38,7 +38,7 @@ def test_auth_on_accepts_each_configured_token_only(serve):
         assert post_job(live.url, CONFIG, PNG, token=token).status_code == 200
     for token in (None, "wrong", "alpha-token-31f9c0e2-and-more", "alpha"):
         assert_401(post_job(live.url, CONFIG, PNG, "multipart/form-data", token=token))
-    basic = httpx.post(f"{live.url}/v2/job", json={},
+    basic = httpx2.post(f"{live.url}/v2/job", json={},
                        headers={"Authorization": "Basic alpha-token-31f9c0e2"})
     assert_401(basic)
 
@@ -67,17 +67,17 @@ def test_configured_tokens_merges_and_deduplicates(tmp_path):
 def test_probes_open_by_default_and_closable(serve):
     live = serve(tokens=["probe-token-6e5d4c3b"])
     for path in ("/healthz", "/readyz", "/metrics"):
-        assert httpx.get(live.url + path).status_code == 200
+        assert httpx2.get(live.url + path).status_code == 200
     # Not waited for: its /readyz needs the token (the fake engine loads at once).
     closed = serve(tokens=["probe-token-6e5d4c3b"], open_probes=False, wait_ready=False)
     bearer = {"Authorization": "Bearer probe-token-6e5d4c3b"}
     deadline = time.monotonic() + 10
-    while httpx.get(closed.url + "/readyz", headers=bearer).status_code != 200:
+    while httpx2.get(closed.url + "/readyz", headers=bearer).status_code != 200:
         assert time.monotonic() < deadline
         time.sleep(0.05)
     for path in ("/healthz", "/readyz", "/metrics"):
-        assert_401(httpx.get(closed.url + path))
-        assert httpx.get(closed.url + path, headers=bearer).status_code == 200
+        assert_401(httpx2.get(closed.url + path))
+        assert httpx2.get(closed.url + path, headers=bearer).status_code == 200
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "::1", "[::1]", "localhost"])
@@ -113,10 +113,10 @@ def test_tokens_flag_a_comma_b_accepts_both_and_no_empty_bearer(serve):
     for token in (a, b):
         assert post_job(live.url, CONFIG, PNG, token=token).status_code == 200
     for header in ("Bearer", f"Bearer {a},{b}", f"Bearer  {a}, {b}"):
-        reply = httpx.post(f"{live.url}/v2/job", json={}, headers={"Authorization": header})
+        reply = httpx2.post(f"{live.url}/v2/job", json={}, headers={"Authorization": header})
         assert_401(reply)
     for request in ("POST /v2/job", "GET /v2/job/async/x/job.json"):
-        with connect(live.url) as sock:  # `Bearer ` and nothing: httpx will not send it
+        with connect(live.url) as sock:  # `Bearer ` and nothing: httpx2 will not send it
             sock.sendall(f"{request} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \r\n"
                          "Content-Length: 0\r\n\r\n".encode())
             answer = read_answer(sock)

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 from helpers.bad_files import (
     CountingBody,
@@ -50,14 +50,14 @@ class Req:
     headers: dict[str, str] = field(default_factory=dict)
     params: dict[str, str] = field(default_factory=dict)
 
-    def send(self, url: str) -> httpx.Response:
+    def send(self, url: str) -> httpx2.Response:
         headers = dict(self.headers)
         if self.files is not None:
-            return httpx.post(f"{url}/v2/job", files=self.files, headers=headers,
+            return httpx2.post(f"{url}/v2/job", files=self.files, headers=headers,
                               params=self.params, timeout=60)
         if self.content_type:
             headers["Content-Type"] = self.content_type
-        return httpx.post(f"{url}/v2/job", content=self.content, headers=headers,
+        return httpx2.post(f"{url}/v2/job", content=self.content, headers=headers,
                           params=self.params, timeout=60)
 
 
@@ -200,7 +200,7 @@ def live() -> LiveServer:
     server.stop()
 
 
-def error_of(reply: httpx.Response) -> str:
+def error_of(reply: httpx2.Response) -> str:
     """The failed job's `error` (the catalogue asks for JSON, so errors are JSON)."""
     assert reply.headers["content-type"].startswith("application/json"), reply.headers
     job_json = reply.json()
@@ -224,7 +224,7 @@ def test_100MB_body_is_refused_early(live, body_: CountingBody, declare_length: 
     headers = {"Content-Type": "application/json"}
     if declare_length:
         headers["Content-Length"] = str(body_.total)
-    reply = httpx.post(f"{live.url}/v2/job", content=iter(body_), headers=headers, timeout=60)
+    reply = httpx2.post(f"{live.url}/v2/job", content=iter(body_), headers=headers, timeout=60)
     assert reply.status_code == 413, reply.text[:300]
     limit = live.kontext.settings.max_body_bytes
     expected = rf"{body_.total} bytes, over the {limit}-byte limit" if declare_length \
@@ -298,7 +298,7 @@ def test_missing_or_wrong_token_is_401_plain_text(live_with_token, authorization
 @pytest.mark.parametrize("path", ["/v2/job", "/v2/job/async"])
 def test_100MB_body_without_token_is_refused_unread(live_with_token, path: str):
     body_ = CountingBody(100 * MB)
-    reply = httpx.post(f"{live_with_token.url}{path}", content=iter(body_), timeout=60,
+    reply = httpx2.post(f"{live_with_token.url}{path}", content=iter(body_), timeout=60,
                        headers={"Content-Type": "application/json"})
     assert reply.status_code == 401
     assert "token is invalid" in reply.text
@@ -319,7 +319,7 @@ def test_after_the_catalogue_the_server_still_serves_a_good_job(live):
     assert reply.status_code == 200, reply.text
     assert image_of(reply.content).size == (512, 512)
     assert len(engine.requests) == ran_before + 1
-    ready = httpx.get(f"{live.url}/readyz").json()
+    ready = httpx2.get(f"{live.url}/readyz").json()
     assert ready["ready"] is True and ready["queue"]["waiting"] == 0
 
 

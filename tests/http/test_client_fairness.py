@@ -14,7 +14,7 @@ import socket
 import threading
 from urllib.parse import urlsplit
 
-import httpx
+import httpx2
 import pytest
 from helpers.async_api import get, submit, wait_until
 from helpers.fake_engine import FakeEngine
@@ -122,7 +122,7 @@ def test_retry_after_and_eta_count_the_steps_ahead(serve, tmp_path):
     engine = FakeEngine(step_seconds=0.5)
     engine.hold()
     live = serve(engine, results_dir=tmp_path, queue_size=1, client_share=1)
-    replies: list[httpx.Response] = []
+    replies: list[httpx2.Response] = []
     steps = [50, 20]
     threads = [threading.Thread(target=lambda n=n: replies.append(post_job(
         live.url, {**CONFIG, "steps": n}, image_bytes(), "application/json")))

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
-import httpx
+import httpx2
 from helpers.async_api import get, submit, wait_state, wait_until
 from helpers.fake_engine import FakeEngine
 from helpers.http import job_of, post_job
@@ -42,7 +42,7 @@ def wait_first(futures: list[Future]) -> set[Future]:
 
 
 def readyz(live) -> tuple[int, dict]:
-    reply = httpx.get(f"{live.url}/readyz")
+    reply = httpx2.get(f"{live.url}/readyz")
     return reply.status_code, reply.json()
 
 
@@ -130,7 +130,7 @@ def test_partial_readiness_when_allowed(serve, tmp_path):
         ("cpu:0", "ready"), ("cpu:1", "failed")]
     assert "CUDA driver initialisation failed" in body["error"]
     # Alive: one device is enough here; jobs run on the device that loaded.
-    assert httpx.get(f"{live.url}/healthz").status_code == 200
+    assert httpx2.get(f"{live.url}/healthz").status_code == 200
     reply = post_job(live.url, CONFIG, PNG, accept=JSON)
     assert reply.status_code == 200 and job_of(reply)["served_by"]["device"] == "cpu:0"
 
@@ -140,7 +140,7 @@ def test_a_failed_device_fails_health_when_all_are_needed(serve, tmp_path):
     engines[0].fail_load = RuntimeError("no such device")
     live = serve(engines, results_dir=tmp_path, wait_ready=False)
     wait_until(lambda: readyz(live)[1]["devices"][0]["state"] == "failed", what="failed")
-    health = httpx.get(f"{live.url}/healthz")
+    health = httpx2.get(f"{live.url}/healthz")
     assert health.status_code == 500 and not health.json()["ok"]
     assert readyz(live)[0] == 503
 

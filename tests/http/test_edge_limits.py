@@ -7,7 +7,7 @@ from __future__ import annotations
 import select
 import threading
 
-import httpx
+import httpx2
 from helpers.http import post_job
 from helpers.images import image_bytes
 from helpers.raw_http import connect, read_answer, send_quietly
@@ -32,7 +32,7 @@ def test_a_1_mib_header_is_refused_431_before_it_ends_and_healthz_answers_meanwh
                for _ in range(4)]
     for sender in senders:
         sender.start()
-    probes = [httpx.get(f"{live.url}/healthz", timeout=10).status_code for _ in range(3)]
+    probes = [httpx2.get(f"{live.url}/healthz", timeout=10).status_code for _ in range(3)]
     for sender in senders:
         sender.join(timeout=30)
     assert probes == [200, 200, 200]
@@ -72,7 +72,7 @@ def test_a_body_slower_than_the_minimum_rate_is_answered_408(serve):
     # Answered though the body never came: the rate limit, not the end of the body.
     assert (answer.status, answer.closed) == (408, True)
     assert b"min_body_rate" in answer.body
-    assert httpx.get(f"{live.url}/healthz").status_code == 200
+    assert httpx2.get(f"{live.url}/healthz").status_code == 200
 
 
 def test_the_connection_cap_answers_503_rather_than_dropping(serve):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 import time
 
-import httpx
+import httpx2
 import pytest
 from helpers.fake_engine import FakeEngine
 from helpers.http import post_job
@@ -24,7 +24,7 @@ CONFIG = {"prompt": "make it look like winter", "width": 512, "height": 512, "st
           "seed": 3}
 
 
-def expect_failed(reply: httpx.Response, status: int, message: str) -> dict:
+def expect_failed(reply: httpx2.Response, status: int, message: str) -> dict:
     assert reply.status_code == status, reply.text
     job = reply.json()
     assert job["state"]["current"] == "failed"
@@ -70,7 +70,7 @@ def test_pipeline_exception_and_cuda_oom_fail_alone(tiny_live, tiny_engine, monk
 
     assert post_job(tiny_live.url, CONFIG, PNG, "image/png").status_code == 200
     assert len(calls) > 1  # the next job really ran, through the same transformer
-    assert httpx.get(f"{tiny_live.url}/healthz").json()["ok"] is True
+    assert httpx2.get(f"{tiny_live.url}/healthz").json()["ok"] is True
 
 
 def test_job_past_its_time_limit_is_stopped(serve):
@@ -92,10 +92,10 @@ def test_job_past_its_time_limit_is_stopped(serve):
 def test_disconnect_mid_job_cancels_it_and_frees_the_engine(serve):
     engine = FakeEngine(step_seconds=0.2)
     live = serve(engine)
-    with pytest.raises(httpx.ReadTimeout):
+    with pytest.raises(httpx2.ReadTimeout):
         post_job(live.url, {**CONFIG, "steps": 50}, PNG, timeout=0.5)
     # A job queued behind the abandoned one runs once the engine has stopped it.
-    replies: list[httpx.Response] = []
+    replies: list[httpx2.Response] = []
     waiting = threading.Thread(target=lambda: replies.append(post_job(live.url, CONFIG, PNG)))
     waiting.start()
     waiting.join(timeout=30)
@@ -116,7 +116,7 @@ def test_engine_that_ignores_its_cancel_marks_the_server_unhealthy(serve, monkey
     health = []
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and not (health and health[-1] == 200 and 500 in health):
-        health.append(httpx.get(f"{live.url}/healthz").status_code)
+        health.append(httpx2.get(f"{live.url}/healthz").status_code)
         time.sleep(0.05)
     assert 500 in health and health[-1] == 200
     engine.step_seconds = 0.0

@@ -12,7 +12,7 @@ import io
 import struct
 from collections import Counter
 
-import httpx
+import httpx2
 import pytest
 from helpers.bad_files import exif_segment, jpeg_rotated_with_mistyped_tag
 from helpers.fake_engine import FakeEngine
@@ -95,9 +95,9 @@ def live() -> LiveServer:
     server.stop()
 
 
-def send(url: str, data: bytes) -> httpx.Response:
+def send(url: str, data: bytes) -> httpx2.Response:
     files = [("input", ("input.bin", data, "application/octet-stream")), job_part(CONFIG)]
-    return httpx.post(f"{url}/v2/job", files=files, headers={"Accept": "application/json"},
+    return httpx2.post(f"{url}/v2/job", files=files, headers={"Accept": "application/json"},
                       timeout=60)
 
 

@@ -6,7 +6,7 @@ import time
 import uuid
 from datetime import datetime, timedelta
 
-import httpx
+import httpx2
 import pytest
 from helpers.async_api import wait_until
 from helpers.fake_engine import FakeEngine
@@ -104,12 +104,12 @@ def test_client_quirks_inputs_first_and_duplicated(serve):
     engine = FakeEngine()
     live = serve(engine)
     files = [input_part(PNG, "photo.png"), input_part(PNG, "image.jpg"), job_part(CONFIG)]
-    reply = httpx.post(f"{live.v2}/job", files=files, headers={"Accept": "image/png"})
+    reply = httpx2.post(f"{live.v2}/job", files=files, headers={"Accept": "image/png"})
     assert reply.status_code == 200, reply.text
     assert engine.requests[-1].image.size == (640, 480)
 
 
-def expect_failed(reply: httpx.Response, status: int, message: str) -> dict:
+def expect_failed(reply: httpx2.Response, status: int, message: str) -> dict:
     assert reply.status_code == status, reply.text
     job = job_of(reply)
     assert job["state"] == {"current": "failed"}
@@ -153,7 +153,7 @@ def test_unknown_job_type_lists_supported(live):
          "too-small"],
 )
 def test_multipart_shape_errors(live, files, message):
-    reply = httpx.post(f"{live.v2}/job", files=files, headers={"Accept": "multipart/form-data"})
+    reply = httpx2.post(f"{live.v2}/job", files=files, headers={"Accept": "multipart/form-data"})
     expect_failed(reply, 400, message)
 
 
@@ -162,13 +162,13 @@ def test_json_body_without_image_names_the_input(live):
 
 
 def test_not_json_body(live):
-    reply = httpx.post(f"{live.v2}/job", content=b"{nope", headers={
+    reply = httpx2.post(f"{live.v2}/job", content=b"{nope", headers={
         "Content-Type": "application/json"})
     expect_failed(reply, 400, "body: is not valid JSON")
 
 
 def test_wrong_content_type_is_415(live):
-    reply = httpx.post(f"{live.v2}/job", content=b"hello", headers={"Content-Type": "text/plain"})
+    reply = httpx2.post(f"{live.v2}/job", content=b"hello", headers={"Content-Type": "text/plain"})
     expect_failed(reply, 415, "Content-Type: must be application/json or multipart/form-data")
 
 
@@ -209,13 +209,13 @@ def test_full_queue_is_429_with_retry_after(serve):
     engine = FakeEngine()
     engine.hold()
     live = serve(engine, queue_size=1, client_share=1)  # one client: see test_client_fairness
-    replies: list[httpx.Response] = []
+    replies: list[httpx2.Response] = []
     threads = [threading.Thread(target=lambda: replies.append(post_job(live.url, CONFIG, PNG)))
                for _ in range(2)]
     for thread in threads:
         thread.start()
     full = {"waiting": 1, "capacity": 1, "running": True}  # one runs, one waits
-    wait_until(lambda: httpx.get(f"{live.url}/readyz").json()["queue"] == full,
+    wait_until(lambda: httpx2.get(f"{live.url}/readyz").json()["queue"] == full,
                what="a full queue")
     reply = post_job(live.url, CONFIG, PNG, "application/json")
     job = expect_failed(reply, 429, "queue is full")
@@ -230,7 +230,7 @@ def test_full_queue_is_429_with_retry_after(serve):
 def test_disconnect_cancels_the_running_job(serve):
     engine = FakeEngine(step_seconds=0.1)
     live = serve(engine)
-    with pytest.raises(httpx.ReadTimeout):
+    with pytest.raises(httpx2.ReadTimeout):
         post_job(live.url, {**CONFIG, "steps": 50}, PNG, timeout=0.6)
     deadline = time.monotonic() + 5
     while not engine.cancelled and time.monotonic() < deadline:
@@ -245,22 +245,22 @@ def test_readyz_is_503_until_loaded_and_jobs_wait_for_it(serve):
     engine = FakeEngine()
     engine.load_gate.clear()  # loading until the test says so (no race with a sleep)
     live = serve(engine, wait_ready=False)
-    early = httpx.get(f"{live.url}/readyz")
+    early = httpx2.get(f"{live.url}/readyz")
     assert early.status_code == 503 and early.json()["ready"] is False
-    assert httpx.get(f"{live.url}/healthz").status_code == 200
+    assert httpx2.get(f"{live.url}/healthz").status_code == 200
     expect_failed(post_job(live.url, CONFIG, PNG), 503, "engine is loading")
     engine.load_gate.set()
     live.wait_ready()
-    body = httpx.get(f"{live.url}/readyz").json()
+    body = httpx2.get(f"{live.url}/readyz").json()
     assert body["ready"] is True and body["queue"]["capacity"] == 16
 
 
 def test_openapi_describes_both_request_forms(live):
-    spec = httpx.get(f"{live.url}/openapi.json").json()
+    spec = httpx2.get(f"{live.url}/openapi.json").json()
     content = spec["paths"]["/v2/job"]["post"]["requestBody"]["content"]
     assert set(content) == {"application/json", "multipart/form-data"}
     assert set(content["multipart/form-data"]["schema"]["properties"]) == {"job", "input"}
-    assert httpx.get(f"{live.url}/docs").status_code == 200
+    assert httpx2.get(f"{live.url}/docs").status_code == 200
 
 
 def test_token_is_checked_before_anything_else(serve):
@@ -271,6 +271,7 @@ def test_token_is_checked_before_anything_else(serve):
 
 def test_overlong_number_is_refused_in_plain_words(live):
     body = b'{"type": "%s", "config": {"prompt": "abc", "seed": %s}}' % (DEV.encode(), b"9" * 5000)
-    reply = httpx.post(f"{live.v2}/job", content=body, headers={"Content-Type": "application/json"})
+    reply = httpx2.post(f"{live.v2}/job", content=body,
+                        headers={"Content-Type": "application/json"})
     job = expect_failed(reply, 400, "body: is not valid JSON: a number has too many digits")
     assert "sys." not in job["error"]

@@ -7,7 +7,7 @@ from __future__ import annotations
 import io
 import json
 
-import httpx
+import httpx2
 import pytest
 from helpers.fake_engine import FakeEngine
 from helpers.http import DEV, image_of, post_job
@@ -61,7 +61,7 @@ def test_an_mpo_photo_is_its_first_picture(serve):
 def test_an_input_part_is_sniffed_by_its_bytes(serve, input_headers):
     live = serve()
     body, content_type = hand_made_multipart(mpo_photo(), input_headers)
-    reply = httpx.post(f"{live.url}/v2/job", content=body,
+    reply = httpx2.post(f"{live.url}/v2/job", content=body,
                        headers={"Content-Type": content_type, "Accept": "image/png"})
     assert reply.status_code == 200, reply.text
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 
-import httpx
+import httpx2
 import pytest
 from helpers.async_api import events, get, headers_for, submit, wait_state
 from helpers.fake_engine import FakeEngine
@@ -19,8 +19,8 @@ ALICE, BOB, ADMIN = "alice-token-1f2e3d4c5b", "bob-token-6a7b8c9d0e1f", "admin-t
 READS = ["job.json", "job.state.current", "output", "output/output.jpg"]
 
 
-def delete(url: str, job_id: str, token: str) -> httpx.Response:
-    return httpx.delete(f"{url}/v2/job/async/{job_id}", headers=headers_for(token=token))
+def delete(url: str, job_id: str, token: str) -> httpx2.Response:
+    return httpx2.delete(f"{url}/v2/job/async/{job_id}", headers=headers_for(token=token))
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import json
 import struct
 import zlib
 
-import httpx
+import httpx2
 import pytest
 from helpers.http import DEV, post_job
 
@@ -27,18 +27,18 @@ def nested(depth: int) -> dict:
 def test_job_json_size_limit_is_a_413_naming_the_setting(serve):
     live = serve(max_json_bytes=2048)
     big = {**CONFIG, "prompt": "p" * 3000}
-    reply = httpx.post(f"{live.url}/v2/job", json={"type": DEV, "config": big})
+    reply = httpx2.post(f"{live.url}/v2/job", json={"type": DEV, "config": big})
     assert reply.status_code == 413, reply.text
     assert "over the 2048-byte limit (max_json_bytes)" in reply.json()["error"]
 
 
 def test_job_json_depth_limit_is_configurable(serve):
     live = serve(max_json_depth=8)
-    reply = httpx.post(f"{live.url}/v2/job", json=nested(10))
+    reply = httpx2.post(f"{live.url}/v2/job", json=nested(10))
     assert reply.status_code == 400
     assert "nested deeper than 8 levels (max_json_depth)" in reply.json()["error"]
     # Under the limit, depth is not what gets refused (the unknown field is).
-    shallow = httpx.post(f"{live.url}/v2/job", json=nested(6))
+    shallow = httpx2.post(f"{live.url}/v2/job", json=nested(6))
     assert shallow.status_code == 400 and "max_json_depth" not in shallow.json()["error"]
 
 

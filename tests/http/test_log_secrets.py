@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import logging
 
-import httpx
+import httpx2
 import pytest
 from helpers.http import post_job
 from helpers.images import image_bytes
@@ -30,7 +30,7 @@ def test_a_token_sent_as_request_id_is_never_logged(serve, fmt):
     live = serve(tokens=[TOKEN, QUOTED_TOKEN])
     with captured_logs(fmt, [TOKEN, QUOTED_TOKEN]) as stream:
         for token in (TOKEN, QUOTED_TOKEN):
-            reply = httpx.post(f"{live.url}/v2/job", json={"type": "x", "config": {}},
+            reply = httpx2.post(f"{live.url}/v2/job", json={"type": "x", "config": {}},
                                headers={"Authorization": f"Bearer {token}",
                                         "X-Request-ID": token})
             assert reply.status_code == 400
@@ -88,7 +88,7 @@ def test_tokens_are_visible_ascii_without_spaces(bad):
 def test_request_ids_are_bounded_and_plain(serve):
     live = serve()
     for given in ("a" * 129, "id X-Injected: 1", 'quoted"id', "ok-id"):
-        echoed = httpx.get(f"{live.url}/healthz", headers={"X-Request-ID": given})
+        echoed = httpx2.get(f"{live.url}/healthz", headers={"X-Request-ID": given})
         kept = echoed.headers["x-request-id"]
         assert (kept == given) == (given == "ok-id")
         assert len(kept) <= 128 and kept.isascii()

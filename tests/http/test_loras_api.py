@@ -3,7 +3,7 @@ folder check before the engine, GET /v2/loras, [pro]/[max] refusals, metrics, Op
 
 from __future__ import annotations
 
-import httpx
+import httpx2
 import pytest
 from helpers.async_api import submit, wait_state
 from helpers.fake_engine import FakeEngine
@@ -100,7 +100,7 @@ def test_bad_loras_are_400_naming_the_entry_and_never_reach_the_engine(live, lor
 
 
 def test_the_listing(live):
-    reply = httpx.get(f"{live.url}/v2/loras")
+    reply = httpx2.get(f"{live.url}/v2/loras")
     assert reply.status_code == 200
     listing = reply.json()
     assert {key: listing[key] for key in ("enabled", "problem", "max_per_job", "scale_min",
@@ -116,21 +116,22 @@ def test_the_listing(live):
                                                                     "sdxl_base_v1-0")
     # A file dropped into the folder is listed, and usable, at once.
     live.kontext.engines.workers[0].engine.loras.add(fake_entry("new/relight"))
-    assert "new/relight" in [e["name"] for e in httpx.get(f"{live.url}/v2/loras").json()["loras"]]
+    assert "new/relight" in [e["name"] for e in httpx2.get(f"{live.url}/v2/loras").json()["loras"]]
     assert edit(live, ["new/relight"])["metrics"]["loras"]["cache_misses"] == 1
 
 
 def test_the_listing_needs_the_token_like_the_job_routes(serve):
     live = serve(FakeEngine(loras=folder()), tokens=["s3cret-token-0f1e"])
-    refused = httpx.get(f"{live.url}/v2/loras")
+    refused = httpx2.get(f"{live.url}/v2/loras")
     assert refused.status_code == 401 and "token is invalid" in refused.text
-    reply = httpx.get(f"{live.url}/v2/loras", headers={"Authorization": "Bearer s3cret-token-0f1e"})
+    reply = httpx2.get(f"{live.url}/v2/loras",
+                       headers={"Authorization": "Bearer s3cret-token-0f1e"})
     assert reply.status_code == 200 and len(reply.json()["loras"]) == 4
 
 
 def test_without_a_lora_folder_the_listing_says_how_and_jobs_with_loras_are_400(serve):
     live = serve(FakeEngine())
-    listing = httpx.get(f"{live.url}/v2/loras").json()
+    listing = httpx2.get(f"{live.url}/v2/loras").json()
     assert listing["enabled"] is False and listing["loras"] == []
     assert "--lora-dir" in listing["problem"] and "KONTEXT_LORA_DIR" in listing["problem"]
     reply = post_job(live.url, {**CONFIG, "loras": ["blue"]}, PNG)
@@ -143,7 +144,7 @@ def test_without_a_lora_folder_the_listing_says_how_and_jobs_with_loras_are_400(
 def test_a_memory_mode_without_loras_lists_the_folder_and_refuses_lora_jobs(serve):
     problem = "LoRAs need --memory-mode full; in 24gb mode ..."
     live = serve(FakeEngine(loras=FakeLoras([fake_entry("blue")], problem=problem)))
-    listing = httpx.get(f"{live.url}/v2/loras").json()
+    listing = httpx2.get(f"{live.url}/v2/loras").json()
     assert (listing["enabled"], listing["problem"]) == (False, problem)
     assert [entry["name"] for entry in listing["loras"]] == ["blue"]
     reply = post_job(live.url, {**CONFIG, "loras": ["blue"]}, PNG)
@@ -172,7 +173,7 @@ def test_metrics_count_the_adapter_cache_and_time_only_jobs_with_loras(serve):
     for loras in (["blue"], ["blue", "twin"], None):
         assert post_job(live.url, {**CONFIG, **({"loras": loras} if loras else {})},
                         PNG).status_code == 200
-    text = httpx.get(f"{live.url}/metrics").text
+    text = httpx2.get(f"{live.url}/metrics").text
     found = {sample.name: sample.value for family in text_string_to_metric_families(text)
              for sample in family.samples}
     assert (found["kontext_lora_cache_hits_total"], found["kontext_lora_cache_misses_total"],
@@ -184,11 +185,11 @@ def test_metrics_count_the_adapter_cache_and_time_only_jobs_with_loras(serve):
 
 def test_a_server_without_a_lora_folder_exports_no_cache_metrics(serve):
     live = serve(FakeEngine())
-    assert "kontext_lora_cache" not in httpx.get(f"{live.url}/metrics").text
+    assert "kontext_lora_cache" not in httpx2.get(f"{live.url}/metrics").text
 
 
 def test_openapi_documents_the_field_and_the_route(live):
-    spec = httpx.get(f"{live.url}/openapi.json").json()
+    spec = httpx2.get(f"{live.url}/openapi.json").json()
     listing = spec["paths"]["/v2/loras"]["get"]
     assert "401" in listing["responses"]
     schema = listing["responses"]["200"]["content"]["application/json"]["schema"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 
-import httpx
+import httpx2
 import pytest
 from helpers.async_api import get, wait_state
 from helpers.fake_engine import FakeEngine
@@ -151,7 +151,7 @@ def test_async_refusal_names_the_input(serve, tmp_path):
 
 
 def test_openapi_documents_several_inputs_and_the_method(serve):
-    spec = httpx.get(f"{serve(FakeEngine()).url}/openapi.json").json()
+    spec = httpx2.get(f"{serve(FakeEngine()).url}/openapi.json").json()
     body = spec["paths"]["/v2/job"]["post"]["requestBody"]["content"]["multipart/form-data"]
     variants = {variant["title"]: variant for variant in body["schema"]["properties"]["job"]
                 ["oneOf"]}
@@ -168,6 +168,6 @@ def test_the_job_part_may_come_first(serve):
     live = serve(engine)
     parts = [job_part(CONFIG), ("input", ("a.png", CANVAS, "image/png")),
              ("input", ("b.png", WIDE, "image/png"))]
-    reply = httpx.post(f"{live.v2}/job", files=parts, timeout=60)
+    reply = httpx2.post(f"{live.v2}/job", files=parts, timeout=60)
     assert reply.status_code == 200, reply.text
     assert sent(engine) == [SIZE[CANVAS], SIZE[WIDE]]

@@ -9,7 +9,7 @@ import json
 import logging
 from collections.abc import Iterator
 
-import httpx
+import httpx2
 from helpers.async_api import wait_until
 from helpers.fake_engine import FakeEngine
 from helpers.http import DEV, job_of, post_job
@@ -26,7 +26,7 @@ CONFIG = {"prompt": PROMPT, "width": 512, "height": 512, "steps": 3}
 
 def samples(live) -> dict[tuple[str, frozenset], float]:
     """{(sample name, labels): value} scraped from /metrics."""
-    reply = httpx.get(f"{live.url}/metrics")
+    reply = httpx2.get(f"{live.url}/metrics")
     assert reply.status_code == 200
     assert reply.headers["content-type"].startswith("text/plain")
     found = {}
@@ -74,10 +74,10 @@ def test_readiness_503_while_starting_is_not_counted_as_an_error(serve):
     engine = FakeEngine()
     engine.load_gate.clear()
     live = serve(engine, wait_ready=False)
-    assert httpx.get(f"{live.url}/readyz").status_code == 503
-    assert httpx.get(f"{live.url}/readyz").status_code == 503
+    assert httpx2.get(f"{live.url}/readyz").status_code == 503
+    assert httpx2.get(f"{live.url}/readyz").status_code == 503
     engine.load_gate.set()
-    wait_until(lambda: httpx.get(f"{live.url}/readyz").status_code == 200)
+    wait_until(lambda: httpx2.get(f"{live.url}/readyz").status_code == 200)
     found = samples(live)
     assert not any(name == "kontext_http_errors_total" for name, _ in found)
     assert value(found, "kontext_readiness_probes_total", ready="false") >= 2
@@ -124,9 +124,9 @@ def test_log_prompts_setting_allows_prompts(serve):
 
 def test_request_id_made_when_missing_or_unsafe(serve):
     live = serve()
-    made = httpx.get(f"{live.url}/readyz").headers["x-request-id"]
+    made = httpx2.get(f"{live.url}/readyz").headers["x-request-id"]
     assert len(made) == 32
-    unsafe = httpx.get(f"{live.url}/readyz", headers={"X-Request-ID": "a b\tc"})
+    unsafe = httpx2.get(f"{live.url}/readyz", headers={"X-Request-ID": "a b\tc"})
     assert unsafe.headers["x-request-id"] not in ("a b\tc", made)
 
 
@@ -148,11 +148,11 @@ def test_tokens_never_reach_the_logs(serve):
     assert "job completed" in text
 
 
-def post_job_with_id(url: str, request_id: str) -> httpx.Response:
+def post_job_with_id(url: str, request_id: str) -> httpx2.Response:
     files = [("input", ("in.png", PNG, "image/png")),
              ("job", ("job.json", json.dumps({"type": DEV, "config": CONFIG}),
                       "application/json"))]
-    return httpx.post(f"{url}/v2/job", files=files, timeout=30,
+    return httpx2.post(f"{url}/v2/job", files=files, timeout=30,
                       headers={"Accept": "application/json", "X-Request-ID": request_id})
 
 
@@ -160,7 +160,7 @@ def test_readyz_and_job_metrics_show_the_tier(serve):
     engine = FakeEngine()
     engine.info = dataclasses.replace(engine.info, tier="turbo")
     live = serve(engine=engine)
-    assert httpx.get(f"{live.url}/readyz").json()["tier"] == "turbo"
+    assert httpx2.get(f"{live.url}/readyz").json()["tier"] == "turbo"
     reply = post_job(live.url, {"prompt": "make it red", "width": 512, "height": 512},
                      gradient_png(320, 320), "application/json")
     assert reply.status_code == 200, reply.text
@@ -176,7 +176,7 @@ def test_readiness_says_which_levers_the_tier_applies_and_which_it_goes_without(
     engine = FakeEngine()
     engine.info = dataclasses.replace(engine.info, tier="fp8", extra={
         "levers": ", ".join(plan.levers()), "notes": "; ".join(plan.notes)})
-    body = httpx.get(f"{serve(engine).url}/readyz").json()
+    body = httpx2.get(f"{serve(engine).url}/readyz").json()
     assert body["tier"] == "fp8" and "fp8_linears" in body["levers"]
     assert "fp8_attention" not in body["levers"]
     assert "fp8 attention is off: it needs FlashAttention 3" in body["tier_notes"]

@@ -1,6 +1,6 @@
 """/playground/config.json: which job types this server can run, and their form fields."""
 
-import httpx
+import httpx2
 import pytest
 from helpers.fake_engine import FakeEngine
 
@@ -100,7 +100,7 @@ def test_hosted_types_are_runnable_only_when_configured(monkeypatch, settings, e
 
 def test_served_with_auth_flag(serve, tmp_path):
     live = serve(engine=FakeEngine(), results_dir=tmp_path, tokens=["s3cret-token-0f1e"])
-    config = httpx.get(f"{live.url}/playground/config.json").json()
+    config = httpx2.get(f"{live.url}/playground/config.json").json()
     assert config["auth_required"] is True
     assert config["default_job_type"] == DEV_KONTEXT
     assert config["output_formats"] == ["jpeg", "png", "webp"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 
-import httpx
+import httpx2
 from helpers.async_api import wait_until
 from helpers.raw_http import connect, read_answer
 from test_observability import samples, value
@@ -24,14 +24,14 @@ def test_probes_answer_on_their_port_while_the_main_port_is_full(serve):
             sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
             assert read_answer(sock).status == 503  # the main port's probe is refused
         for path in ("/healthz", "/readyz", "/metrics"):
-            assert httpx.get(f"{probes}{path}", timeout=10).status_code == 200, path
+            assert httpx2.get(f"{probes}{path}", timeout=10).status_code == 200, path
     # The edge's own refusal is counted with every other 5xx.
     found = samples(live)
     assert value(found, "kontext_http_errors_total", status="503", reason="max_connections") == 1
     # Only the probes are there: no job, no playground, no docs.
     for path in ("/v2/job", "/", "/docs"):
-        assert httpx.get(f"{probes}{path}", timeout=10).status_code == 404, path
-    assert httpx.get(f"{live.url}/healthz").status_code == 200
+        assert httpx2.get(f"{probes}{path}", timeout=10).status_code == 404, path
+    assert httpx2.get(f"{live.url}/healthz").status_code == 200
 
 
 def test_no_probe_port_unless_asked(serve):

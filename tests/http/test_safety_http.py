@@ -11,7 +11,7 @@ import hashlib
 import json
 import logging
 
-import httpx
+import httpx2
 import pytest
 from helpers.async_api import get, submit, wait_state
 from helpers.c2pa_certs import write_test_chain
@@ -46,11 +46,11 @@ def seed_for(red: bool, prompt: str = PROMPT) -> int:
 
 
 def live_metrics(live) -> str:
-    return httpx.get(f"{live.url}/metrics", timeout=10).text
+    return httpx2.get(f"{live.url}/metrics", timeout=10).text
 
 
 def live_ready(live) -> dict:
-    return httpx.get(f"{live.url}/readyz", timeout=10).json()
+    return httpx2.get(f"{live.url}/readyz", timeout=10).json()
 
 
 def config(red_output: bool, **extra) -> dict:

@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
+import httpx2
 import pytest
 from helpers.async_api import wait_until
 from helpers.fake_upstream import FakeUpstream, after, default_hosted, hang
@@ -55,12 +55,12 @@ class ServerProcess:
 
     def _ready(self) -> bool:
         try:
-            return httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200
-        except httpx.TransportError:
+            return httpx2.get(f"{self.url}/readyz", timeout=1).status_code == 200
+        except httpx2.TransportError:
             return False
 
     def queue(self) -> dict:
-        return httpx.get(f"{self.url}/readyz", timeout=5).json()["queue"]
+        return httpx2.get(f"{self.url}/readyz", timeout=5).json()["queue"]
 
     def finish(self, timeout: float = 30) -> tuple[int, str]:
         """Wait for exit; the exit code and everything the process logged."""
@@ -86,7 +86,7 @@ def start() -> Iterator:
 
 def submit(server: ServerProcess, steps: int, count: int) -> tuple[list, list]:
     """Start `count` jobs in threads and wait until one runs and the rest are queued."""
-    replies: list[httpx.Response] = []
+    replies: list[httpx2.Response] = []
     threads = [threading.Thread(target=lambda: replies.append(
         post_job(server.url, {**CONFIG, "steps": steps}, PNG, "application/json")))
         for _ in range(count)]
@@ -99,9 +99,9 @@ def submit(server: ServerProcess, steps: int, count: int) -> tuple[list, list]:
     return threads, replies
 
 
-def wait_not_ready(server: ServerProcess) -> httpx.Response:
+def wait_not_ready(server: ServerProcess) -> httpx2.Response:
     deadline = time.monotonic() + 5
-    while (reply := httpx.get(f"{server.url}/readyz")).status_code == 200:
+    while (reply := httpx2.get(f"{server.url}/readyz")).status_code == 200:
         assert time.monotonic() < deadline
         time.sleep(0.02)
     return reply
@@ -155,8 +155,8 @@ def forwarding_env(fake: FakeUpstream) -> dict[str, str]:
 
 def forward_one(server: ServerProcess, fake: FakeUpstream) -> tuple[threading.Thread, list]:
     """Send one [pro] txt2img job in a thread; return once upstream has it in hand."""
-    replies: list[httpx.Response] = []
-    thread = threading.Thread(target=lambda: replies.append(httpx.post(
+    replies: list[httpx2.Response] = []
+    thread = threading.Thread(target=lambda: replies.append(httpx2.post(
         f"{server.url}/v2/job", json={"type": PRO_TXT, "config": {"prompt": "a lighthouse"}},
         headers={"Accept": "application/json"}, timeout=60)))
     thread.start()

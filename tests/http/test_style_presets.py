@@ -2,7 +2,7 @@
 
 import typing
 
-import httpx
+import httpx2
 import pytest
 from helpers.fake_engine import FakeEngine
 from helpers.http import DEV
@@ -37,11 +37,11 @@ def recording_server():
     live.stop()
 
 
-def post_job(url: str, config: dict) -> httpx.Response:
-    files = [("job", ("job.json", httpx.Request("POST", "/", json={"type": DEV, "config": config})
+def post_job(url: str, config: dict) -> httpx2.Response:
+    files = [("job", ("job.json", httpx2.Request("POST", "/", json={"type": DEV, "config": config})
                       .content, "application/json")),
              ("input", ("in.png", image_bytes(512, 512), "image/png"))]
-    return httpx.post(f"{url}/v2/job", files=files, headers={"Accept": "application/json"},
+    return httpx2.post(f"{url}/v2/job", files=files, headers={"Accept": "application/json"},
                       timeout=30)
 
 

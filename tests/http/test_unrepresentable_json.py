@@ -8,7 +8,7 @@ from any route is counted too.
 
 from __future__ import annotations
 
-import httpx
+import httpx2
 import pytest
 from helpers.fake_engine import FakeEngine
 from helpers.http import DEV, input_part
@@ -43,13 +43,13 @@ def live() -> LiveServer:
     server.stop()
 
 
-def send(url: str, path: str, form: str, config_text: str) -> httpx.Response:
+def send(url: str, path: str, form: str, config_text: str) -> httpx2.Response:
     job = f'{{"type": "{DEV}", "config": {{{config_text}}}}}'.encode()
     if form == "json":
-        return httpx.post(f"{url}{path}", content=job,
+        return httpx2.post(f"{url}{path}", content=job,
                           headers={"Content-Type": "application/json"}, timeout=30)
     files = [input_part(PNG), ("job", ("job.json", job, "application/json"))]
-    return httpx.post(f"{url}{path}", files=files, timeout=30)
+    return httpx2.post(f"{url}{path}", files=files, timeout=30)
 
 
 @pytest.mark.parametrize("form", ["json", "multipart"])
@@ -85,7 +85,7 @@ def test_a_5xx_escaping_a_route_is_counted(serve):
     async def boom() -> None:
         raise RuntimeError("a bug")
 
-    reply = httpx.get(f"{live.url}/boom")
+    reply = httpx2.get(f"{live.url}/boom")
     assert reply.status_code == 500
     assert value(samples(live), "kontext_http_errors_total", status="500",
                  reason="unhandled") == 1

@@ -15,7 +15,7 @@ import struct
 import time
 import zlib
 
-import httpx
+import httpx2
 import pytest
 from helpers.fake_upstream import (
     Truncated,
@@ -265,7 +265,7 @@ def test_broken_answers_are_502(bfl, fake, route, handler, words):
 
 def test_async_variant_forwards_too(bfl, fake):
     live = bfl()
-    created = httpx.post(f"{live.v2}/job/async", json={"type": MAX_TXT, "config": {
+    created = httpx2.post(f"{live.v2}/job/async", json={"type": MAX_TXT, "config": {
         "prompt": "a red fox"}}, headers={"Authorization": f"Bearer {CLIENT_TOKEN}",
                                            "Accept": "image/png"})
     assert created.status_code == 201, created.text
@@ -275,9 +275,9 @@ def test_async_variant_forwards_too(bfl, fake):
     state = "processing"
     while state == "processing" and time.monotonic() < deadline:
         time.sleep(0.05)
-        state = httpx.get(f"{job_url}/job.state.current", headers=headers).text.strip()
+        state = httpx2.get(f"{job_url}/job.state.current", headers=headers).text.strip()
     assert state == "processed"
-    job = httpx.get(f"{job_url}/job.json", headers=headers).json()
+    job = httpx2.get(f"{job_url}/job.json", headers=headers).json()
     assert job["served_by"]["backend"] == "upstream-bfl"
     assert fake.requests("submit")[0].headers["x-key"] == BFL_KEY
 

@@ -6,7 +6,7 @@ import json
 import logging
 import threading
 
-import httpx
+import httpx2
 import pytest
 from helpers.async_api import wait_until
 from helpers.fake_engine import FakeEngine
@@ -52,7 +52,7 @@ def hosted(serve, fake, monkeypatch):
 
 
 def send(live, job_type=PRO_IMG, config=None, image=b"default", accept=MULTIPART_PNG,
-         params=None) -> httpx.Response:
+         params=None) -> httpx2.Response:
     image = gradient_png(640, 480) if image == b"default" else image
     return post_job(live.url, config or {"prompt": "make it blue"}, image, accept=accept,
                     job_type=job_type, token=CLIENT_TOKEN, params=params)
@@ -230,7 +230,7 @@ def test_several_images_on_pro_and_max_never_reach_upstream(hosted, fake):
 def test_in_flight_bound_answers_429(hosted, fake):
     fake.then("hosted", hang(1.5))
     live = hosted(upstream_max_in_flight=1, upstream_timeout=5)
-    first: list[httpx.Response] = []
+    first: list[httpx2.Response] = []
     thread = threading.Thread(target=lambda: first.append(send(live)))
     thread.start()
     while not fake.requests("hosted"):
@@ -246,7 +246,7 @@ def test_in_flight_bound_answers_429(hosted, fake):
 def test_upstream_jobs_do_not_wait_behind_gpu_jobs(hosted, fake):
     engine = FakeEngine(step_seconds=0.1)
     live = hosted(engine=engine, queue_size=1, client_share=1)  # one client fills it
-    dev: list[httpx.Response] = []
+    dev: list[httpx2.Response] = []
 
     def dev_job() -> None:
         dev.append(post_job(live.url, {"prompt": "slow local job", "width": 512,
@@ -312,7 +312,7 @@ def test_official_js_client_round_trips_a_pro_img2img_job(hosted, fake, tmp_path
 def test_a_client_that_leaves_frees_its_in_flight_slot(hosted, fake):
     fake.then("hosted", hang(8))
     live = hosted(upstream_max_in_flight=1, upstream_timeout=10)
-    with pytest.raises(httpx.ReadTimeout):
+    with pytest.raises(httpx2.ReadTimeout):
         post_job(live.url, {"prompt": "make it blue"}, gradient_png(), job_type=PRO_IMG,
                  token=CLIENT_TOKEN, timeout=0.5)
     # The disconnect reaches the server asynchronously; once it has ended the job, the
@@ -330,7 +330,7 @@ def test_upstream_outcomes_are_counted_in_metrics(hosted, fake):
     assert send(live).status_code == 200
     fake.then("hosted", reply(503, {"error": "upstream is down"}))
     assert send(live).status_code == 502
-    text = httpx.get(f"{live.url}/metrics").text
+    text = httpx2.get(f"{live.url}/metrics").text
     samples = {(s.labels.get("backend"), s.labels.get("outcome")): s.value
                for family in text_string_to_metric_families(text)
                if family.name == "kontext_upstream_outcomes" for s in family.samples

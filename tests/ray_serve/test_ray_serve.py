@@ -12,7 +12,7 @@ import os
 import signal
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
-import httpx
+import httpx2
 from helpers.async_api import get, submit, wait_until
 from helpers.http import job_of, post_job
 from helpers.images import image_bytes
@@ -25,7 +25,7 @@ JSON = "application/json"
 DEV = "inference.flux-fast.dev-kontext.img2img.v1"
 
 
-def post(server, seed: int) -> httpx.Response:
+def post(server, seed: int) -> httpx2.Response:
     return post_job(server.url, {**CONFIG, "seed": seed}, PNG, accept=JSON, token=TOKEN,
                     timeout=120)
 

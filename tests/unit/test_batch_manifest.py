@@ -6,7 +6,7 @@ import asyncio
 import json
 from pathlib import Path
 
-import httpx
+import httpx2
 import pytest
 from helpers.images import gradient_png, image_bytes
 
@@ -185,14 +185,14 @@ def test_outputs_are_atomic_and_checked_for_resume(tmp_path: Path) -> None:
 def test_remote_client_helpers() -> None:
     assert job_url("http://127.0.0.1:8000") == "http://127.0.0.1:8000/v2/job"
     assert job_url("https://inference.prodia.com/v2/") == "https://inference.prodia.com/v2/job"
-    assert retry_after_seconds(httpx.Response(429, headers={"Retry-After": "3"})) == 3
-    assert retry_after_seconds(httpx.Response(429, headers={"Retry-After": "99999"})) == 300
-    assert retry_after_seconds(httpx.Response(429)) is None
+    assert retry_after_seconds(httpx2.Response(429, headers={"Retry-After": "3"})) == 3
+    assert retry_after_seconds(httpx2.Response(429, headers={"Retry-After": "99999"})) == 300
+    assert retry_after_seconds(httpx2.Response(429)) is None
     past = "Wed, 21 Oct 2015 07:28:00 GMT"
-    assert retry_after_seconds(httpx.Response(429, headers={"Retry-After": past})) == 0
-    answer = asyncio.run(parse_answer(httpx.Response(401, text="token is invalid"), 1))
+    assert retry_after_seconds(httpx2.Response(429, headers={"Retry-After": past})) == 0
+    answer = asyncio.run(parse_answer(httpx2.Response(401, text="token is invalid"), 1))
     assert answer.error == "HTTP 401: token is invalid"
-    answer = asyncio.run(parse_answer(httpx.Response(400, json={"error": "config.width: bad"}),
+    answer = asyncio.run(parse_answer(httpx2.Response(400, json={"error": "config.width: bad"}),
                                       1))
     assert answer.error == "HTTP 400: config.width: bad"
 

@@ -104,8 +104,8 @@ def run_batch(args: argparse.Namespace, settings: Settings) -> int:
     from server.logs import configure_logging
 
     configure_logging(settings.log_level, secrets=[args.token] if args.token else [])
-    # httpx logs every request at INFO: one line per job would drown the progress lines.
-    logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
+    # httpx2 logs every request at INFO: one line per job would drown the progress lines.
+    logging.getLogger("httpx2").setLevel(max(logging.WARNING, logging.getLogger().level))
     started = time.monotonic()
     try:
         raws, base_dir = _raw_rows(args)

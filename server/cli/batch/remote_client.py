@@ -12,7 +12,7 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
+import httpx2
 
 from server.jobs.types import DEV_KONTEXT
 from server.media.formats import MEDIA_TYPES, ImageFormat
@@ -66,13 +66,13 @@ def job_url(server: str) -> str:
     return f"{base}/job" if base.endswith("/v2") else f"{base}/v2/job"
 
 
-def retry_after_seconds(response: httpx.Response) -> float | None:
+def retry_after_seconds(response: httpx2.Response) -> float | None:
     """Retry-After as seconds (integer or HTTP date), capped; None when absent or unreadable."""
     seconds = parse_retry_after(response.headers.get("Retry-After"))
     return None if seconds is None else min(seconds, MAX_WAIT_SECONDS)
 
 
-async def post_job(client: httpx.AsyncClient, url: str, config: dict[str, Any],
+async def post_job(client: httpx2.AsyncClient, url: str, config: dict[str, Any],
                    inputs: list[tuple[str, bytes]], fmt: ImageFormat,
                    policy: RetryPolicy) -> JobAnswer:
     """POST the job (multipart: `job`, then one `input` per (file name, bytes), in order),
@@ -86,7 +86,7 @@ async def post_job(client: httpx.AsyncClient, url: str, config: dict[str, Any],
         attempts += 1
         try:
             response = await client.post(url, files=files, headers=headers)
-        except httpx.TransportError as exc:
+        except httpx2.TransportError as exc:
             failures += 1
             if failures > policy.retries:
                 raise Unreachable(f"{type(exc).__name__} talking to {url}: {exc}",
@@ -111,7 +111,7 @@ def _backoff(policy: RetryPolicy, failure: int) -> float:
     return policy.backoff_seconds * 2 ** (failure - 1) * random.uniform(1.0, 1.5)
 
 
-async def parse_answer(response: httpx.Response, attempts: int) -> JobAnswer:
+async def parse_answer(response: httpx2.Response, attempts: int) -> JobAnswer:
     """The job JSON and output image of an answer, whichever form the server chose."""
     answer = read_answer(response.headers.get("Content-Type"), response.content)
     output = answer.output if response.is_success or answer.job is not None else None

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
+import httpx2
 from PIL import Image
 
 from server.atomic_files import write_atomic
@@ -60,7 +60,7 @@ async def _run_all(rows: list[Row], options: RemoteOptions, finish: Finish,
     headers = {"Authorization": f"Bearer {options.token}"} if options.token else {}
     fatal: list[str] = []
     url = job_url(options.server)
-    async with httpx.AsyncClient(headers=headers, timeout=options.timeout) as client:
+    async with httpx2.AsyncClient(headers=headers, timeout=options.timeout) as client:
 
         async def one(row: Row) -> None:
             async with slots:
@@ -91,7 +91,7 @@ def _send_config(row: Row) -> dict[str, Any]:
     return {name: value for name, value in row.spec.resend.items() if name not in exclude}
 
 
-async def _run_row(client: httpx.AsyncClient, url: str, row: Row,
+async def _run_row(client: httpx2.AsyncClient, url: str, row: Row,
                    options: RemoteOptions) -> dict[str, Any]:
     """Check the image, post the job, check and write the output; the report fields."""
     try:

@@ -71,7 +71,7 @@ def main_edit(args: argparse.Namespace) -> int:
         print(f"kontext edit: {exc}", file=sys.stderr)
         return EXIT_USAGE
     configure_logging(settings.log_level, secrets=[args.token] if args.token else [])
-    logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
+    logging.getLogger("httpx2").setLevel(max(logging.WARNING, logging.getLogger().level))
     if photo.note:
         print(f"kontext edit: {photo.note}", file=sys.stderr)
     return _run(args, settings, config, photo, out, fmt)

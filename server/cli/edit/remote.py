@@ -8,8 +8,7 @@ import sys
 import time
 from typing import Any
 
-import httpx
-from httpx_sse import connect_sse
+import httpx2
 
 from server.cli.batch.remote_client import job_url
 from server.cli.edit.progress import StepProgress
@@ -18,7 +17,7 @@ from server.jobs.types import DEV_KONTEXT
 from server.media.formats import MEDIA_TYPES, ImageFormat
 
 
-def _refusal(response: httpx.Response) -> EditFailed:
+def _refusal(response: httpx2.Response) -> EditFailed:
     """The server's error of a non-2xx answer (a failed job JSON, or plain text)."""
     try:
         error = response.json().get("error")
@@ -28,13 +27,13 @@ def _refusal(response: httpx.Response) -> EditFailed:
                       f"{error or response.text.strip()[:300] or '(empty body)'}")
 
 
-def _submit(client: httpx.Client, url: str, config: dict[str, Any], image: bytes,
+def _submit(client: httpx2.Client, url: str, config: dict[str, Any], image: bytes,
             filename: str, fmt: ImageFormat, timeout: float) -> dict[str, Any]:
     body = json.dumps({"type": DEV_KONTEXT, "config": config}).encode()
     files = [("job", ("job.json", body, "application/json")),
              ("input", (filename, image, "application/octet-stream"))]
 
-    def post() -> httpx.Response:
+    def post() -> httpx2.Response:
         # The output file is named after the format Accept chooses (output.png, ...).
         return client.post(url, files=files, headers={"Accept": MEDIA_TYPES[fmt]})
 
@@ -50,7 +49,7 @@ def _submit(client: httpx.Client, url: str, config: dict[str, Any], image: bytes
 COMING_UP = ("loading", "warming_up")
 
 
-def _waited_until_ready(client: httpx.Client, url: str, timeout: float) -> bool:
+def _waited_until_ready(client: httpx2.Client, url: str, timeout: float) -> bool:
     """While the server is still loading its model (its /readyz says so), wait for it: a
     new user starts the demo server and edits at once. Any other answer (failed, shutting
     down, no /readyz on another kind of server) returns False: the job's 503 says why."""
@@ -60,7 +59,7 @@ def _waited_until_ready(client: httpx.Client, url: str, timeout: float) -> bool:
         try:
             answer = client.get(readyz)
             state = answer.json().get("state") if answer.status_code == 503 else None
-        except (httpx.HTTPError, ValueError, AttributeError):
+        except (httpx2.HTTPError, ValueError, AttributeError):
             return False
         if answer.status_code == 200:
             return said
@@ -74,13 +73,13 @@ def _waited_until_ready(client: httpx.Client, url: str, timeout: float) -> bool:
     return False
 
 
-def _follow(client: httpx.Client, url: str, progress: StepProgress) -> dict[str, Any]:
+def _follow(client: httpx2.Client, url: str, progress: StepProgress) -> dict[str, Any]:
     """The final job JSON, showing each `progress` event on the way."""
-    with connect_sse(client, "GET", url) as events:
+    with client.sse(url) as events:  # httpx2's own server-sent events
         if events.response.status_code != 200:
             events.response.read()
             raise _refusal(events.response)
-        for event in events.iter_sse():
+        for event in events:
             job = event.json()
             if event.event == "progress":
                 progress.show(job.get("state", {}).get("progress") or {})
@@ -96,7 +95,7 @@ def edit_remote(server: str, token: str | None, config: dict[str, Any], image: b
     url = job_url(server) + "/async"
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        with httpx.Client(headers=headers, timeout=timeout) as client:
+        with httpx2.Client(headers=headers, timeout=timeout) as client:
             job_id = _submit(client, url, config, image, filename, fmt, timeout)["id"]
             try:
                 final = _follow(client, f"{url}/{job_id}/events", progress)
@@ -110,8 +109,8 @@ def edit_remote(server: str, token: str | None, config: dict[str, Any], image: b
             if output.status_code != 200:
                 raise _refusal(output)
             return Edited(output.content, final)
-    except httpx.ConnectError as exc:
+    except httpx2.ConnectError as exc:
         raise EditFailed(f"no server answers at {server} ({exc}): start one (./scripts/demo.sh "
                          "or kontext serve), or name another with --server URL") from exc
-    except httpx.HTTPError as exc:
+    except httpx2.HTTPError as exc:
         raise EditFailed(f"{type(exc).__name__} talking to {url}: {exc}") from exc
