@@ -7,13 +7,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from pydantic import ValidationError
-
 from server.cli.settings_flags import (
+    SETTINGS_ERRORS,
     add_settings,
     serve_fields,
-    settings_error,
     settings_from_args,
+    settings_problem,
 )
 
 
@@ -65,13 +64,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return main_edit(args)
     try:
         settings = settings_from_args(args, serve_fields())
-    except ValidationError as exc:
-        print(f"kontext serve: {settings_error(exc)}", file=sys.stderr)
+    except SETTINGS_ERRORS as exc:
+        print(f"kontext serve: {settings_problem(exc, config_named(args))}", file=sys.stderr)
         return 2
     from server.cli.serve import serve
 
     return serve(settings, tokens_from_flag=hasattr(args, "tokens")
                  or hasattr(args, "admin_tokens"))
+
+
+def config_named(args: argparse.Namespace) -> object:
+    """The settings file the command line names, if any (the environment's is read by
+    Settings itself; error messages name the flag's)."""
+    return getattr(args, "config", None)
 
 
 def _weights(args: argparse.Namespace) -> int:

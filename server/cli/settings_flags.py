@@ -13,7 +13,11 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic.fields import FieldInfo
 
-from server.settings import Settings
+from server.settings import ConfigFileError, Settings
+from server.settings.files import unknown_key
+
+#: What building Settings raises for settings that cannot be used (settings_problem says why).
+SETTINGS_ERRORS = (ValidationError, ConfigFileError)
 
 
 def serve_fields() -> tuple[str, ...]:
@@ -101,12 +105,22 @@ def _setting_rule(error: dict[str, Any], name: str | None) -> str:
     return error_rule({**error, "input": "…"} if name in SECRET_FIELDS else error)
 
 
-def settings_error(exc: ValidationError) -> str:
+def settings_problem(exc: Exception, config: object = None) -> str:
+    """What is wrong with the settings: a ValidationError in our words, or a settings file
+    that cannot be read (ConfigFileError, already one line)."""
+    return settings_error(exc, config) if isinstance(exc, ValidationError) else str(exc)
+
+
+def settings_error(exc: ValidationError, config: object = None) -> str:
     """Every error of a Settings validation, on one line, in our words: each names the flag
-    and its environment variable, then the rule (never pydantic's own text or links)."""
+    and its environment variable, then the rule (never pydantic's own text or links).
+    `config`: the settings file, named with the keys it holds that no setting has."""
     parts = []
     for error in exc.errors():
         name = str(error["loc"][0]) if error["loc"] else None
+        if error["type"] == "extra_forbidden" and name is not None:
+            parts.append(unknown_key(name, Settings.model_fields, config))
+            continue
         rule = _setting_rule(error, name)
         if name in Settings.model_fields:
             parts.append(f"{setting_name(name)}: {rule}")

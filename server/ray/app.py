@@ -112,10 +112,29 @@ def build_app(settings: Settings, factory=None) -> Application:
     return ingress_deployment(settings).bind(settings, engine)
 
 
+def app_settings(args: dict[str, Any]) -> Settings:
+    """The settings of a Serve config's `args:`: Settings fields, as in a settings file;
+    `config` names such a file, whose keys the args and KONTEXT_* variables override.
+    A key no setting has is a ValueError of one line naming it."""
+    from pydantic import ValidationError
+
+    from server.settings.files import unknown_key
+
+    try:
+        return Settings(**args)
+    except ValidationError as exc:
+        unknown = [str(e["loc"][0]) for e in exc.errors() if e["type"] == "extra_forbidden"]
+        if unknown:
+            raise ValueError("; ".join(unknown_key(name, Settings.model_fields,
+                                                   args.get("config")) for name in unknown)
+                             ) from None
+        raise
+
+
 def app_builder(args: dict[str, Any]) -> Application:
-    """`serve run server.ray.app:app_builder key=value …`: `args` are Settings fields
-    (KONTEXT_* in the environment fill in the rest)."""
-    return build_app(Settings(**args))
+    """`serve run server.ray.app:app_builder key=value …`, or a Serve config's `args:`:
+    Settings fields, or `config: FILE` (a settings file), or both (app_settings)."""
+    return build_app(app_settings(args))
 
 
 def serve_on_ray(settings: Settings) -> int:
