@@ -22,8 +22,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser(
         "serve", help="run the /v2/job server",
+        usage="kontext serve [--config FILE] [--OPTION VALUE ...]",
         description="Run the /v2/job server. Every option can also be set through the "
-        "environment variable shown in its help.")
+        "environment variable shown in its help, and in a settings file (--config) under "
+        "its name with underscores. Flags win over the environment, which wins over the "
+        "file.")
     add_settings(serve, serve_fields())
     weights = commands.add_parser("weights", help="weights tools").add_subparsers(
         dest="weights_command", required=True)

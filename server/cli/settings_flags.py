@@ -41,7 +41,7 @@ def default_text(info: FieldInfo) -> str:
     return "none" if value is None else str(value)
 
 
-def add_setting(parser: argparse.ArgumentParser, name: str) -> None:
+def add_setting(parser: argparse.ArgumentParser | argparse._ArgumentGroup, name: str) -> None:
     """One --flag for a settings field; not given, the field is left to env or default."""
     info = Settings.model_fields[name]
     flag = "--" + name.replace("_", "-")
@@ -64,9 +64,13 @@ def add_setting(parser: argparse.ArgumentParser, name: str) -> None:
 
 
 def add_settings(parser: argparse.ArgumentParser, names: tuple[str, ...]) -> None:
-    """A flag for each of `names`."""
-    for name in names:
-        add_setting(parser, name)
+    """A flag for each of `names`, in --help groups by what they configure."""
+    from server.cli.help_groups import grouped
+
+    for title, description, fields in grouped(names):
+        group = parser.add_argument_group(title, description)
+        for name in fields:
+            add_setting(group, name)
 
 
 def settings_from_args(args: argparse.Namespace, names: tuple[str, ...] | None = None
