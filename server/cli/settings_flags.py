@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from pydantic.fields import FieldInfo
 
 from server.settings import ConfigFileError, Settings
+from server.settings.common import Size, format_size
 from server.settings.files import unknown_key
 
 #: What building Settings raises for settings that cannot be used (settings_problem says why).
@@ -34,6 +35,8 @@ def batch_fields() -> tuple[str, ...]:
 def default_text(info: FieldInfo) -> str:
     """The field's default as a user would type it."""
     value: Any = info.get_default(call_default_factory=True)
+    if info.annotation is Size and isinstance(value, int):
+        return format_size(value)
     if isinstance(value, bool):
         return "on" if value else "off"
     if isinstance(value, list):
@@ -51,6 +54,8 @@ def add_setting(parser: argparse.ArgumentParser | argparse._ArgumentGroup, name:
                  f"[env: KONTEXT_{name.upper()}]")
     kwargs: dict[str, Any] = {"default": argparse.SUPPRESS, "help": help_text, "dest": name}
     annotation = info.annotation
+    if annotation is Size:
+        kwargs["metavar"] = "SIZE"
     if annotation is bool:
         parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
         return
@@ -103,7 +108,11 @@ def _setting_rule(error: dict[str, Any], name: str | None) -> str:
              "bool_parsing": f"must be true or false (also on/off, yes/no, 1/0){got}",
              "path_not_file": f"no such file{got}",
              "path_not_directory": f"no such folder{got}",
-             "list_type": f"must be a comma-separated list{got}"}
+             "list_type": f"must be a comma-separated list{got}",
+             "byte_size": f"must be a size: bytes, or a number with a unit (12MiB, 64 MiB, "
+                          f"1.5GB){got}",
+             "byte_size_unit": f"must be a size with a known unit: B, KiB, MiB, GiB, TiB "
+                               f"(powers of 1024) or kB, MB, GB, TB{got}"}
     if kind in rules:
         return rules[kind]
     return error_rule({**error, "input": "…"} if name in SECRET_FIELDS else error)
