@@ -25,6 +25,7 @@ from ray.serve import Application
 from server.api.app import create_app
 from server.engine_build import planned_info
 from server.ray.engine_replica import EngineReplica, replica_name
+from server.ray.metrics_mirror import mirror_app_metrics
 from server.ray.remote_engines import RayEngines
 from server.settings import Settings
 
@@ -49,6 +50,8 @@ class KontextIngress:
         # Ray Serve calls this in the replica, then runs the app's lifespan.
         app = create_app(self.settings, engines=self.engines, shared_results=True)
         app.add_middleware(IngressHeader, name=replica_name())
+        # Each replica's /metrics is its own; Ray's metrics add up across them.
+        mirror_app_metrics(app, replica_name())
         return app
 
 
