@@ -42,7 +42,13 @@ class KontextIngress:
     """The FastAPI app of server/api/app.py around engine replicas (built in the replica)."""
 
     def __init__(self, settings: Settings, engine: Any) -> None:
+        import os
+
+        from server.tracing import configure as configure_tracing
+
         self.settings = settings
+        # The replica's own process: OTEL_* from the Serve config's runtime_env.
+        configure_tracing(os.environ)
         self.engines = RayEngines(engine, planned_info(settings, "ray"),
                                   capacity=settings.ray_max_replicas)
 
