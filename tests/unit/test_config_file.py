@@ -107,3 +107,13 @@ def test_the_ray_app_takes_the_file_and_its_args_win(tmp_path: Path) -> None:
     assert (settings.queue_size, settings.ray_max_replicas) == (9, 4)
     with pytest.raises(ValueError, match="unknown setting 'ray_max_replica'"):
         app_settings({"ray_max_replica": 4})
+
+
+def test_the_example_in_the_docs_loads(tmp_path: Path) -> None:
+    example = Path(__file__).parents[2] / "docs" / "kontext.toml"
+    tokens = write(tmp_path, "tokens", TOKEN + "\n")
+    settings = Settings(config=example, token_file=tokens)  # a flag over the file's path
+    assert (settings.host, settings.probe_port, settings.log_format) == ("0.0.0.0", 8081, "json")
+    assert settings.max_body_bytes == 12 * 1024 * 1024
+    assert settings.results_max_bytes == 10 * 1024**3
+    assert str(settings.weights) == "/weights"
