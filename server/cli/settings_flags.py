@@ -95,6 +95,16 @@ def setting_name(name: str) -> str:
 SECRET_FIELDS = ("tokens",)
 
 
+def _size_bound(error: dict[str, Any], name: str | None) -> str | None:
+    """A size setting's bound in the unit --help shows (`must be at least 1KiB`), or None."""
+    words = {"greater_than_equal": ("ge", "at least"), "less_than_equal": ("le", "at most")}
+    if error["type"] not in words or name not in Settings.model_fields \
+            or Settings.model_fields[name].annotation is not Size:
+        return None
+    key, text = words[error["type"]]
+    return f"must be {text} {format_size(error['ctx'][key])}"
+
+
 def _setting_rule(error: dict[str, Any], name: str | None) -> str:
     """One settings error's rule in our words (values from flags and variables are text)."""
     from server.wire.base import error_rule
@@ -103,6 +113,9 @@ def _setting_rule(error: dict[str, Any], name: str | None) -> str:
     got = "" if name in SECRET_FIELDS else f", got {value!r}"
     if kind == "value_error":
         return str(error["msg"]).removeprefix("Value error, ")
+    bound = _size_bound(error, name)
+    if bound:
+        return f"{bound}{got}"
     rules = {"int_parsing": f"must be a whole number{got}",
              "float_parsing": f"must be a number{got}",
              "bool_parsing": f"must be true or false (also on/off, yes/no, 1/0){got}",

@@ -69,3 +69,13 @@ def test_help_shows_size_defaults_with_units() -> None:
            "(default: 12MiB) [env: KONTEXT_MAX_BODY_BYTES]" in text
     assert "(default: 64KiB) [env: KONTEXT_MAX_JSON_BYTES]" in text
     assert "(default: 50MiB) [env: KONTEXT_UPSTREAM_MAX_BYTES]" in text
+
+
+@pytest.mark.parametrize(("flag", "text", "says"), [
+    ("--max-body-bytes", "5", "must be at least 1KiB, got '5'"),
+    ("--max-header-bytes", "2MiB", "must be at most 1MiB, got '2MiB'"),
+])
+def test_a_size_out_of_bounds_names_the_bound_in_units(
+        capsys: pytest.CaptureFixture[str], flag: str, text: str, says: str) -> None:
+    assert main(["serve", flag, text]) == 2
+    assert capsys.readouterr().err.rstrip().endswith(says)
