@@ -105,14 +105,14 @@ class Overloaded(ApiError):
 
 
 class UploadsBusy(Overloaded):
-    """Request bodies being read already fill max_body_bytes_in_flight (issue 16)."""
+    """Request bodies being read already fill max_body_bytes_in_flight."""
 
     reason = "uploads_busy"
 
 
 class StorageFull(ApiError):
     """The async results folder is at its size limit or its disk at its free-space reserve,
-    or a write to it failed (issue 16); `retry_after`: when a cleanup may have freed space."""
+    or a write to it failed; `retry_after`: when a cleanup may have freed space."""
 
     status, reason = 507, "storage_full"
     expected_level = logging.WARNING  # a full disk is the operator's to see, not a bug
@@ -163,19 +163,19 @@ class UpstreamTimeout(ApiError):
 
 
 class JobTimeout(ApiError):
-    """A local job ran past job_timeout_seconds and was cancelled (issue 6)."""
+    """A local job ran past job_timeout_seconds and was cancelled."""
 
     status, reason = 504, "job_timeout"
 
 
 class ShuttingDown(ApiError):
-    """The server shut down before the job finished; it was cancelled (issue 6)."""
+    """The server shut down before the job finished; it was cancelled."""
 
     status, reason = 503, "shutdown"
 
 
 class UpstreamRejected(ApiError):
-    """Upstream refused a forwarded job with a 4xx: answered with the same status (issue 3)."""
+    """Upstream refused a forwarded job with a 4xx: answered with the same status."""
 
     reason = "upstream_rejected"
 
@@ -185,7 +185,7 @@ class UpstreamRejected(ApiError):
 
 
 class UpstreamModerated(ApiError):
-    """Upstream's moderation refused the request: the prompt or the input (issue 3). 400,
+    """Upstream's moderation refused the request: the prompt or the input. 400,
     like a request our own content filter refuses (ContentRefused)."""
 
     status, reason = 400, "moderated"
