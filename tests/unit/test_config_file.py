@@ -117,3 +117,18 @@ def test_the_example_in_the_docs_loads(tmp_path: Path) -> None:
     assert settings.max_body_bytes == 12 * 1024 * 1024
     assert settings.results_max_bytes == 10 * 1024**3
     assert str(settings.weights) == "/weights"
+
+
+@pytest.mark.parametrize("path", ["deploy/ray/serve-config.yaml", "deploy/ray/rayservice.yaml"])
+def test_the_shipped_ray_configs_args_are_settings(path: str) -> None:
+    pytest.importorskip("ray")
+    import yaml
+
+    from server.ray.app import app_settings
+
+    root = Path(__file__).parents[2]
+    for document in yaml.safe_load_all((root / path).read_text()):
+        serve_config = document.get("spec", {}).get("serveConfigV2")
+        config = yaml.safe_load(serve_config) if serve_config else document
+        for application in config["applications"]:
+            assert app_settings(application["args"]).ray_max_replicas >= 1
