@@ -59,14 +59,23 @@ class MetricsMirror:
         self.replica = replica
         self.make = make
         self._gauges: dict[str, tuple[GaugeLike, tuple[str, ...]]] = {}
+        #: (name, labels) of every series the last sync copied.
+        self._seen: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
 
     def sync(self) -> int:
-        """Copy the registry's current samples; returns how many were copied."""
-        copied = 0
+        """Copy the registry's current samples; returns how many were copied. A series
+        copied before and gone now (kontext_build_info's device once the engine loaded)
+        is set to 0: Ray keeps every series it was given, and a stale 1 would say a
+        build or a state that no longer is."""
+        copied, seen = 0, set()
         for family in self.registry.collect():
             for sample in family.samples:
                 if self._copy(sample.name, family.documentation, sample.labels, sample.value):
                     copied += 1
+                    seen.add((sample.name, tuple(sorted(sample.labels.items()))))
+        for name, labels in self._seen - seen:
+            self._gauges[name][0].set(0.0, tags={**dict(labels), REPLICA_TAG: self.replica})
+        self._seen = seen
         return copied
 
     def _copy(self, name: str, text: str, labels: dict[str, str], value: float) -> bool:

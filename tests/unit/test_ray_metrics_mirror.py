@@ -74,6 +74,22 @@ def test_counters_from_every_replica_add_up_and_a_second_sync_counts_nothing_twi
     assert not any(name.endswith("_created") for name in ray.made)
 
 
+def test_a_series_that_disappears_is_set_to_zero() -> None:
+    # kontext_build_info names the planned device until the engine replicas report theirs.
+    from pipelines.contract import EngineInfo
+
+    ray, metrics = FakeRay(), Metrics()
+    info = EngineInfo(model="m", device="ray", dtype="bf16", demo=False)
+    metrics.watch_build(lambda: info)
+    mirror = MetricsMirror(metrics.registry, "replica:a", ray.gauge)
+    mirror.sync()
+    assert ray.total("kontext_build_info", device="ray") == 1
+    info = EngineInfo(model="m", device="cuda:0", dtype="bf16", demo=False)
+    mirror.sync()
+    assert ray.total("kontext_build_info", device="cuda:0") == 1
+    assert ray.total("kontext_build_info", device="ray") == 0
+
+
 def test_the_names_and_tags_are_ones_ray_accepts() -> None:
     pytest.importorskip("ray")
     metrics = Metrics()
