@@ -17,8 +17,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from pydantic import ValidationError
-
+from server.cli.settings_flags import SETTINGS_ERRORS, settings_problem
 from server.settings import Settings
 from server.settings.tokens import TokenFileError, configured_tokens
 
@@ -95,8 +94,8 @@ def main_probe(args: argparse.Namespace, settings_of) -> int:
     except ProbeSetupError as exc:
         print(f"kontext probe: {exc}", file=sys.stderr)
         return 2
-    except ValidationError as exc:
-        print(f"kontext probe: the settings are not valid: {exc}", file=sys.stderr)
+    except SETTINGS_ERRORS as exc:  # the flags, the environment or the settings file
+        print(f"kontext probe: {settings_problem(exc)}", file=sys.stderr)
         return 2
     ok, said = ask(request, args.timeout)
     print(("ok: " if ok else "failed: ") + said)
