@@ -101,7 +101,10 @@ def test_flag_serves_a_flagged_output_marked_and_counted(filtered, tmp_path):
     job = job_of(answer)
     assert job["moderation"] == {"policy": "flag", "flagged": {"output": ["nsfw"]}}
     assert set(job["metrics"]["safety_seconds"]) == {"prompt", "input", "output"}
-    assert all(seconds > 0 for seconds in job["metrics"]["safety_seconds"].values())
+    # Rounded to 0.1 ms: the prompt's word check can take less and read 0.0 (it did, once,
+    # in a lowest-versions run); the classifier's time on the output never does.
+    seconds = job["metrics"]["safety_seconds"]
+    assert all(value >= 0 for value in seconds.values()) and seconds["output"] > 0
     output = multipart_parts(answer)["output"][1]
     assert_marks(exiftool(tmp_path, output)[0], "png", edited=True, prompt=None)
     clean = post_job(live.url, config(False), BLUE_PNG, MULTIPART_PNG)
