@@ -11,8 +11,8 @@ import logging
 import os
 from collections import Counter
 
-from pipelines.contract import EngineInfo
-from pipelines.errors import InvalidInput
+from pipelines.contract import ALL_MODELS, KONTEXT_DEV, MODEL_FAMILIES, EngineInfo
+from pipelines.errors import InvalidInput, WeightsError
 from server.engines.interface import Engine
 from server.engines.pool import device_labels
 from server.settings import Settings
@@ -20,24 +20,78 @@ from server.settings.scale import parse_device
 
 log = logging.getLogger(__name__)
 
-MODEL = "FLUX.1-Kontext-dev"
+MODEL = MODEL_FAMILIES[KONTEXT_DEV].model
 
 
 def build_engine(settings: Settings, device: str | None = None) -> Engine:
-    """The engine for these settings on `device` (default: --device); raises WeightsError
-    with a pointer to the docs."""
-    from pipelines.engine.kontext import KontextEngine
+    """The engine for these settings on `device` (default: --device): one model family's,
+    or a ModelSetEngine of every family --models names; raises WeightsError with a
+    pointer to the docs."""
+    names = served_models(settings)
+    options = engine_options(settings, device)
+    engines = {name: family_engine(settings, name, options) for name in names}
+    if len(engines) == 1:
+        return engines[names[0]]
+    from pipelines.engine.models import ModelSetEngine
+
+    return ModelSetEngine(engines)
+
+
+def family_engine(settings: Settings, name: str, options) -> Engine:
+    """The engine of one family: its weights resolved and checked before a byte loads."""
     from pipelines.weights.check import require_loadable
     from pipelines.weights.source import resolve_weights
 
-    options = engine_options(settings, device)
     if settings.demo:
-        return KontextEngine(resolve_weights(str(ensure_demo_checkpoint(settings))), options)
-    source = resolve_weights(settings.weights, settings.base_weights)
-    # What `kontext weights check` says, before a byte is loaded: a folder that cannot load
-    # is refused here in one line, naming every reason.
-    require_loadable(source.location, source.base)
-    return KontextEngine(source, options)
+        source = resolve_weights(str(ensure_demo_checkpoint(settings, name)))
+    else:
+        source = resolve_weights(weights_for(settings, name),
+                                 settings.base_weights if name == KONTEXT_DEV else None)
+        # What `kontext weights check` says, before a byte is loaded: a folder that cannot
+        # load is refused here in one line, naming every reason.
+        require_loadable(source.location, source.base, model=name)
+    if name == KONTEXT_DEV:
+        from pipelines.engine.kontext import KontextEngine
+
+        return KontextEngine(source, options)
+    from pipelines.engine.klein import KleinEngine
+
+    return KleinEngine(source, options, name)
+
+
+def weights_for(settings: Settings, name: str) -> str | None:
+    """Where family `name`'s weights are (--weights for Kontext, else --model-weights)."""
+    given = dict(item.split("=", 1) for item in settings.model_weights)
+    if name == KONTEXT_DEV:
+        return given.get(name) or settings.weights
+    return given.get(name)
+
+
+def served_models(settings: Settings) -> list[str]:
+    """The families --models asks for, `all` resolved, each with its weights (or the
+    demo); WeightsError in one line naming the flag and variable of what is missing."""
+    names: list[str] = []
+    for name in settings.models:
+        if name == ALL_MODELS:
+            names += [family for family in MODEL_FAMILIES
+                      if settings.demo or weights_for(settings, family)]
+        else:
+            names.append(name)
+    names = list(dict.fromkeys(names))  # each once, in the order given
+    if not names:
+        raise WeightsError("--models all (KONTEXT_MODELS): no family has weights; give "
+                           "--weights (KONTEXT_WEIGHTS) or --model-weights family=location "
+                           "(KONTEXT_MODEL_WEIGHTS), or run with --demo")
+    if not settings.demo:
+        missing = [name for name in names if not weights_for(settings, name)]
+        if missing:
+            flags = ["--weights (KONTEXT_WEIGHTS)" if name == KONTEXT_DEV else
+                     f"--model-weights {name}=LOCATION (KONTEXT_MODEL_WEIGHTS)"
+                     for name in missing]
+            raise WeightsError(f"--models (KONTEXT_MODELS) names {', '.join(missing)} without "
+                               f"weights: give {'; '.join(flags)}. See weights/README.md, "
+                               "or run with --demo")
+    return names
 
 
 def engine_options(settings: Settings, device: str | None = None):
@@ -68,14 +122,21 @@ def share_cpu(threads: int) -> None:
     limit_cpu_threads(threads)
 
 
-def ensure_demo_checkpoint(settings: Settings):
-    """The demo checkpoint's folder, written once if it is not there yet."""
+def ensure_demo_checkpoint(settings: Settings, name: str = KONTEXT_DEV):
+    """Family `name`'s demo checkpoint folder, written once if it is not there yet (klein's
+    beside Kontext's; both klein sizes share one tiny checkpoint)."""
     from pipelines.weights.tiny import is_tiny_checkpoint, write_tiny_checkpoint
 
-    if not is_tiny_checkpoint(settings.demo_dir):
-        log.info("writing the tiny demo checkpoint to %s", settings.demo_dir)
-        write_tiny_checkpoint(settings.demo_dir)
-    return settings.demo_dir
+    folder, write = settings.demo_dir, write_tiny_checkpoint
+    if name != KONTEXT_DEV:
+        from pipelines.weights.tiny_klein import write_tiny_klein_checkpoint
+
+        folder = settings.demo_dir.with_name(settings.demo_dir.name + "-klein")
+        write = write_tiny_klein_checkpoint
+    if not is_tiny_checkpoint(folder):
+        log.info("writing the tiny %s demo checkpoint to %s", name, folder)
+        write(folder)
+    return folder
 
 
 def resolve_devices(items: list[str]) -> list[str]:
@@ -118,8 +179,10 @@ def build_local_engines(settings: Settings, factory=None) -> tuple[list[Engine],
     devices = resolve_devices(settings.devices)
     labels = device_labels(devices)
     factory = factory or functools.partial(build_engine, settings)
+    names = served_models(settings)  # refused here, before any child starts
     if settings.demo:
-        ensure_demo_checkpoint(settings)  # once, before the children race to write it
+        for name in names:  # once, before the children race to write them
+            ensure_demo_checkpoint(settings, name)
     cpu_engines = devices.count("cpu")
     # CPU engines share the cores: each takes its part rather than all of them.
     threads = max(1, (os.cpu_count() or 1) // cpu_engines) if cpu_engines else None
@@ -157,7 +220,15 @@ def lora_folder(settings: Settings):
 
 
 def planned_info(settings: Settings, device: str) -> EngineInfo:
-    """What an engine in a child process will run, for /readyz until the child says."""
-    return EngineInfo(model=MODEL + (" (tiny random demo checkpoint)" if settings.demo else ""),
-                      device=device, dtype="float32" if device == "cpu" else "bfloat16",
-                      demo=settings.demo, tier=settings.tier)
+    """What an engine in a child process (or a Ray replica) will run, for /readyz until it
+    says: each family --models serves."""
+    demo = " (tiny random demo checkpoint)" if settings.demo else ""
+    parts = tuple(EngineInfo(model=MODEL_FAMILIES[name].model + demo, device=device,
+                             dtype="float32" if device == "cpu" else "bfloat16",
+                             demo=settings.demo, tier=settings.tier, family=name)
+                  for name in served_models(settings))
+    if len(parts) == 1:
+        return parts[0]
+    return EngineInfo(model=" + ".join(part.model for part in parts), device=device,
+                      dtype=parts[0].dtype, demo=settings.demo, tier=settings.tier,
+                      family=parts[0].family, models=parts)
