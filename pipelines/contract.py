@@ -81,6 +81,8 @@ class ModelFamily:
     name: str
     #: The model's own name (/readyz, job metrics, `served_by`).
     model: str
+    #: As people write it (the disclosure marks name it): "FLUX.1 Kontext [dev]".
+    title: str
     #: The Hugging Face repo the weights are published in (loaded from the cache only).
     repo: str
     licence: str
@@ -95,16 +97,33 @@ KONTEXT_DEV = "kontext-dev"
 KLEIN_4B = "klein-4b"
 KLEIN_9B = "klein-9b"
 MODEL_FAMILIES: dict[str, ModelFamily] = {
-    KONTEXT_DEV: ModelFamily(KONTEXT_DEV, "FLUX.1-Kontext-dev",
+    KONTEXT_DEV: ModelFamily(KONTEXT_DEV, "FLUX.1-Kontext-dev", "FLUX.1 Kontext [dev]",
                              "black-forest-labs/FLUX.1-Kontext-dev",
                              "FLUX.1 [dev] Non-Commercial License", 30),
-    KLEIN_4B: ModelFamily(KLEIN_4B, "FLUX.2-klein-4B", "black-forest-labs/FLUX.2-klein-4B",
+    KLEIN_4B: ModelFamily(KLEIN_4B, "FLUX.2-klein-4B", "FLUX.2 [klein] 4B",
+                          "black-forest-labs/FLUX.2-klein-4B",
                           "Apache-2.0", 4),
-    KLEIN_9B: ModelFamily(KLEIN_9B, "FLUX.2-klein-9B", "black-forest-labs/FLUX.2-klein-9B",
+    KLEIN_9B: ModelFamily(KLEIN_9B, "FLUX.2-klein-9B", "FLUX.2 [klein] 9B",
+                          "black-forest-labs/FLUX.2-klein-9B",
                           "FLUX Non-Commercial License", 4),
 }
 #: `--models all`: every family (with weights given, or on tiny checkpoints in the demo).
 ALL_MODELS = "all"
+
+
+#: klein's pipeline shrinks an input over this many pixels to it (its shape kept).
+KLEIN_MAX_INPUT_AREA = 1024 * 1024
+
+
+def klein_input_size(width: int, height: int) -> tuple[int, int]:
+    """The size Flux2KleinPipeline feeds an input of width × height at: shrunk to at most
+    1024² pixels, its shape kept, then cropped down to multiples of 16. It is also a klein
+    edit's output size when its config names none (the first input's)."""
+    if width * height > KLEIN_MAX_INPUT_AREA:
+        scale = (KLEIN_MAX_INPUT_AREA / (width * height)) ** 0.5
+        width, height = int(width * scale), int(height * scale)
+    side = PIXELS_PER_TOKEN_SIDE
+    return width // side * side, height // side * side
 
 
 def family(name: str) -> ModelFamily:
@@ -156,6 +175,9 @@ class LoraEntry:
     problem: str | None = None
     verified: bool = False
     warnings: tuple[str, ...] = ()
+    #: The model family it is for, from its header: "kontext-dev" (FLUX.1) or "klein"
+    #: (FLUX.2); a LoRA of one family is refused on the other.
+    family: str = "kontext-dev"
 
     @property
     def version(self) -> tuple[str, int, int]:

@@ -21,6 +21,7 @@ from pipelines.contract import (
     MovingAverage,
     RunControl,
     family,
+    klein_input_size,
     tokens_for,
 )
 from pipelines.engine.devices import engine_failures, free_memory, pick_device
@@ -36,8 +37,6 @@ log = logging.getLogger(__name__)
 SIZE_MULTIPLE = 16
 #: The pipeline refuses smaller inputs (Flux2ImageProcessor.check_image_input).
 MIN_INPUT_SIDE = 64
-#: Inputs over this many pixels are shrunk to it by the pipeline, keeping their shape.
-MAX_INPUT_AREA = 1024 * 1024
 MAX_INPUTS = 4
 CALIBRATION_STEPS = 3
 STEP_TIME_WEIGHT = 0.3
@@ -58,16 +57,6 @@ def klein_plan(plan: EnginePlan) -> EnginePlan:
                            "--memory-mode full")
     # Fused QKV and CUDA graphs are written against FLUX.1's attention and block layout.
     return replace(plan, fuse_qkv=False, cuda_graphs=None, step_cache=None)
-
-
-def input_size(image: Image.Image) -> tuple[int, int]:
-    """The size the pipeline feeds an input at: shrunk to at most 1024² (its shape kept),
-    then cropped down to multiples of 16."""
-    width, height = image.size
-    if width * height > MAX_INPUT_AREA:
-        scale = (MAX_INPUT_AREA / (width * height)) ** 0.5
-        width, height = int(width * scale), int(height * scale)
-    return (width // SIZE_MULTIPLE * SIZE_MULTIPLE, height // SIZE_MULTIPLE * SIZE_MULTIPLE)
 
 
 class KleinEngine:
@@ -174,7 +163,7 @@ class KleinEngine:
         if control.cancelled:
             raise Cancelled("job cancelled")
         steps = watch.timer.step_seconds()
-        sizes = tuple(input_size(item) for item in images)
+        sizes = tuple(klein_input_size(*item.size) for item in images)
         return EditResult(image=image, elapsed=time.perf_counter() - started,
                           denoise_seconds=sum(steps), steps=len(steps),
                           step_seconds=steady_seconds(steps), input_sizes=sizes,

@@ -36,7 +36,7 @@ def _qwen_tokenizer():
 
     # A byte-level BPE with no merges: every byte is a token, so any prompt encodes.
     vocab = {ch: i for i, ch in enumerate(sorted(ByteLevel.alphabet()))}
-    for token in SPECIAL_TOKENS + ("<think>", "</think>"):
+    for token in (*SPECIAL_TOKENS, "<think>", "</think>"):
         vocab[token] = len(vocab)
     tokenizer = Qwen2TokenizerFast(vocab=vocab, merges=[], model_max_length=512)
     tokenizer.add_special_tokens({"additional_special_tokens": list(SPECIAL_TOKENS[1:])})

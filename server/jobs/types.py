@@ -16,6 +16,12 @@ from server.wire.hosted import (
     HostedImg2ImgConfig,
     HostedTxt2ImgConfig,
 )
+from server.wire.klein import (
+    KLEIN_MODELS,
+    MAX_KLEIN_INPUTS,
+    KleinImg2ImgConfig,
+    KleinTxt2ImgConfig,
+)
 from server.wire.models import DevKontextConfig
 
 DEV_KONTEXT = "inference.flux-fast.dev-kontext.img2img.v1"
@@ -33,11 +39,15 @@ class JobType:
     min_inputs: int
     max_inputs: int
     backend: Backend
+    #: The local model family it runs on (`--models`), for local jobs: kontext-dev,
+    #: klein-4b, klein-9b, or "klein" (klein-4b when served, else klein-9b).
+    model: str | None = None
 
 
 JOB_TYPES: dict[str, JobType] = {
     # The image to edit, then up to three references (our multi-reference extension).
-    DEV_KONTEXT: JobType(DEV_KONTEXT, DevKontextConfig, 1, MAX_INPUT_IMAGES, backend="local"),
+    DEV_KONTEXT: JobType(DEV_KONTEXT, DevKontextConfig, 1, MAX_INPUT_IMAGES, backend="local",
+                         model="kontext-dev"),
     # Hosted-only [pro]/[max]: forwarded upstream, or run on [dev] with --fallback local.
     # One image, as the hosted job types document (docs/forwarding.md: BFL's experimental
     # input_image_2..4 are not part of the hosted wire format).
@@ -46,6 +56,12 @@ JOB_TYPES: dict[str, JobType] = {
     MAX_TXT2IMG: JobType(MAX_TXT2IMG, HostedTxt2ImgConfig, 0, 0, backend="upstream"),
     MAX_IMG2IMG: JobType(MAX_IMG2IMG, HostedImg2ImgConfig, 1, 1, backend="upstream"),
 }
+# FLUX.2 [klein] on the local engines: text to image (no input), edits of 1 to 4 references.
+for _name, _model in KLEIN_MODELS.items():
+    _txt = ".txt2img." in _name
+    JOB_TYPES[_name] = JobType(_name, KleinTxt2ImgConfig if _txt else KleinImg2ImgConfig,
+                               0 if _txt else 1, 0 if _txt else MAX_KLEIN_INPUTS,
+                               backend="local", model=_model)
 
 
 def lookup(name: str) -> JobType:

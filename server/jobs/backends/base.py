@@ -74,6 +74,10 @@ class Backend:
     #: forwarded job would send the input away).
     overlaps_input_check: bool = False
 
+    def model_label(self, job: PreparedJob) -> str:
+        """The model a job runs on, for /metrics (`upstream` when it runs elsewhere)."""
+        return job.job_type.model or "upstream"
+
     def unavailable(self) -> ApiError | None:
         """Why it takes no job now (e.g. its engine is still loading), asked before
         anything is spent on a job; None: it takes jobs."""
