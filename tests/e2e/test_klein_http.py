@@ -100,3 +100,25 @@ def test_async_klein_job_carries_the_disclosure_marks(both, tmp_path):
     output = get(both.url, job_id, f"output/{name}").content
     (tags,) = exiftool(tmp_path, output)
     assert_xmp(tags, edited=False, prompt=None, model="FLUX.2 [klein] 4B")
+
+
+def test_demo_all_builds_every_family_from_the_settings(tiny_dir):
+    from helpers.live_server import start_server
+    from helpers.servers import make_settings
+
+    from server.api.app import create_app
+
+    # `--demo --models all` as `kontext serve` builds it (tiny checkpoints, one engine).
+    app = create_app(make_settings(demo=True, models=["all"], demo_dir=tiny_dir,
+                                   device="cpu"))
+    live = start_server(app, wait_ready=True)
+    try:
+        names = [entry["name"] for entry in httpx.get(f"{live.url}/readyz").json()["models"]]
+        assert names == ["kontext-dev", "klein-4b", "klein-9b"]
+        reply = post_job(live.url, {"prompt": "a fox", "width": 64, "height": 64},
+                         None, job_type="inference.flux-2.klein.9b.txt2img.v1",
+                         accept="application/json")
+        assert reply.status_code == 200, reply.text
+        assert job_of(reply)["served_by"]["model"].startswith("FLUX.2-klein-9B")
+    finally:
+        live.stop()
