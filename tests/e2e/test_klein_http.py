@@ -5,7 +5,7 @@ import json
 import httpx
 import pytest
 from helpers.async_api import get, submit, wait_state
-from helpers.http import DEV, image_of, job_of, post_images, post_job
+from helpers.http import image_of, job_of, post_images, post_job
 from helpers.images import gradient_png
 from helpers.marks import assert_xmp, exiftool
 
