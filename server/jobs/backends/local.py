@@ -23,6 +23,7 @@ from server.jobs.admission import Lane
 from server.jobs.backends.base import Backend, JobHandle, Outcome
 from server.jobs.backends.loras import check_loras, lora_metrics
 from server.jobs.prepared import JobSpec, PreparedJob
+from server.jobs.types import JobType
 from server.media.marks import OutputMarks
 from server.wire.models import DevKontextConfig
 
@@ -121,15 +122,23 @@ class LocalBackend(Backend):
         """NotReady while the engines load, warm up, failed or stop."""
         return self.engines.unavailable()
 
+    def refuses(self, job_type: JobType) -> str | None:
+        """Why jobs of `job_type` never run here: its model family is not served."""
+        model = model_for(job_type.model, self.engines.info.served())
+        served = self.engines.info.served()
+        if model in served:
+            return None
+        return (f"{job_type.name} runs on {model}, which this server does not serve (it "
+                f"serves {', '.join(served)}); start it with --models {model} "
+                "(KONTEXT_MODELS)")
+
     async def check(self, job: PreparedJob) -> None:
         """Its model is served here (503 naming --models), and the LoRAs it names exist
         in the folder and load (400 naming the entry)."""
+        refusal = self.refuses(job.job_type)
+        if refusal is not None:
+            raise NotReady(refusal, field="type")
         model = self.model(job)
-        served = self.engines.info.served()
-        if model not in served:
-            raise NotReady(f"{job.job_type.name} runs on {model}, which this server does not "
-                           f"serve (it serves {', '.join(served)}); start it with --models "
-                           f"{model} (KONTEXT_MODELS)", field="type")
         if job.spec.loras:  # off the loop: it stats the named files
             await asyncio.to_thread(check_loras, self.engines.loras, job.spec.loras, model)
 
