@@ -122,3 +122,33 @@ def test_demo_all_builds_every_family_from_the_settings(tiny_dir):
         assert job_of(reply)["served_by"]["model"].startswith("FLUX.2-klein-9B")
     finally:
         live.stop()
+
+
+def test_a_child_process_per_device_carries_both_families(tiny_dir, tmp_path):
+    from helpers.live_server import start_server
+    from helpers.servers import make_settings
+
+    from server.api.app import create_app
+    from server.engine_build import build_local_engines
+
+    # `--devices cpu`: the model set is built in the device's own process, unchanged.
+    settings = make_settings(demo=True, demo_dir=tiny_dir, devices=["cpu"],
+                             models=["kontext-dev", "klein-4b"],
+                             results_dir=tmp_path / "results")
+    engines, labels = build_local_engines(settings)
+    live = start_server(create_app(settings, engines, labels=labels), wait_ready=False)
+    try:
+        live.wait_ready(timeout=240)
+        body = httpx.get(f"{live.url}/readyz").json()
+        assert [entry["name"] for entry in body["models"]] == ["kontext-dev", "klein-4b"]
+        reply = post_images(live.url, {"prompt": "a fox", "steps": 1},
+                            [gradient_png(256, 256), gradient_png(320, 256)],
+                            job_type=K4_IMG, accept="application/json")
+        assert reply.status_code == 200, reply.text
+        assert job_of(reply)["served_by"]["device"] == "cpu"
+        dev = post_job(live.url, {"prompt": "add a hat", "width": 512, "height": 512,
+                                  "steps": 1}, gradient_png(256, 256),
+                       accept="application/json")
+        assert dev.status_code == 200 and job_of(dev)["metrics"]["model"] == "kontext-dev"
+    finally:
+        live.stop()
