@@ -30,6 +30,7 @@ from pipelines.engine.step_timer import StepWatch, steady_seconds
 from pipelines.errors import Cancelled, EngineFailure, InvalidInput, WeightsError
 from pipelines.levers.apply import apply_plan
 from pipelines.levers.plan import EnginePlan, detect_capabilities, plan_engine
+from pipelines.memory.models import klein_memory
 from pipelines.weights.source import HELP_POINTER, WeightsSource
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,11 @@ class KleinEngine:
         #: Klein switches no LoRAs: the server's LoRA catalog is Kontext's (pipelines/loras).
         self.loras = None
         self.dtype = getattr(torch, self.plan.dtype)
+        # On CUDA: refused here, with the numbers, when klein alone cannot fit.
+        self.memory = klein_memory(source.location, self.plan)
+        if self.memory is not None and self.memory.margin < 0:
+            raise InvalidInput(f"{self.family.name} cannot fit on this GPU: "
+                               f"{self.memory.describe()}")
         self._steady = MovingAverage(weight=STEP_TIME_WEIGHT)
         self.pipe = None
         self.info = EngineInfo(
@@ -86,6 +92,7 @@ class KleinEngine:
             device=self.device, dtype=self.plan.dtype, demo=options.demo, tier=self.plan.tier,
             family=self.family.name,
             extra={"weights": source.describe(), "licence": self.family.licence,
+                   **({"memory_plan": self.memory.describe()} if self.memory else {}),
                    "levers": ", ".join(self.plan.levers()) or "none",
                    "notes": "; ".join(self.plan.notes) or "none"})
 

@@ -28,7 +28,7 @@ from pipelines.levers.cuda_graphs import recorded_graphs, start_job
 from pipelines.levers.plan import detect_capabilities, plan_engine
 from pipelines.levers.step_cache import prepare_step_cache
 from pipelines.loras.manager import LoraManager, switch_for_job
-from pipelines.memory.plan import check_memory_plan, settle_device_memory
+from pipelines.memory.plan import check_memory_plan, kontext_memory, settle_device_memory
 from pipelines.references.plan import (
     InputPlan,
     check_plan_takes_references,
@@ -79,6 +79,8 @@ class KontextEngine:
         # A memory mode whose weights and activations cannot fit its cap (or this GPU) is
         # refused here, with the numbers, before any weight is read.
         self.memory_report = check_memory_plan(source, self.plan)
+        #: The plan behind it (None off CUDA): a model set sums its families' (models.py).
+        self.memory = kontext_memory(source, self.plan) if self.memory_report else None
         #: inference_mode unless it failed on this engine's tensors (pipelines/engine/grad_mode.py).
         self.grad_mode: GradMode = "inference_mode"
         self._steady = MovingAverage(weight=STEP_TIME_WEIGHT)

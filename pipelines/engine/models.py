@@ -22,10 +22,19 @@ class ModelSetEngine:
     """One engine per model family, by family name, on one device (the first serves
     requests of unknown families' errors and lends its LoRA catalog)."""
 
-    def __init__(self, engines: dict[str, object]) -> None:
+    def __init__(self, engines: dict[str, object], device_bytes: int | None = None) -> None:
         if not engines:
             raise InvalidInput("models: no model family to serve")
         self.engines = dict(engines)
+        # Every family's weights stay resident: on CUDA the set is refused here, with the
+        # numbers, when they cannot share the device (before any weight is read).
+        plans = {name: getattr(engine, "memory", None) for name, engine in engines.items()}
+        self.memory_report = None
+        if all(plan is not None for plan in plans.values()):
+            from pipelines.memory.models import check_model_set
+            from pipelines.memory.plan import device_total_bytes
+
+            self.memory_report = check_model_set(plans, device_bytes or device_total_bytes())
         #: The LoRA folder of the family that switches LoRAs (Kontext), if any.
         self.loras = next((engine.loras for engine in self.engines.values()
                            if getattr(engine, "loras", None) is not None), None)
@@ -34,8 +43,11 @@ class ModelSetEngine:
     def _describe(self) -> EngineInfo:
         parts = tuple(engine.info for engine in self.engines.values())
         first = parts[0]
-        return replace(first, model=" + ".join(part.model for part in parts),
-                       extra=dict(first.extra), models=parts)
+        extra = dict(first.extra)
+        if self.memory_report:
+            extra["memory_plan"] = self.memory_report
+        return replace(first, model=" + ".join(part.model for part in parts), extra=extra,
+                       models=parts)
 
     def engine_for(self, name: str):
         """The engine of family `name`; InvalidInput naming the families served."""
