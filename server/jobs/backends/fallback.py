@@ -13,6 +13,7 @@ from server.errors import ApiError, NotReady
 from server.jobs.backends.base import SERVED_BY_HEADER, Backend, JobHandle, Outcome
 from server.jobs.backends.local import LocalBackend
 from server.jobs.prepared import PreparedJob
+from server.jobs.types import JobType
 from server.wire.models import DevKontextConfig
 
 SERVED_BY = "local-dev-fallback"
@@ -50,13 +51,20 @@ class FallbackBackend(Backend):
         """NotReady while the engines are not ready."""
         return self.local.unavailable()
 
+    def refuses(self, job_type: JobType) -> str | None:
+        """Why [pro]/[max] cannot fall back here: Kontext [dev] is not served."""
+        served = self.engines.info.served()
+        if KONTEXT_DEV in served:
+            return None
+        return (f"{job_type.name} falls back to kontext-dev, which this server does not serve "
+                f"(it serves {', '.join(served)}); add kontext-dev to --models "
+                "(KONTEXT_MODELS)")
+
     async def check(self, job: PreparedJob) -> None:
         """503 when Kontext [dev] is not among the served models (it runs the fallback)."""
-        served = self.engines.info.served()
-        if KONTEXT_DEV not in served:
-            raise NotReady(f"{job.job_type.name} falls back to kontext-dev, which this server "
-                           f"does not serve (it serves {', '.join(served)}); add kontext-dev "
-                           "to --models (KONTEXT_MODELS)", field="type")
+        refusal = self.refuses(job.job_type)
+        if refusal is not None:
+            raise NotReady(refusal, field="type")
 
     def timed_out(self) -> ApiError:
         """The local engine's time-limit error."""
