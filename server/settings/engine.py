@@ -12,7 +12,7 @@ from pipelines.contract import (
     DEFAULT_REFERENCE_TOKEN_BUDGET,
     MIN_REFERENCE_TOKEN_BUDGET,
 )
-from server.settings.common import BATCH, default_cache_dir, split_commas
+from server.settings.common import BATCH, Size, default_cache_dir, split_commas
 
 #: The names `--models` takes (pipelines/contract.py: MODEL_FAMILIES, and `all`).
 MODEL_NAMES = ("kontext-dev", "klein-4b", "klein-9b", "all")
@@ -92,7 +92,7 @@ class EngineSettings(BaseModel):
         "dev-kontext jobs (GET /v2/loras lists them). Files added later are picked up without "
         "a restart. Unset: jobs with LoRAs are refused.", **BATCH
     )
-    lora_cache_bytes: int = Field(
+    lora_cache_bytes: Size = Field(
         4 * 1024**3, ge=0,
         description="Host memory for loaded LoRAs, least recently used evicted first (a "
         "rank-64 LoRA on every layer is ~0.7 GB in bf16).", **BATCH

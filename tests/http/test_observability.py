@@ -86,6 +86,24 @@ def test_readiness_503_while_starting_is_not_counted_as_an_error(serve):
     assert value(found, "kontext_readiness_probes_total", ready="true") == 1
 
 
+def test_a_job_refused_while_the_engine_loads_is_logged_as_a_warning_not_an_error(serve):
+    # 503 not_ready is a refusal the server means to give; an operator's ERROR alerts
+    # must not fire while a server starts.
+    engine = FakeEngine()
+    engine.load_gate.clear()
+    live = serve(engine, wait_ready=False)
+    try:
+        with captured_logs("json", []) as stream:
+            reply = post_job(live.url, CONFIG, PNG)
+    finally:
+        engine.load_gate.set()
+    assert reply.status_code == 503 and job_of(reply)["error"].startswith("the engine is")
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    refused = [line for line in lines if line["message"].startswith("job refused (503")]
+    assert [line["level"] for line in refused] == ["warning"]
+    assert not [line for line in lines if line["level"] == "error"]
+
+
 @contextlib.contextmanager
 def captured_logs(fmt: str, secrets: list[str]) -> Iterator[io.StringIO]:
     """Everything logged while the block runs, through the server's own handler."""
@@ -182,3 +200,32 @@ def test_readiness_says_which_levers_the_tier_applies_and_which_it_goes_without(
     assert body["tier"] == "fp8" and "fp8_linears" in body["levers"]
     assert "fp8_attention" not in body["levers"]
     assert "fp8 attention is off: it needs FlashAttention 3" in body["tier_notes"]
+
+
+def test_requests_total_by_route_and_status_build_info_and_no_created_series(serve):
+    live = serve(FakeEngine())
+    assert post_job(live.url, CONFIG, PNG).status_code == 200
+    assert post_job(live.url, {**CONFIG, "width": 1000}, PNG).status_code == 400
+    unknown = "0123456789abcdef0123456789abcdef"
+    assert httpx.get(f"{live.url}/v2/job/async/{unknown}/job.json").status_code == 404
+    assert httpx.get(f"{live.url}/no/such/path").status_code == 404
+    assert httpx.get(f"{live.url}/healthz").status_code == 200
+    found = samples(live)
+    requests = "kontext_http_requests_total"
+    assert value(found, requests, route="/v2/job", status="200") == 1
+    assert value(found, requests, route="/v2/job", status="400") == 1
+    # Route templates, never raw paths: a job id is not a label.
+    assert value(found, requests, route="/v2/job/async/{job_id}/job.json", status="404") == 1
+    assert value(found, requests, route="unmatched", status="404") == 1
+    assert value(found, requests, route="/healthz", status="200") == 1
+    assert not any(unknown in str(labels) for _name, labels in found)
+    # The error ratio's two sides agree: every failed answer is also a request.
+    failed = sum(v for (name, _l), v in found.items() if name == "kontext_http_errors_total")
+    failed_requests = sum(v for (name, labels), v in found.items()
+                          if name == requests and dict(labels)["status"] >= "400")
+    assert failed == failed_requests == 3
+    assert not any(name.endswith("_created") for name, _labels in found)
+    from server.metrics import server_version
+
+    assert value(found, "kontext_build_info", version=server_version(), model="fake",
+                 tier="exact", device="cpu") == 1
