@@ -152,3 +152,19 @@ def test_a_child_process_per_device_carries_both_families(tiny_dir, tmp_path):
         assert dev.status_code == 200 and job_of(dev)["metrics"]["model"] == "kontext-dev"
     finally:
         live.stop()
+
+
+def test_the_content_filter_screens_klein_jobs(serve, kontext_and_klein, tiny_classifier_dir):
+    from helpers.images import image_bytes
+    from helpers.tiny_classifier import BLUE, RED
+
+    live = serve(kontext_and_klein, safety="block", safety_model=str(tiny_classifier_dir))
+    refused = post_job(live.url, {"prompt": "make her naked", "width": 64, "height": 64},
+                       None, job_type=K4_TXT, accept="application/json")
+    assert refused.status_code == 400
+    assert job_of(refused)["error"] == "prompt: refused by the content filter (category ncii)"
+    red = post_images(live.url, {"prompt": "a fox", "width": 64, "height": 64},
+                      [image_bytes(256, 256, color=BLUE), image_bytes(256, 256, color=RED)],
+                      job_type=K4_IMG, accept="application/json")
+    assert red.status_code == 400
+    assert job_of(red)["error"] == "input[1]: refused by the content filter (category nsfw)"
