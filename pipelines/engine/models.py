@@ -19,8 +19,9 @@ log = logging.getLogger(__name__)
 
 
 class ModelSetEngine:
-    """One engine per model family, by family name, on one device (the first serves
-    requests of unknown families' errors and lends its LoRA catalog)."""
+    """One engine per model family, by family name, on one device. Its info is the first
+    family's with every family's in `models`; its LoRA catalog is the one family's that
+    switches LoRAs (Kontext's)."""
 
     def __init__(self, engines: dict[str, object], device_bytes: int | None = None) -> None:
         if not engines:

@@ -56,12 +56,17 @@ JOB_TYPES: dict[str, JobType] = {
     MAX_TXT2IMG: JobType(MAX_TXT2IMG, HostedTxt2ImgConfig, 0, 0, backend="upstream"),
     MAX_IMG2IMG: JobType(MAX_IMG2IMG, HostedImg2ImgConfig, 1, 1, backend="upstream"),
 }
-# FLUX.2 [klein] on the local engines: text to image (no input), edits of 1 to 4 references.
-for _name, _model in KLEIN_MODELS.items():
-    _txt = ".txt2img." in _name
-    JOB_TYPES[_name] = JobType(_name, KleinTxt2ImgConfig if _txt else KleinImg2ImgConfig,
-                               0 if _txt else 1, 0 if _txt else MAX_KLEIN_INPUTS,
-                               backend="local", model=_model)
+
+
+def _klein(name: str, model: str) -> JobType:
+    """A klein row: text to image (no input), or an edit of 1 to 4 references."""
+    if ".txt2img." in name:
+        return JobType(name, KleinTxt2ImgConfig, 0, 0, backend="local", model=model)
+    return JobType(name, KleinImg2ImgConfig, 1, MAX_KLEIN_INPUTS, backend="local", model=model)
+
+
+# FLUX.2 [klein] on the local engines (docs/models.md).
+JOB_TYPES.update({name: _klein(name, model) for name, model in KLEIN_MODELS.items()})
 
 
 def lookup(name: str) -> JobType:
