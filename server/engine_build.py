@@ -20,8 +20,6 @@ from server.settings.scale import parse_device
 
 log = logging.getLogger(__name__)
 
-MODEL = MODEL_FAMILIES[KONTEXT_DEV].model
-
 
 def build_engine(settings: Settings, device: str | None = None) -> Engine:
     """The engine for these settings on `device` (default: --device): one model family's,
