@@ -41,7 +41,9 @@ KLEIN_MODELS = {KLEIN_4B_TXT2IMG: KLEIN_4B, KLEIN_4B_IMG2IMG: KLEIN_4B,
 
 
 class _KleinConfig(JobConfig):
-    prompt: str = Field(min_length=1, max_length=32768,
+    # The hosted FLUX.2 types take 32768 characters; a job's JSON is capped at 64 KiB here
+    # (max_json_bytes) and the text encoder reads 512 tokens: dev-kontext's 4096.
+    prompt: str = Field(min_length=1, max_length=4096,
                         description="The prompt, or the edit instruction.")
     seed: int = Field(default_factory=random_seed, ge=0, le=MAX_SEED,
                       description="Random seed; absent means random, and the seed used is "
