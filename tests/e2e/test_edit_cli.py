@@ -213,3 +213,12 @@ def test_model_picks_the_klein_edit(serve, kontext_and_klein, photo, tmp_path):
                            "--guidance-scale", "3", token=None)
     assert refused.returncode == 2
     assert "config.guidance_scale: unknown field" in refused.stderr
+
+
+def test_local_klein_edit_serves_its_model(tiny_dir, photo, tmp_path, capsys):
+    out = tmp_path / "local-klein.png"
+    code = main(["edit", str(photo), "make it night", "--local", "--demo", "--demo-dir",
+                 str(tiny_dir), "--model", "klein-4b", "--seed", "3", "-o", str(out),
+                 "--log-level", "warning"])
+    assert code == 0, capsys.readouterr().err
+    assert image_of(out.read_bytes()).size == (480, 352)

@@ -68,6 +68,20 @@ def _size_of(config: dict, output: bytes) -> str:
         return f"{image.width}x{image.height}"
 
 
+def _serving_its_model(args: argparse.Namespace, settings):
+    """With --local, the engine serves the model the edit's job type runs on when --models
+    leaves it out (so `--local --demo --model klein-4b` loads klein alone)."""
+    from server.jobs.types import JOB_TYPES
+
+    job_type = JOB_TYPES.get(edit_type(args))
+    model = job_type.model if job_type else None
+    model = "klein-4b" if model == "klein" else model
+    if not args.local or model is None or model in settings.models \
+            or "all" in settings.models:
+        return settings
+    return settings.model_copy(update={"models": [model]})
+
+
 def main_edit(args: argparse.Namespace) -> int:
     """`kontext edit`: the exit status (0 written, 1 failed, 2 usage, 130 interrupted)."""
 
@@ -81,7 +95,7 @@ def main_edit(args: argparse.Namespace) -> int:
     from server.media.decode import ImageLimits
 
     try:
-        settings = settings_from_args(args, batch_fields())
+        settings = _serving_its_model(args, settings_from_args(args, batch_fields()))
         config, photo, out, fmt = _checked(args, ImageLimits(max_bytes=settings.max_input_bytes))
     except SETTINGS_ERRORS as exc:
         print(f"kontext edit: {settings_problem(exc)}", file=sys.stderr)
