@@ -74,7 +74,7 @@ def lookup(name: str) -> JobType:
     try:
         return JOB_TYPES[name]
     except KeyError:
-        supported = ", ".join(sorted(JOB_TYPES))
+        supported = ", ".join(JOB_TYPES)  # in table order: dev-kontext first
         raise UnknownJobType(
             f"unknown job type {name!r}; this server supports: {supported}", field="type"
         ) from None
