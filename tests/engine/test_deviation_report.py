@@ -62,6 +62,22 @@ def test_the_fp8_attention_row_runs_fp8_attention_and_says_how_far_it_is_from_fp
     assert base == "(vs fp8)" and float(versus) > 0
 
 
+def test_the_floor_row_moves_one_weight_of_the_transformer_by_one_ulp(tiny_dir):
+    import deviation_report
+    import torch
+
+    from pipelines.weights.source import load_pipeline, resolve_weights
+
+    nudged = deviation_report.nudged_pipeline(tiny_dir, "bfloat16").transformer.state_dict()
+    stock = load_pipeline(resolve_weights(str(tiny_dir)), torch.bfloat16).transformer
+    moved = {name: (weight != nudged[name]).nonzero().tolist()
+             for name, weight in stock.state_dict().items() if not weight.equal(nudged[name])}
+    assert moved == {"proj_out.weight": [[0, 0]]}
+    before, after = stock.proj_out.weight[0, 0], nudged["proj_out.weight"][0, 0]
+    assert after > before and after == torch.nextafter(before, torch.tensor(
+        float("inf"), dtype=torch.bfloat16))
+
+
 def _cells(line: str) -> list[str]:
     """The cells of one markdown table row ([] for any other line)."""
     if not line.startswith("|"):
