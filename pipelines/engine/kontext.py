@@ -28,9 +28,9 @@ from pipelines.levers.cuda_graphs import recorded_graphs, start_job
 from pipelines.levers.plan import detect_capabilities, plan_engine
 from pipelines.levers.step_cache import prepare_step_cache
 from pipelines.loras.manager import LoraManager, switch_for_job
-from pipelines.parallel.group import agreed, enable_context_parallel, join_group, leave_group
 from pipelines.memory.plan import check_memory_plan, settle_device_memory
 from pipelines.parallel.check import check_tier, group_plan
+from pipelines.parallel.group import agreed, enable_context_parallel, join_group, leave_group
 from pipelines.references.plan import (
     InputPlan,
     check_plan_takes_references,

@@ -163,6 +163,10 @@ class ProcessEngine:
                 pass
         self._stop_child()
 
+    def kill(self) -> None:
+        """Stop the child at once (its group is broken; nothing it holds is kept)."""
+        self._stop_child()
+
     def _call(self, command: str, control: RunControl, argument: Any = None
               ) -> EditResult | None:
         """Send one command; follow its events until the child's state ends it."""
