@@ -220,4 +220,16 @@ def check_groups(settings: Settings, devices: list[str]) -> None:
         raise InvalidInput(refusal)
     check_tier(settings.tier, settings.memory_mode)
     folder = ensure_demo_checkpoint(settings) if settings.demo else settings.weights
-    check_group(size, settings.context_parallel_mode, transformer_heads(folder))
+    check_group(size, settings.context_parallel_mode, transformer_heads(folder), devices[0])
+
+
+def build_replica_group(settings: Settings, factory=None) -> Engine:
+    """The group one Ray Serve replica runs with --context-parallel K: its K GPUs (the
+    ones Ray gave it, cuda:0 … cuda:K-1 as it sees them), or K CPU ranks with
+    --ray-gpus-per-replica 0."""
+    size = settings.context_parallel
+    assert isinstance(size, int)
+    devices = ["cpu"] * size if settings.ray_gpus_per_replica == 0 else \
+        [f"cuda:{index}" for index in range(size)]
+    engines, _labels = build_groups(settings.model_copy(update={"devices": devices}), factory)
+    return engines[0]

@@ -17,13 +17,18 @@ from pipelines.parallel.options import MODES
 REAL_HEADS = 24
 
 
-def check_group(degree: int, mode: str, heads: int | None) -> None:
-    """Refuse a group of `degree` devices in `mode` that the model cannot split; `heads`:
+def check_group(degree: int, mode: str, heads: int | None, device: str = "cuda") -> None:
+    """Refuse a group of `degree` `device`s in `mode` that the model cannot split; `heads`:
     the transformer's attention heads (None: not known here, checked on load)."""
     if mode not in MODES:
         raise InvalidInput(f"context_parallel_mode: {mode!r} is not one of {', '.join(MODES)}")
     if degree < 2:
         raise InvalidInput(f"context_parallel: a group needs at least 2 devices, got {degree}")
+    if mode == "ring" and not device.startswith("cuda"):
+        raise InvalidInput(
+            "context_parallel_mode: ring merges each rank's partial attention by its "
+            "log-sum-exp, which diffusers' CPU attention (native) does not return; use "
+            "ulysses on CPU (ring needs a CUDA attention backend: cuDNN or flash)")
     # Ulysses hands each rank whole heads after its all-to-all: the heads must divide.
     if mode == "ulysses" and heads is not None and heads % degree:
         raise InvalidInput(

@@ -52,7 +52,7 @@ def enable_context_parallel(transformer, cp: ContextParallel, device: str) -> No
     streams split, the output gathered), with the uneven-length switch."""
     from diffusers import ContextParallelConfig
 
-    check_group(cp.degree, cp.mode, transformer.config.num_attention_heads)
+    check_group(cp.degree, cp.mode, transformer.config.num_attention_heads, device)
     config = ContextParallelConfig(**{f"{cp.mode}_degree": cp.degree})
     with _cpu_device_count(device):
         transformer.enable_parallelism(config=config)

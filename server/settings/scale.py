@@ -73,7 +73,8 @@ class ScaleSettings(BaseModel):
         "add a replica as soon as jobs wait).",
     )
     ray_gpus_per_replica: float = Field(
-        1.0, ge=0, description="GPUs each engine replica reserves (0 for CPU engines)."
+        1.0, ge=0, description="GPUs each engine replica reserves (0 for CPU engines); with "
+        "--context-parallel K, K: the replica is one group of K ranks, one GPU each."
     )
     ray_cpus_per_replica: float = Field(
         1.0, gt=0, description="CPUs each engine replica reserves (fractions allowed)."
@@ -106,7 +107,10 @@ class ScaleSettings(BaseModel):
 
     @model_validator(mode="after")
     def _groups(self) -> Self:
-        refusal = group_refusal(self.context_parallel, self.devices, self.device_workers)
+        if self.ray_address is not None and self.context_parallel != 1:
+            refusal = ray_group_refusal(self.context_parallel, self.ray_gpus_per_replica)
+        else:
+            refusal = group_refusal(self.context_parallel, self.devices, self.device_workers)
         if refusal:
             raise ValueError(refusal)
         return self
@@ -157,4 +161,18 @@ def group_size_refusal(size: int, devices: list[str]) -> str | None:
         if len(kinds) > 1:
             return (f"context_parallel: the group {','.join(devices[start:start + size])} "
                     "mixes CPU and GPU; a group is devices of one kind")
+    return None
+
+
+def ray_group_refusal(size: int | str, gpus_per_replica: float) -> str | None:
+    """Why a Ray Serve replica cannot be a group of `size` ranks (None: it can): it holds
+    `size` GPUs, one per rank (or none: CPU ranks, for rehearsals)."""
+    if size == "auto":
+        return AUTO_REFUSAL
+    assert isinstance(size, int)
+    if size < 1:
+        return f"context_parallel: must be 1 or more, got {size}"
+    if gpus_per_replica not in (0, size):
+        return (f"context_parallel: on Ray Serve each replica is one group of {size} ranks, "
+                f"one GPU each: use --ray-gpus-per-replica {size} (or 0 for CPU ranks)")
     return None

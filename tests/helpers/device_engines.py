@@ -79,3 +79,16 @@ def gated_tiny_engine(settings: Settings, gate: str, device: str | None):
 def crashing_gated_tiny_engine(settings: Settings, gate: str, device: str | None):
     """The settings' (demo) engine on `device`, crashing on CRASH, held at `gate`."""
     return CrashOnPrompt(GatedEngine(build_engine(settings, device), Path(gate)))
+
+
+def group_rank_engine(settings: Settings, gate: str, device: str, rank: int,
+                      init_method: str):
+    """Rank `rank` of a context-parallel group under the settings: rank 0 held at `gate`
+    (it speaks for the group), rank 1 crashing on CRASH (a rank of the group dies, not the
+    one the server talks to)."""
+    from server.engine_build import build_rank_engine
+
+    engine = build_rank_engine(settings, device, rank, init_method)
+    if rank == 0:
+        return GatedEngine(engine, Path(gate))
+    return CrashOnPrompt(engine) if rank == 1 else engine

@@ -55,7 +55,9 @@ def test_the_cli_refuses_with_the_reason_and_exit_code_2(capsys):
 def test_ulysses_needs_heads_divisible_by_the_group():
     check_group(2, "ulysses", 24)
     check_group(3, "ring", 2)  # ring passes key/value blocks: any head count
-    with pytest.raises(InvalidInput, match="24 attention heads.*not divisible by 5"):
+    with pytest.raises(InvalidInput, match="use ulysses on CPU"):
+        check_group(2, "ring", 2, "cpu")
+    with pytest.raises(InvalidInput, match=r"24 attention heads.*not divisible by 5"):
         check_group(5, "ulysses", 24)
 
 
@@ -64,7 +66,7 @@ def test_the_tiny_checkpoint_refuses_a_group_of_four_at_build(tiny_dir):
     assert transformer_heads(tiny_dir) == 2
     settings = Settings(demo=True, demo_dir=tiny_dir, devices="cpu,cpu,cpu,cpu",
                         context_parallel=4, warmup=False)
-    with pytest.raises(InvalidInput, match="2 attention heads.*not divisible by 4"):
+    with pytest.raises(InvalidInput, match=r"2 attention heads.*not divisible by 4"):
         build_local_engines(settings)
 
 
