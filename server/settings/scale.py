@@ -125,10 +125,10 @@ class ScaleSettings(BaseModel):
 
 #: Why `--context-parallel auto` is refused (docs/scale-out.md, "Why not auto").
 AUTO_REFUSAL = (
-    "context_parallel: `auto` is not supported: switching a device between its own jobs and "
-    "a group's split jobs needs the transformer twice (with and without diffusers' split "
-    "hooks, which cannot be removed once enabled) or a rebuilt, recompiled model per switch; "
-    "choose a group size (2, 4, ...) or 1")
+    "context_parallel: `auto` is not supported: switching devices between their own jobs "
+    "and a group's split jobs needs diffusers' split removed and re-added per job (it has "
+    "no public way back) or a second transformer, both variants compiled, and a split job "
+    "waiting for every device of its group; choose a group size (2, 4, ...) or 1")
 
 
 def group_refusal(size: int | str, devices: list[str], workers: str) -> str | None:

@@ -34,7 +34,7 @@ from server.engine_build import build_engine, build_local_engines
 CONFIG = {"prompt": "make it blue", "width": 512, "height": 512, "steps": 2, "seed": 5}
 PNG = "multipart/form-data; image/png"
 SQUARE, WIDE, RED = gradient_png(256, 256), gradient_png(320, 256), \
-    image_bytes(96, 96, color=(210, 40, 30))
+    image_bytes(256, 288, color=(210, 40, 30))
 GROUPS = ["cpu:0,cpu:1", "cpu:2,cpu:3"]
 TIMEOUT = 300
 
