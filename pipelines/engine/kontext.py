@@ -30,7 +30,13 @@ from pipelines.levers.step_cache import prepare_step_cache
 from pipelines.loras.manager import LoraManager, switch_for_job
 from pipelines.memory.plan import check_memory_plan, settle_device_memory
 from pipelines.parallel.check import check_tier, group_plan
-from pipelines.parallel.group import agreed, enable_context_parallel, join_group, leave_group
+from pipelines.parallel.group import (
+    agreed,
+    enable_context_parallel,
+    join_group,
+    leave_group,
+    uneven_side,
+)
 from pipelines.references.plan import (
     InputPlan,
     check_plan_takes_references,
@@ -158,6 +164,10 @@ class KontextEngine:
                 self._warmup_edit(case, steps, references)
             if self.loras is not None and self.plan.compile is not None:
                 self._warmup_lora_variants([case for case, _ in edits])
+            if self.group is not None and self.plan.compile is not None:
+                # The uneven split is a variant of the compiled blocks of its own.
+                side = uneven_side(self.group.degree)
+                self._warmup_edit(ShapeCase(side, side, None, None), steps)
         finally:
             self._graphs = "count"
         if not calibrate:

@@ -125,6 +125,13 @@ class _SequenceSwitch:
         return args, kwargs
 
 
+def uneven_side(degree: int) -> int:
+    """A square output side (pixels) whose image tokens do not divide by `degree`: the
+    warm-up edit that compiles the uneven split's variant (side/16 ≡ 1 mod degree)."""
+    patches = degree * -(-32 // degree) + 1
+    return 16 * patches
+
+
 class AgreedCancel(CancelSignal):
     """A job's cancel as the group agrees on it: set on any rank → set on all, read at the
     same point on every rank (a one-number all-reduce per read)."""
