@@ -1,5 +1,5 @@
 """What the content filter adds to a job's latency through the real job path, with the input
-check overlapping the job (docs/safety.md, "Where it checks").
+check overlapping the job (docs/safety.md, "The content filter").
 
 A real server on loopback, the fake engine standing in for a GPU (each denoising step
 sleeps: the CPU stays free, as it does while a GPU generates), the full-size classifier

@@ -48,7 +48,8 @@ def nearest_preferred(width: int, height: int) -> tuple[int, int]:
 #: How references reach the transformer (pipelines/references/plan.py).
 ReferenceMethod = Literal["index", "offset", "stitch"]
 REFERENCE_METHODS: tuple[ReferenceMethod, ...] = ("index", "offset", "stitch")
-#: The method the released FLUX.1 Kontext [dev] weights handle (docs/multi-reference.md).
+#: The method the released FLUX.1 Kontext [dev] weights handle
+#: (docs/engine.md, "Multi-reference inputs").
 DEFAULT_REFERENCE_METHOD: ReferenceMethod = "offset"
 #: The canvas and at most three references.
 MAX_INPUT_IMAGES = 4

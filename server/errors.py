@@ -6,17 +6,30 @@ Engine errors (pipelines.errors) carry no status; server/engines/interface.py
 
 from __future__ import annotations
 
+import logging
+
 
 class ApiError(Exception):
     """An error answered as a failed job. `field` names what was wrong, when one thing was."""
 
     status: int = 500
     reason: str = "internal"
+    #: How a job refused or failed with this error is logged; None: ERROR for a 5xx (a
+    #: fault of the server's), INFO below. Refusals the server means to give, such as
+    #: "not ready yet", set their own.
+    expected_level: int | None = None
 
     def __init__(self, message: str, field: str | None = None) -> None:
         self.field = field
         self.message = f"{field}: {message}" if field else message
         super().__init__(self.message)
+
+    @property
+    def log_level(self) -> int:
+        """The level a log line about this error takes."""
+        if self.expected_level is not None:
+            return self.expected_level
+        return logging.ERROR if self.status >= 500 else logging.INFO
 
     def headers(self) -> dict[str, str]:
         """Extra response headers for this error."""
@@ -92,16 +105,17 @@ class Overloaded(ApiError):
 
 
 class UploadsBusy(Overloaded):
-    """Request bodies being read already fill max_body_bytes_in_flight (issue 16)."""
+    """Request bodies being read already fill max_body_bytes_in_flight."""
 
     reason = "uploads_busy"
 
 
 class StorageFull(ApiError):
     """The async results folder is at its size limit or its disk at its free-space reserve,
-    or a write to it failed (issue 16); `retry_after`: when a cleanup may have freed space."""
+    or a write to it failed; `retry_after`: when a cleanup may have freed space."""
 
     status, reason = 507, "storage_full"
+    expected_level = logging.WARNING  # a full disk is the operator's to see, not a bug
 
     def __init__(self, message: str, retry_after: int | None = None) -> None:
         super().__init__(message)
@@ -127,6 +141,7 @@ class NotReady(ApiError):
     """The engine is not loaded or warmed up yet, or the server is shutting down."""
 
     status, reason = 503, "not_ready"
+    expected_level = logging.WARNING  # an expected refusal (loading, draining), not a fault
 
 
 class EngineLost(ApiError):
@@ -148,19 +163,19 @@ class UpstreamTimeout(ApiError):
 
 
 class JobTimeout(ApiError):
-    """A local job ran past job_timeout_seconds and was cancelled (issue 6)."""
+    """A local job ran past job_timeout_seconds and was cancelled."""
 
     status, reason = 504, "job_timeout"
 
 
 class ShuttingDown(ApiError):
-    """The server shut down before the job finished; it was cancelled (issue 6)."""
+    """The server shut down before the job finished; it was cancelled."""
 
     status, reason = 503, "shutdown"
 
 
 class UpstreamRejected(ApiError):
-    """Upstream refused a forwarded job with a 4xx: answered with the same status (issue 3)."""
+    """Upstream refused a forwarded job with a 4xx: answered with the same status."""
 
     reason = "upstream_rejected"
 
@@ -170,7 +185,7 @@ class UpstreamRejected(ApiError):
 
 
 class UpstreamModerated(ApiError):
-    """Upstream's moderation refused the request: the prompt or the input (issue 3). 400,
+    """Upstream's moderation refused the request: the prompt or the input. 400,
     like a request our own content filter refuses (ContentRefused)."""
 
     status, reason = 400, "moderated"

@@ -1,4 +1,4 @@
-"""LoRAs per job on the local [dev] model (docs/loras.md).
+"""LoRAs per job on the local [dev] model (docs/loras.md; the slots: docs/engine.md).
 
   choices.py  the rules a job's LoRA list must follow (torch-free; the server reuses them)
   formats.py  what a .safetensors file holds: layout, rank, claimed base model (torch-free)

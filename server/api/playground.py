@@ -127,7 +127,8 @@ def job_type_entry(job_type: JobType, service: JobService) -> dict[str, Any]:
 
 
 def playground_config(service: JobService, auth_required: bool) -> dict[str, Any]:
-    """The body of /playground/config.json (schema: docs/async.md, "The playground")."""
+    """The body of /playground/config.json (docs/architecture.md, "The playground's
+    modules")."""
     limits = service.image_limits
     return {
         "version": CONFIG_VERSION, "auth_required": auth_required,

@@ -88,8 +88,7 @@ class JobIntake:
         if not isinstance(exc, ApiError):
             log.exception("unexpected failure")
             exc = JobFailed("internal server error")
-        level = logging.ERROR if exc.status >= 500 and exc.status != 507 else logging.INFO
-        log.log(level, "job refused (%d %s): %s", exc.status, exc.reason, exc.message)
+        log.log(exc.log_level, "job refused (%d %s): %s", exc.status, exc.reason, exc.message)
         sent = self.submission
         known = sent is not None and sent.type in JOB_TYPES
         record = refused_record(self.job_id, exc.message, sent.type if known else None,

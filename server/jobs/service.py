@@ -212,7 +212,7 @@ class JobService:
         self.metrics.job_seconds.labels(job_type=job.prepared.job_type.name,
                                         tier=job.backend.label, outcome=outcome
                                         ).observe(time.monotonic() - started)
-        level = logging.INFO if job.error is None or job.error.status < 500 else logging.ERROR
+        level = logging.INFO if job.error is None else job.error.log_level
         log.log(level, "job %s%s", job.record.state,
                 f" ({job.error.status} {job.error.reason}): {job.error.message}"
                 if job.error else "")

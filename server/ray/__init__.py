@@ -1,1 +1,1 @@
-"""Ray Serve: the same /v2/job API in front of engine replicas across machines (issue 11)."""
+"""Ray Serve: the same /v2/job API in front of engine replicas across machines."""

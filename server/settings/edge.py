@@ -8,7 +8,7 @@ from server.settings.common import MB
 
 
 class EdgeSettings(BaseModel):
-    """The HTTP edge: limits applied before any application code runs (issue 16)."""
+    """The HTTP edge: limits applied before any application code runs."""
 
     max_header_bytes: int = Field(
         32 * 1024, ge=1024, le=1024 * 1024,

@@ -25,7 +25,7 @@ def parse_device(item: str) -> str:
 
 
 class ScaleSettings(BaseModel):
-    """Every GPU of a machine (--devices) and many machines on Ray Serve (issue 11)."""
+    """Every GPU of a machine (--devices) and many machines on Ray Serve."""
 
     devices: Annotated[list[str], NoDecode] = Field(
         default_factory=list,

@@ -11,7 +11,7 @@ from server.settings.common import MB, plaintext_refusal, split_commas
 
 
 class UpstreamSettings(BaseModel):
-    """Forwarding [pro]/[max] jobs upstream, and the local fallback (issue 3)."""
+    """Forwarding [pro]/[max] jobs upstream, and the local fallback."""
 
     upstream: Literal["none", "hosted", "bfl"] = Field(
         "none",

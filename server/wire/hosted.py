@@ -23,7 +23,7 @@ Model = Literal["pro", "max"]
 Task = Literal["txt2img", "img2img"]
 
 #: The hosted [pro]/[max] models are Black Forest Labs' closed weights: neither BFL's API nor
-#: the hosted /v2 types built on it take LoRAs (docs/loras.md, "[pro] and [max]").
+#: the hosted /v2 types built on it take LoRAs (docs/forwarding.md).
 NO_LORAS_RULE = ("[pro]/[max] take no LoRAs: they run on Black Forest Labs' hosted models, "
                  "whose API has no LoRA parameter; send LoRAs with "
                  "inference.flux-fast.dev-kontext.img2img.v1")

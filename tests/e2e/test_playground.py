@@ -433,14 +433,24 @@ def test_a_large_photo_is_shrunk_and_its_shape_is_the_output_size(serve, tmp_pat
     assert page.text_content("#status") == (
         "photo.jpg: 1800 × 2400 is over the 1920 px a side this server takes; it is sent as "
         "1440 × 1920 (same shape).")
-    assert page.text_content("#inputs") == "photo.jpg (1440 × 1920)"
+    assert page.text_content("#inputs") == "photo-1440x1920.jpg (1440 × 1920)"
     # No size typed: the page says what it will ask for, the photo's 3:4 at about 1 MP.
     assert page.text_content("#size-note").startswith("Output: 784 × 1040 — the input's shape")
     run_edit(page, 2)
     request = engine.requests[-1]
     assert request.image.size == (1440, 1920) and (request.width, request.height) == (784, 1040)
+    # Copy as curl names the shrunk copy (the original would get a 400) and says so; with
+    # that copy saved (what the history's Download link holds), it runs as written.
     page.click("#copy-curl")
-    assert '"width":784,"height":1040' in page.text_content("#snippet")
+    command = page.text_content("#snippet")
+    assert '"width":784,"height":1040' in command
+    assert re.findall(r"input=@([\w.-]+)", command) == ["photo-1440x1920.jpg"]
+    assert "# photo.jpg (1800 × 2400) is over this server's limit" in command
+    (tmp_path / "photo-1440x1920.jpg").write_bytes(bytes_at(page, "#input-image"))
+    done = subprocess.run(["bash", "-c", command], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert engine.requests[-1].image.size == (1440, 1920)
     # Typed sizes win, and the note follows them.
     page.fill("#field-width", "512")
     page.fill("#field-height", "640")

@@ -84,6 +84,24 @@ def test_readiness_503_while_starting_is_not_counted_as_an_error(serve):
     assert value(found, "kontext_readiness_probes_total", ready="true") == 1
 
 
+def test_a_job_refused_while_the_engine_loads_is_logged_as_a_warning_not_an_error(serve):
+    # 503 not_ready is a refusal the server means to give; an operator's ERROR alerts
+    # must not fire while a server starts.
+    engine = FakeEngine()
+    engine.load_gate.clear()
+    live = serve(engine, wait_ready=False)
+    try:
+        with captured_logs("json", []) as stream:
+            reply = post_job(live.url, CONFIG, PNG)
+    finally:
+        engine.load_gate.set()
+    assert reply.status_code == 503 and job_of(reply)["error"].startswith("the engine is")
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    refused = [line for line in lines if line["message"].startswith("job refused (503")]
+    assert [line["level"] for line in refused] == ["warning"]
+    assert not [line for line in lines if line["level"] == "error"]
+
+
 @contextlib.contextmanager
 def captured_logs(fmt: str, secrets: list[str]) -> Iterator[io.StringIO]:
     """Everything logged while the block runs, through the server's own handler."""

@@ -62,5 +62,13 @@ console.log("seed", job.job.config.seed);
 function inputsComment(job, mark) {
   if (!job.inputs.length) return "";
   const names = job.inputs.map((input, index) => plainName(input.name, index)).join(", ");
-  return `${mark} Input: ${names} (the history's Download link saves each step under its name)\n`;
+  // A photo the page shrank is sent as its shrunk copy: the original would get a 400.
+  const shrunk = job.inputs.filter((input) => input.step?.shrunkFrom).map((input) => {
+    const { name, width, height } = input.step.shrunkFrom;
+    return `${mark} ${name} (${width} × ${height}) is over this server's limit: the page sent `
+      + `a shrunk copy, ${input.name}; save it with its Download link, or the server refuses `
+      + "the original\n";
+  });
+  return `${mark} Input: ${names} (the history's Download link saves each step under its name)\n`
+    + shrunk.join("");
 }

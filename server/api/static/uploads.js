@@ -36,7 +36,7 @@ export async function keepUpload(file, kind, size, limits) {
     blob = shrunk.blob;
     Object.assign(step, { width: shrunk.width, height: shrunk.height,
                           shrunkFrom: { ...size, name: file.name },
-                          fileName: renamed(file.name, shrunk.blob.type) });
+                          fileName: shrunkName(file.name, shrunk) });
   }
   try { await keepStep(step, blob); } catch (error) {
     // e.g. storage full or disabled: the image cannot survive a reload
@@ -46,11 +46,12 @@ export async function keepUpload(file, kind, size, limits) {
   return step;
 }
 
-// A file name whose extension says what the (re-encoded) image now is.
-function renamed(name, type) {
-  const extension = type === "image/jpeg" ? /\.jpe?g$/i : /\.png$/i;
-  if (extension.test(name)) return name;
-  return `${name.replace(/\.[^.]*$/, "")}.${type === "image/jpeg" ? "jpg" : "png"}`;
+// The shrunk copy's own file name (photo.jpg → photo-1440x1920.jpg), its extension saying
+// what the re-encoded image now is: the history's Download link and the copied curl/JS
+// name this copy, never the original the server would refuse.
+function shrunkName(name, { blob, width, height }) {
+  const extension = blob.type === "image/jpeg" ? "jpg" : "png";
+  return `${name.replace(/\.[^.]*$/, "")}-${width}x${height}.${extension}`;
 }
 
 /** The line saying a step's image was shrunk to the server's limits, or "". */
