@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from helpers.async_api import submit, wait_state, wait_until
+from helpers.async_api import get, submit, wait_state, wait_until
 from helpers.device_engines import CRASH, group_rank_engine
 from helpers.http import image_of, job_of, multipart_parts, post_images
 from helpers.images import gradient_png, image_bytes
@@ -122,11 +122,21 @@ def test_a_lora_job_loads_the_lora_on_every_rank(groups, alone):
     assert np.abs(split - whole).max() <= 1 and np.abs(whole - plain).max() > 1
 
 
-def test_a_cancelled_job_stops_every_rank_and_the_group_serves_on(groups, gate):
+def step_one(url: str, job_id: str) -> dict | None:
+    """The job's progress once it reports its first step."""
+    progress = get(url, job_id, "job.json").json()["state"].get("progress", {})
+    return progress if progress.get("step") == 1 else None
+
+
+def test_progress_then_cancel_stops_every_rank_and_the_group_serves_on(groups, gate):
     (gate / "hold").write_text("")
     try:
         job_id = submit(groups.url, {**CONFIG, "steps": 4, "seed": 77}, SQUARE).json()["id"]
         wait_until(lambda: list(gate.glob("held-*-77")), timeout=TIMEOUT, what="job held")
+        # Rank 0's step events are the job's progress.
+        progress = wait_until(lambda: step_one(groups.url, job_id), timeout=TIMEOUT,
+                              what="step 1 reported")
+        assert progress["steps"] == 4
         assert httpx.delete(f"{groups.url}/v2/job/async/{job_id}").json()["error"] == \
             "cancelled"
     finally:
