@@ -123,7 +123,9 @@ class GroupEngine:
     def _failed(self, futures: list[Future]) -> Any:
         """One rank failed: the same failure on all (an input refused, a cancel) is the
         job's; anything else breaks the group, which is stopped (DeviceLost)."""
-        done, pending = wait(futures, timeout=AGREE_SECONDS)
+        lost_now = any(f.done() and isinstance(f.exception(), DeviceLost) for f in futures)
+        # A lost rank leaves the others in a collective: nothing to wait for.
+        done, pending = wait(futures, timeout=0 if lost_now else AGREE_SECONDS)
         errors = [f.exception() if f in done else None for f in futures]
         lost = [i for i, error in enumerate(errors) if isinstance(error, DeviceLost)]
         agreed = not pending and not lost and all(errors) and \
