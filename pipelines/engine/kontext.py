@@ -35,7 +35,6 @@ from pipelines.parallel.group import (
     enable_context_parallel,
     join_group,
     leave_group,
-    uneven_side,
 )
 from pipelines.references.plan import (
     InputPlan,
@@ -134,7 +133,8 @@ class KontextEngine:
         install = None if self.loras is None else \
             (lambda transformer: self.loras.install(transformer, self.plan))
         split = None if self.group is None else \
-            (lambda transformer: enable_context_parallel(transformer, self.group, self.device))
+            (lambda transformer: enable_context_parallel(transformer, self.group, self.device,
+                                                         self.plan.compile is not None))
         backend = apply_plan(pipe, self.plan, before_compile=install, after_attention=split)
         pipe.set_progress_bar_config(disable=True)
         self.pipe = pipe
@@ -164,10 +164,6 @@ class KontextEngine:
                 self._warmup_edit(case, steps, references)
             if self.loras is not None and self.plan.compile is not None:
                 self._warmup_lora_variants([case for case, _ in edits])
-            if self.group is not None and self.plan.compile is not None:
-                # The uneven split is a variant of the compiled blocks of its own.
-                side = uneven_side(self.group.degree)
-                self._warmup_edit(ShapeCase(side, side, None, None), steps)
         finally:
             self._graphs = "count"
         if not calibrate:

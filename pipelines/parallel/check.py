@@ -77,8 +77,7 @@ def group_plan(plan):
     if plan.cuda_graphs is not None:
         changes["cuda_graphs"] = None
         notes.append("CUDA graphs are off in a group: collectives are not recorded")
-    if plan.compile is not None and plan.compile.fullgraph:
-        changes["compile"] = dataclasses.replace(plan.compile, fullgraph=False)
-        notes.append("compiled without fullgraph in a group: an uneven split reads the "
-                     "ranks' lengths at run time")
-    return dataclasses.replace(plan, **changes, notes=tuple(notes)) if changes else plan
+    if plan.compile is not None:
+        notes.append("in a group, a job whose tokens do not divide by the group size runs "
+                     "its blocks uncompiled (dynamo cannot trace diffusers' uneven split)")
+    return dataclasses.replace(plan, **changes, notes=tuple(notes))

@@ -47,9 +47,12 @@ def leave_group() -> None:
         dist.destroy_process_group()
 
 
-def enable_context_parallel(transformer, cp: ContextParallel, device: str) -> None:
+def enable_context_parallel(transformer, cp: ContextParallel, device: str,
+                            compiled: bool = False) -> None:
     """diffusers' context parallelism on `transformer` (its Flux plan: image and text
-    streams split, the output gathered), with the uneven-length switch."""
+    streams split, the output gathered), with the uneven-length switch; `compiled`: the
+    blocks will be compiled, and an uneven split runs them eagerly (dynamo cannot trace
+    diffusers' uneven all-to-all)."""
     from diffusers import ContextParallelConfig
 
     check_group(cp.degree, cp.mode, transformer.config.num_attention_heads, device)
@@ -58,7 +61,9 @@ def enable_context_parallel(transformer, cp: ContextParallel, device: str) -> No
         transformer.enable_parallelism(config=config)
     if not device.startswith("cuda"):
         _gather_unequal_on_gloo()
-    transformer.register_forward_pre_hook(_SequenceSwitch(config, cp.degree), with_kwargs=True)
+    switch = _SequenceSwitch(config, cp.degree, compiled)
+    transformer.register_forward_pre_hook(switch, with_kwargs=True)
+    transformer.register_forward_hook(switch.after)
 
 
 @contextlib.contextmanager
@@ -104,11 +109,14 @@ def _all_gather_padded(tensor, dim: int, group):
 class _SequenceSwitch:
     """Before each transformer forward: even splits when both streams divide by the group,
     diffusers' uneven ("anything") splits otherwise; InvalidInput when a stream is shorter
-    than the group (a rank would get no token)."""
+    than the group (a rank would get no token). With compiled blocks an uneven forward runs
+    eagerly: the even one is the common case (1024² with a 1 MP reference, K = 2 or 4) and
+    keeps its compiled graphs."""
 
-    def __init__(self, config, degree: int) -> None:
+    def __init__(self, config, degree: int, compiled: bool) -> None:
         self.config = config
         self.degree = degree
+        self.compiled = compiled
 
     def __call__(self, _module, args, kwargs):
         lengths = [kwargs[name].shape[1] for name in ("hidden_states", "encoder_hidden_states")
@@ -122,14 +130,19 @@ class _SequenceSwitch:
             config.ring_anything = uneven
         else:
             config.ulysses_anything = uneven
+        if self.compiled and uneven:
+            import torch
+
+            torch.compiler.set_stance("force_eager")
         return args, kwargs
 
+    def after(self, _module, _args, output):
+        """After the forward: compiled blocks in use again."""
+        if self.compiled:
+            import torch
 
-def uneven_side(degree: int) -> int:
-    """A square output side (pixels) whose image tokens do not divide by `degree`: the
-    warm-up edit that compiles the uneven split's variant (side/16 ≡ 1 mod degree)."""
-    patches = degree * -(-32 // degree) + 1
-    return 16 * patches
+            torch.compiler.set_stance("default")
+        return output
 
 
 class AgreedCancel(CancelSignal):

@@ -1,6 +1,7 @@
 """A CPU group (two gloo ranks, Ulysses) with its transformer blocks compiled: after the
-warm-up, jobs whose split is even, uneven, and with a reference run without a recompile on
-either rank (each rank's process errs on one), and give the eager group's image.
+warm-up, jobs whose split is even run compiled without a recompile on either rank (each
+rank's process errs on one), a job whose split is uneven runs its blocks eagerly (dynamo
+cannot trace diffusers' uneven all-to-all), and every job gives the image of one process.
 
 aot_eager in CI (dynamo's graphs and guards, no code generation); inductor (C++ code
 generation on CPU, minutes on 2 cores) under `-m slow`.

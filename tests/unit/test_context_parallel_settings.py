@@ -87,7 +87,7 @@ def test_a_groups_plan_leaves_out_what_bypasses_the_split():
                       compile=CompileSpec(fullgraph=True))
     grouped = group_plan(plan)
     assert not grouped.fp8_attention and grouped.cuda_graphs is None
-    assert grouped.compile is not None and not grouped.compile.fullgraph
+    assert grouped.compile == plan.compile  # uneven splits run uncompiled: said in a note
     assert len(grouped.notes) == 3
 
 
