@@ -31,6 +31,9 @@ from pipelines.references.plan import MIN_REFERENCE_TOKEN_BUDGET
 from server.api.app import create_app
 from server.engine_build import build_engine, build_local_engines
 
+#: Processes start and load on 2 shared cores: minutes, not pytest's default 300 s.
+pytestmark = pytest.mark.timeout(1200)
+
 CONFIG = {"prompt": "make it blue", "width": 512, "height": 512, "steps": 2, "seed": 5}
 PNG = "multipart/form-data; image/png"
 SQUARE, WIDE, RED = gradient_png(256, 256), gradient_png(320, 256), \

@@ -15,6 +15,9 @@ from helpers.images import gradient_png
 from helpers.ray_app import free_port, wait_ready
 from helpers.servers import make_settings
 
+#: Processes start and load on 2 shared cores: minutes, not pytest's default 300 s.
+pytestmark = pytest.mark.timeout(1200)
+
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = {"prompt": "make it blue", "width": 512, "height": 512, "steps": 2, "seed": 5}
 CANVAS = gradient_png(256, 256)
