@@ -37,8 +37,8 @@ if ! python -c "import torch" 2>/dev/null; then
   fi
 fi
 extras=""
-# [ray]: the Ray Serve tests (tests/ray_serve) run in CI too.
-$with_tests && extras="[test,ray]"
+# [ray]: the Ray Serve tests (tests/ray_serve) run in CI too; [otel]: the tracing test.
+$with_tests && extras="[test,ray,otel]"
 .venv/bin/uv pip install -q --python .venv/bin/python "${links[@]}" -c constraints.txt \
   -e ".$extras" "${torch[@]}"
 if $with_tests; then

@@ -37,7 +37,7 @@ echo "$torch_pin" > "$work/torch.txt"
 # 0.38.2 shipped macOS wheels only). Check that install.sh can install every pin here.
 if [ -x .venv/bin/python ]; then
   "$uv" pip install --dry-run -q --python .venv/bin/python -c constraints.txt \
-    -e ".[test,ray,gpu,safety]" || {
+    -e ".[test,ray,gpu,safety,otel]" || {
     echo "constraints.txt cannot be installed on this platform: pin the package named above" \
       "to a version with a wheel here (edit constraints.txt, then run this again)" >&2
     exit 1

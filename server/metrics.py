@@ -19,12 +19,22 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    disable_created_metrics,
     generate_latest,
 )
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    InfoMetricFamily,
+    Metric,
+)
 
 if TYPE_CHECKING:
-    from pipelines.contract import LoraCatalog
+    from pipelines.contract import EngineInfo, LoraCatalog
+
+# No `*_created` series beside every counter and histogram: they double the series count
+# and no dashboard or alert here reads them (process-wide: prometheus_client's own switch).
+disable_created_metrics()
 
 JOB_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 45, 60, 120, 300, 600)
 STEP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 2, 5, 10)
@@ -53,6 +63,11 @@ class Metrics:
         self.device_jobs = Counter(
             "kontext_device_jobs", "Jobs run on each device, by outcome (`completed` or "
             "the failure reason).", ["device", "outcome"], registry=r)
+        self.requests = Counter(
+            "kontext_http_requests",
+            "Every answer, by route (its template, e.g. /v2/job/async/{job_id}; `unmatched` "
+            "for a path no route serves, `edge` for the HTTP edge's own refusals) and HTTP "
+            "status: the denominator of error ratios.", ["route", "status"], registry=r)
         self.errors = Counter("kontext_http_errors",
                               "Failed requests by HTTP status and reason (a /readyz 503 "
                               "is not one: see kontext_readiness_probes).",
@@ -128,6 +143,15 @@ class Metrics:
         """Count one failed request."""
         self.errors.labels(status=str(status), reason=reason).inc()
 
+    def count_request(self, route: str, status: int) -> None:
+        """Count one answer (any status) on `route`, a route template."""
+        self.requests.labels(route=route, status=str(status)).inc()
+
+    def watch_build(self, info: Callable[[], EngineInfo]) -> None:
+        """kontext_build_info: this server's version and what its engines run, read from
+        `info()` at every scrape (the device and tier are known once the engine loaded)."""
+        self.registry.register(_BuildInfoCollector(info))
+
     def render(self) -> tuple[bytes, str]:
         """The exposition text and its content type."""
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
@@ -137,6 +161,32 @@ def _cuda_memory_allocated(device: str) -> float:
     import torch  # lazily: only CUDA engines register this gauge, and torch is loaded there
 
     return float(torch.cuda.memory_allocated(device))
+
+
+def server_version() -> str:
+    """The installed kontext-server version (`unknown` when run from an uninstalled tree)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("kontext-server")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+class _BuildInfoCollector:
+    """kontext_build_info{version, model, tier, device} 1: join it to other series to tell
+    which build and engine produced them."""
+
+    def __init__(self, info: Callable[[], EngineInfo]) -> None:
+        self.info = info
+        self.version = server_version()
+
+    def collect(self) -> Iterator[Metric]:
+        info = self.info()
+        yield InfoMetricFamily(
+            "kontext_build", "The server's version and what its engine runs (always 1).",
+            value={"version": self.version, "model": info.model, "tier": info.tier,
+                   "device": info.device})
 
 
 class _LoraCacheCollector:

@@ -156,6 +156,7 @@ def build_server(settings: Settings, engine: Engine | list[Engine] | None = None
     path = build_jobs_path(settings, engines, metrics)
     metrics.watch_queue(lambda: path.waiting)
     metrics.watch_loras(lambda: engines.loras)
+    metrics.watch_build(lambda: engines.info)
     return Server(
         settings, metrics, path,
         # Unfinished async jobs wait for the engines: their line's Retry-After is the work

@@ -26,6 +26,13 @@ def request_id_from(headers: Headers) -> str:
     return given if _SAFE_ID.fullmatch(given) else uuid.uuid4().hex
 
 
+def route_of(scope: Scope) -> str:
+    """The template of the route that served the request (the router notes it in the
+    scope), never the raw path: a label per job id would grow without bound."""
+    route = scope.get("route")
+    return getattr(route, "path", None) or "unmatched"
+
+
 class RequestContextMiddleware:
     """Sets the request id and metrics scope for the request's code; counts failed answers
     (those a route marked as expected, such as /readyz while starting, are not failures)."""
@@ -59,6 +66,8 @@ class RequestContextMiddleware:
             status, state.expected, state.error_reason = 500, False, "unhandled"
             raise
         finally:
+            if status:  # 0: the client left before any answer began
+                self.metrics.count_request(route_of(scope), status)
             if status >= 400 and not state.expected:
                 self.metrics.count_error(status, state.error_reason or "http")
             current_request.reset(metrics_token)

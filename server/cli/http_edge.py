@@ -131,8 +131,10 @@ class EdgeProtocol(H11Protocol):
         super().connection_lost(exc)
 
     def _count(self, status: int, reason: str) -> None:
-        """Count an answer the edge gave itself in kontext_http_errors_total."""
+        """Count an answer the edge gave itself in kontext_http_errors_total (and in
+        kontext_http_requests_total, route `edge`)."""
         if self._metrics is not None:
+            self._metrics.count_request("edge", status)
             self._metrics.count_error(status, reason)
 
     def send_400_response(self, msg: str) -> None:

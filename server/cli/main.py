@@ -7,13 +7,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from pydantic import ValidationError
-
 from server.cli.settings_flags import (
+    SETTINGS_ERRORS,
     add_settings,
     serve_fields,
-    settings_error,
     settings_from_args,
+    settings_problem,
 )
 
 
@@ -23,8 +22,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser(
         "serve", help="run the /v2/job server",
+        usage="kontext serve [--config FILE] [--OPTION VALUE ...]",
         description="Run the /v2/job server. Every option can also be set through the "
-        "environment variable shown in its help.")
+        "environment variable shown in its help, and in a settings file (--config) under "
+        "its name with underscores. Flags win over the environment, which wins over the "
+        "file.")
     add_settings(serve, serve_fields())
     weights = commands.add_parser("weights", help="weights tools").add_subparsers(
         dest="weights_command", required=True)
@@ -65,13 +67,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return main_edit(args)
     try:
         settings = settings_from_args(args, serve_fields())
-    except ValidationError as exc:
-        print(f"kontext serve: {settings_error(exc)}", file=sys.stderr)
+    except SETTINGS_ERRORS as exc:
+        print(f"kontext serve: {settings_problem(exc, config_named(args))}", file=sys.stderr)
         return 2
     from server.cli.serve import serve
 
     return serve(settings, tokens_from_flag=hasattr(args, "tokens")
                  or hasattr(args, "admin_tokens"))
+
+
+def config_named(args: argparse.Namespace) -> object:
+    """The settings file the command line names, if any (the environment's is read by
+    Settings itself; error messages name the flag's)."""
+    return getattr(args, "config", None)
 
 
 def _weights(args: argparse.Namespace) -> int:

@@ -4,6 +4,7 @@ root builds its engines), run uvicorn."""
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 from server.engine_build import build_engine
@@ -67,6 +68,7 @@ def serve(settings: Settings, tokens_from_flag: bool = False) -> int:
     from server.api.app import create_app
     from server.cli.runner import run_app
     from server.logs import configure_logging
+    from server.tracing import configure as configure_tracing
     from server.wiring import SafeguardsError
 
     try:
@@ -77,6 +79,9 @@ def serve(settings: Settings, tokens_from_flag: bool = False) -> int:
     configure_logging(settings.log_level, settings.log_format, log_secrets(settings, tokens))
     for warning in startup_warnings(tokens, tokens_from_flag):
         log.warning(warning)
+    # Traces follow the standard OTEL_* variables (read by the OpenTelemetry SDK), not
+    # KONTEXT_* settings: collectors and operators already speak them.
+    configure_tracing(os.environ)
     if settings.ray_address:
         return _serve_on_ray(settings)
     try:

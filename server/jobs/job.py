@@ -78,6 +78,7 @@ class Job:
         loop = asyncio.get_running_loop()
 
         def apply(event: EngineEvent) -> None:
+            self.prepared.trace.engine_event(event)
             if event.kind == "started":
                 started()
             elif event.kind == "step":

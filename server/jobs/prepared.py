@@ -22,6 +22,7 @@ from server.jobs.screening import Screening
 from server.jobs.types import JobType, lookup
 from server.media.decode import ImageLimits, decode_input
 from server.media.formats import ImageFormat
+from server.tracing import NO_TRACE, JobTrace
 from server.wire.base import WireModel, parse_model
 from server.wire.loras import lora_choices
 from server.wire.models import DevKontextConfig
@@ -79,6 +80,8 @@ class PreparedJob:
     price: bool = False
     #: The job's passage through the content filter (a no-op when safety is off).
     screening: Screening = field(default_factory=lambda: Screening(None, "-"))
+    #: The job's trace (NO_TRACE while tracing is off: server/tracing.py).
+    trace: JobTrace = NO_TRACE
 
     @property
     def job_type(self) -> JobType:

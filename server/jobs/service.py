@@ -32,6 +32,7 @@ from server.jobs.types import JobType
 from server.logs import job_fields, job_id_var
 from server.media.decode import ImageLimits
 from server.metrics import Metrics
+from server.tracing import JobTrace, start_job
 from server.wire.base import WireModel
 
 log = logging.getLogger(__name__)
@@ -93,9 +94,14 @@ class JobService:
         """
         if not self.accepting:
             raise NotReady("the server is shutting down and accepts no new jobs")
-        prepared, backend = await self._prepare(
-            submission, job_id, admit=not wait,
-            reservation=reservation or Reservation([], submission.client))
+        trace = start_job(job_id)
+        try:
+            prepared, backend = await self._prepare(
+                submission, job_id, admit=not wait,
+                reservation=reservation or Reservation([], submission.client), trace=trace)
+        except BaseException as exc:
+            trace.end(exc)
+            raise
         record = JobRecord(type=prepared.job_type.name, id=job_id,
                            config=prepared.spec.echo, lifetime=lifetime)
         if prepared.price:  # provisional: the outcome says the final price
@@ -115,22 +121,26 @@ class JobService:
         return spec
 
     async def _prepare(self, submission: Submission, job_id: str, admit: bool,
-                       reservation: Reservation) -> tuple[PreparedJob, Backend]:
-        spec = self.prepare(submission)
-        backend = self.backend_for(spec.job_type)
-        refusal = backend.unavailable()
-        if refusal is not None:
-            raise refusal
-        screening = self._screening(job_id, spec.config)
-        await screening.prompt(spec.prompt)  # a refused prompt never takes a place
-        lane = backend.lane if admit else None
-        if lane is not None:
-            reservation.admit(lane, job_id)
-        reservation.release()
+                       reservation: Reservation, trace: JobTrace
+                       ) -> tuple[PreparedJob, Backend]:
+        with trace.phase("admission"):
+            spec = self.prepare(submission)
+            backend = self.backend_for(spec.job_type)
+            trace.annotate(job_type=spec.job_type.name, backend=backend.runs_on)
+            refusal = backend.unavailable()
+            if refusal is not None:
+                raise refusal
+            screening = self._screening(job_id, spec.config)
+            await screening.prompt(spec.prompt)  # a refused prompt never takes a place
+            lane = backend.lane if admit else None
+            if lane is not None:
+                reservation.admit(lane, job_id)
+            reservation.release()
         try:
-            inputs = await decode_inputs(submission.inputs, self.image_limits)
+            with trace.phase("decode", inputs=len(submission.inputs)):
+                inputs = await decode_inputs(submission.inputs, self.image_limits)
             prepared = PreparedJob(job_id, spec, inputs, submission.output_format,
-                                   submission.price, screening)
+                                   submission.price, screening, trace)
             await backend.check(prepared)  # an unknown LoRA (400), nowhere to run (503)
         except BaseException:
             if lane is not None:
@@ -156,6 +166,7 @@ class JobService:
         handle = JobHandle(job.control)
 
         async def admitted_run() -> Outcome:
+            job.prepared.trace.waiting()
             if backend.lane is not None and not admitted:
                 await backend.lane.enter(job.id, job.client)
             return await backend.run(job.prepared, handle)
@@ -208,6 +219,7 @@ class JobService:
             job.backend.lane.leave(job.id)
         self.jobs.pop(job.id, None)
         self.metrics.in_flight.dec()
+        job.prepared.trace.end(job.error)
         outcome = "completed" if job.error is None else job.error.reason
         self.metrics.job_seconds.labels(job_type=job.prepared.job_type.name,
                                         tier=job.backend.label, outcome=outcome

@@ -25,6 +25,7 @@ from ray.serve import Application
 from server.api.app import create_app
 from server.engine_build import planned_info
 from server.ray.engine_replica import EngineReplica, replica_name
+from server.ray.metrics_mirror import mirror_app_metrics
 from server.ray.remote_engines import RayEngines
 from server.settings import Settings
 
@@ -41,7 +42,13 @@ class KontextIngress:
     """The FastAPI app of server/api/app.py around engine replicas (built in the replica)."""
 
     def __init__(self, settings: Settings, engine: Any) -> None:
+        import os
+
+        from server.tracing import configure as configure_tracing
+
         self.settings = settings
+        # The replica's own process: OTEL_* from the Serve config's runtime_env.
+        configure_tracing(os.environ)
         self.engines = RayEngines(engine, planned_info(settings, "ray"),
                                   capacity=settings.ray_max_replicas)
 
@@ -49,6 +56,8 @@ class KontextIngress:
         # Ray Serve calls this in the replica, then runs the app's lifespan.
         app = create_app(self.settings, engines=self.engines, shared_results=True)
         app.add_middleware(IngressHeader, name=replica_name())
+        # Each replica's /metrics is its own; Ray's metrics add up across them.
+        mirror_app_metrics(app, replica_name())
         return app
 
 
@@ -112,10 +121,29 @@ def build_app(settings: Settings, factory=None) -> Application:
     return ingress_deployment(settings).bind(settings, engine)
 
 
+def app_settings(args: dict[str, Any]) -> Settings:
+    """The settings of a Serve config's `args:`: Settings fields, as in a settings file;
+    `config` names such a file, whose keys the args and KONTEXT_* variables override.
+    A key no setting has is a ValueError of one line naming it."""
+    from pydantic import ValidationError
+
+    from server.settings.files import unknown_key
+
+    try:
+        return Settings(**args)
+    except ValidationError as exc:
+        unknown = [str(e["loc"][0]) for e in exc.errors() if e["type"] == "extra_forbidden"]
+        if unknown:
+            raise ValueError("; ".join(unknown_key(name, Settings.model_fields,
+                                                   args.get("config")) for name in unknown)
+                             ) from None
+        raise
+
+
 def app_builder(args: dict[str, Any]) -> Application:
-    """`serve run server.ray.app:app_builder key=value …`: `args` are Settings fields
-    (KONTEXT_* in the environment fill in the rest)."""
-    return build_app(Settings(**args))
+    """`serve run server.ray.app:app_builder key=value …`, or a Serve config's `args:`:
+    Settings fields, or `config: FILE` (a settings file), or both (app_settings)."""
+    return build_app(app_settings(args))
 
 
 def serve_on_ray(settings: Settings) -> int:

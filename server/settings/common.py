@@ -4,9 +4,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import ByteSize
+
 MB = 1024 * 1024
+#: A size in bytes, as a whole number or with a unit: `12MiB`, `64 MiB`, `1.5GB` (KiB, MiB,
+#: GiB are powers of 1024; kB, MB, GB powers of 1000), parsed by pydantic's ByteSize.
+Size = ByteSize
+_BINARY_UNITS = (("TiB", 1024**4), ("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024))
+_DECIMAL_UNITS = (("TB", 10**12), ("GB", 10**9), ("MB", 10**6), ("kB", 10**3))
 #: Marks the fields `kontext batch` takes as flags too (engine and image settings).
 BATCH = {"json_schema_extra": {"batch": True}}
+
+
+def format_size(size: int) -> str:
+    """A byte count as the largest unit that holds it exactly (12582912 → `12MiB`,
+    50000000 → `50MB`), or the plain number: what Size reads back to the same value."""
+    for unit, factor in _BINARY_UNITS + _DECIMAL_UNITS:
+        if size and size % factor == 0:
+            return f"{size // factor}{unit}"
+    return str(size)
 
 
 def default_cache_dir() -> Path:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from server.settings.common import MB
+from server.settings.common import MB, Size
 
 
 class EdgeSettings(BaseModel):
     """The HTTP edge: limits applied before any application code runs."""
 
-    max_header_bytes: int = Field(
+    max_header_bytes: Size = Field(
         32 * 1024, ge=1024, le=1024 * 1024,
         description="Largest request line plus headers accepted; larger is answered 431 and "
         "the connection closed, before the rest is read.",
@@ -26,7 +26,7 @@ class EdgeSettings(BaseModel):
         description="Window over which --min-body-rate is measured while a request body is "
         "read; a window with less is answered 408 and the connection closed.",
     )
-    min_body_rate: int = Field(
+    min_body_rate: Size = Field(
         8 * 1024, ge=1,
         description="Bytes per second a request body must arrive at, on average over each "
         "--body-timeout-seconds window (time the server itself is not reading does not count).",
@@ -47,7 +47,7 @@ class EdgeSettings(BaseModel):
         65.0, gt=0,
         description="Seconds an idle keep-alive connection is kept between requests.",
     )
-    max_body_bytes_in_flight: int = Field(
+    max_body_bytes_in_flight: Size = Field(
         64 * MB, ge=1024,
         description="Bytes of request bodies being read into memory at once, over all "
         "requests (each counted at its declared Content-Length, or max_body_bytes when "

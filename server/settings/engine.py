@@ -11,7 +11,7 @@ from pipelines.contract import (
     DEFAULT_REFERENCE_TOKEN_BUDGET,
     MIN_REFERENCE_TOKEN_BUDGET,
 )
-from server.settings.common import BATCH, default_cache_dir
+from server.settings.common import BATCH, Size, default_cache_dir
 
 
 class EngineSettings(BaseModel):
@@ -74,7 +74,7 @@ class EngineSettings(BaseModel):
         "dev-kontext jobs (GET /v2/loras lists them). Files added later are picked up without "
         "a restart. Unset: jobs with LoRAs are refused.", **BATCH
     )
-    lora_cache_bytes: int = Field(
+    lora_cache_bytes: Size = Field(
         4 * 1024**3, ge=0,
         description="Host memory for loaded LoRAs, least recently used evicted first (a "
         "rank-64 LoRA on every layer is ~0.7 GB in bf16).", **BATCH

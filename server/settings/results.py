@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from server.settings.common import MB, default_cache_dir
+from server.settings.common import MB, Size, default_cache_dir
 
 
 class ResultsSettings(BaseModel):
@@ -30,12 +30,12 @@ class ResultsSettings(BaseModel):
         description="Async jobs that may be unfinished at once; past this, POST /v2/job/async "
         "answers 429 with Retry-After.",
     )
-    results_max_bytes: int = Field(
+    results_max_bytes: Size = Field(
         10 * 1024 * MB, ge=1024 * 1024,
         description="Most bytes the results folder may hold; past this (after deleting expired "
         "jobs), POST /v2/job/async answers 507 before reading the request.",
     )
-    results_min_free_bytes: int = Field(
+    results_min_free_bytes: Size = Field(
         1024 * MB, ge=0,
         description="Free space to leave on the results folder's disk; with less (after "
         "deleting expired jobs), POST /v2/job/async answers 507 before reading the request.",

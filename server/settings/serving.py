@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import NoDecode
 
 from pipelines.contract import MAX_INPUT_IMAGES
-from server.settings.common import BATCH, MB, split_commas
+from server.settings.common import BATCH, MB, Size, split_commas
 
 
 class ServingSettings(BaseModel):
@@ -52,10 +52,10 @@ class ServingSettings(BaseModel):
     open_probes: bool = Field(
         True, description="Serve /healthz, /readyz and /metrics without a token."
     )
-    max_body_bytes: int = Field(
+    max_body_bytes: Size = Field(
         12 * MB, ge=1024, description="Largest request body accepted; larger is 413."
     )
-    max_input_bytes: int = Field(
+    max_input_bytes: Size = Field(
         10 * MB, ge=1024, description="Largest input image file accepted; larger is 400.", **BATCH
     )
     downscale_inputs: bool = Field(
@@ -71,7 +71,7 @@ class ServingSettings(BaseModel):
         description="Most `input` parts accepted in one multipart request (exact duplicates "
         "count; the official JS client sends each image twice).",
     )
-    max_json_bytes: int = Field(
+    max_json_bytes: Size = Field(
         64 * 1024, ge=1024, description="Largest job JSON (body or `job` part); larger is 413."
     )
     max_json_depth: int = Field(

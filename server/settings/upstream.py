@@ -7,7 +7,7 @@ from typing import Annotated, Literal, Self
 from pydantic import BaseModel, Field, FilePath, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode
 
-from server.settings.common import MB, plaintext_refusal, split_commas
+from server.settings.common import MB, Size, plaintext_refusal, split_commas
 
 
 class UpstreamSettings(BaseModel):
@@ -65,7 +65,7 @@ class UpstreamSettings(BaseModel):
     upstream_poll_interval: float = Field(
         0.5, gt=0, description="Seconds before BFL's first poll; the wait grows ×1.5 to 5 s."
     )
-    upstream_max_bytes: int = Field(
+    upstream_max_bytes: Size = Field(
         50 * MB, ge=1024, description="Largest upstream answer or result image accepted."
     )
     fallback: Literal["none", "local"] = Field(

@@ -23,6 +23,8 @@ class RayServer:
     url: str
     gate: Path
     results: Path
+    #: Where the local Ray node's metrics agent exports (Prometheus text).
+    metrics_url: str = ""
 
     @property
     def v2(self) -> str:

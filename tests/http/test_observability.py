@@ -198,3 +198,32 @@ def test_readiness_says_which_levers_the_tier_applies_and_which_it_goes_without(
     assert body["tier"] == "fp8" and "fp8_linears" in body["levers"]
     assert "fp8_attention" not in body["levers"]
     assert "fp8 attention is off: it needs FlashAttention 3" in body["tier_notes"]
+
+
+def test_requests_total_by_route_and_status_build_info_and_no_created_series(serve):
+    live = serve(FakeEngine())
+    assert post_job(live.url, CONFIG, PNG).status_code == 200
+    assert post_job(live.url, {**CONFIG, "width": 1000}, PNG).status_code == 400
+    unknown = "0123456789abcdef0123456789abcdef"
+    assert httpx.get(f"{live.url}/v2/job/async/{unknown}/job.json").status_code == 404
+    assert httpx.get(f"{live.url}/no/such/path").status_code == 404
+    assert httpx.get(f"{live.url}/healthz").status_code == 200
+    found = samples(live)
+    requests = "kontext_http_requests_total"
+    assert value(found, requests, route="/v2/job", status="200") == 1
+    assert value(found, requests, route="/v2/job", status="400") == 1
+    # Route templates, never raw paths: a job id is not a label.
+    assert value(found, requests, route="/v2/job/async/{job_id}/job.json", status="404") == 1
+    assert value(found, requests, route="unmatched", status="404") == 1
+    assert value(found, requests, route="/healthz", status="200") == 1
+    assert not any(unknown in str(labels) for _name, labels in found)
+    # The error ratio's two sides agree: every failed answer is also a request.
+    failed = sum(v for (name, _l), v in found.items() if name == "kontext_http_errors_total")
+    failed_requests = sum(v for (name, labels), v in found.items()
+                          if name == requests and dict(labels)["status"] >= "400")
+    assert failed == failed_requests == 3
+    assert not any(name.endswith("_created") for name, _labels in found)
+    from server.metrics import server_version
+
+    assert value(found, "kontext_build_info", version=server_version(), model="fake",
+                 tier="exact", device="cpu") == 1

@@ -35,8 +35,10 @@ def ray_server(tiny_dir, tmp_path_factory):
     # A loaded 2-core machine can take longer than Ray's default to start its node.
     os.environ.setdefault("RAY_raylet_start_wait_time_s", "180")
     # Workers import the project and the test helpers (the engine factory) from here.
+    metrics_port = free_port()
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONPATH": f"{ROOT}:{ROOT / 'tests'}"}})
+             runtime_env={"env_vars": {"PYTHONPATH": f"{ROOT}:{ROOT / 'tests'}"}},
+             _metrics_export_port=metrics_port)
     try:
         port = free_port()
         serve.start(http_options={"host": "127.0.0.1", "port": port})
@@ -44,7 +46,7 @@ def ray_server(tiny_dir, tmp_path_factory):
                   name="kontext", route_prefix="/", blocking=False)
         url = f"http://127.0.0.1:{port}"
         wait_ready(url, timeout=180)
-        yield RayServer(url, gate, results)
+        yield RayServer(url, gate, results, f"http://127.0.0.1:{metrics_port}/metrics")
     finally:
         (gate / "hold").unlink(missing_ok=True)
         serve.shutdown()

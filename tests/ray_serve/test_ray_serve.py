@@ -3,13 +3,16 @@ checkpoint, CPU) behind two ingress replicas, on a local Ray instance.
 
 Jobs run at once on both replicas (the official JS client included); an async job is read
 back through another ingress replica; a full line answers 429 with Retry-After; a replica
-killed under a job fails that job (503) and the next jobs are served by the other.
+killed under a job fails that job (503) and the next jobs are served by the other; the
+ingress replicas' metrics add up in Ray's own export.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import time
+from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
 import httpx
@@ -18,6 +21,7 @@ from helpers.http import job_of, post_job
 from helpers.images import image_bytes
 from helpers.js_client import run_js_job
 from helpers.ray_app import QUEUE_SIZE, TOKEN
+from prometheus_client.parser import text_string_to_metric_families
 
 PNG = image_bytes(640, 480)
 CONFIG = {"prompt": "paint it teal", "width": 512, "height": 512, "steps": 3}
@@ -110,3 +114,36 @@ def test_a_killed_replica_fails_its_job_and_the_next_jobs_succeed(ray_server):
     with ThreadPoolExecutor(2) as pool:
         replies = list(pool.map(lambda seed: post(ray_server, seed), (100, 101)))
     assert [r.status_code for r in replies] == [200, 200]
+
+
+def ray_exported(metrics_url: str, name: str) -> list:
+    """The samples of `name` in the Ray node's metrics export."""
+    text = httpx.get(metrics_url, timeout=10).text
+    return [sample for family in text_string_to_metric_families(text)
+            for sample in family.samples if sample.name == name]
+
+
+def test_ingress_metrics_add_up_in_rays_export(ray_server):
+    # /metrics through the proxy is one replica's registry; Ray's export has them all.
+    answered = Counter()
+    for _ in range(12):
+        reply = httpx.get(f"{ray_server.url}/no-such-route", timeout=30)
+        assert reply.status_code == 404
+        answered[reply.headers["x-kontext-ingress"]] += 1
+
+    def per_replica() -> dict[str, float]:
+        return {sample.labels["replica"]: sample.value for sample in ray_exported(
+                    ray_server.metrics_url, "ray_kontext_http_requests_total")
+                if sample.labels["route"] == "unmatched" and sample.labels["status"] == "404"}
+
+    # Each replica copies its registry every few seconds and Ray exports it every few
+    # more: poll the export (twice a second) until it holds every answer.
+    deadline, counted = time.monotonic() + 120, {}
+    while time.monotonic() < deadline and sum(counted.values()) < 12:
+        time.sleep(0.5)
+        counted = per_replica()
+    assert counted == answered  # one series per ingress replica, each its own count
+    builds = [sample.labels["replica"] for sample in ray_exported(
+        ray_server.metrics_url, "ray_kontext_build_info") if sample.value == 1]
+    # Both ingress replicas mirror, whether or not they served, each its one build.
+    assert len(builds) == len(set(builds)) == 2

@@ -24,7 +24,12 @@ from server.cli.batch.progress import Progress
 from server.cli.batch.report import Report, row_line, summary
 from server.cli.batch.stop import StopRequest
 from server.cli.batch.validate import resolve_rows
-from server.cli.settings_flags import batch_fields, settings_error, settings_from_args
+from server.cli.settings_flags import (
+    SETTINGS_ERRORS,
+    batch_fields,
+    settings_from_args,
+    settings_problem,
+)
 from server.settings import Settings
 
 EXIT_OK, EXIT_FAILED, EXIT_SETUP, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -89,12 +94,11 @@ def _open_runner(args: argparse.Namespace, settings: Settings, pending: list[Row
 
 def main_batch(args: argparse.Namespace) -> int:
     """`kontext batch`: settings from the environment and the flags given, then the batch."""
-    from pydantic import ValidationError
 
     try:
         settings = settings_from_args(args, batch_fields())
-    except ValidationError as exc:
-        print(f"kontext batch: {settings_error(exc)}", file=sys.stderr)
+    except SETTINGS_ERRORS as exc:
+        print(f"kontext batch: {settings_problem(exc)}", file=sys.stderr)
         return EXIT_SETUP
     return run_batch(args, settings)
 

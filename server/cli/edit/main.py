@@ -55,17 +55,21 @@ def _checked(args: argparse.Namespace, limits: ImageLimits
 
 def main_edit(args: argparse.Namespace) -> int:
     """`kontext edit`: the exit status (0 written, 1 failed, 2 usage, 130 interrupted)."""
-    from pydantic import ValidationError
 
-    from server.cli.settings_flags import batch_fields, settings_error, settings_from_args
+    from server.cli.settings_flags import (
+        SETTINGS_ERRORS,
+        batch_fields,
+        settings_from_args,
+        settings_problem,
+    )
     from server.logs import configure_logging
     from server.media.decode import ImageLimits
 
     try:
         settings = settings_from_args(args, batch_fields())
         config, photo, out, fmt = _checked(args, ImageLimits(max_bytes=settings.max_input_bytes))
-    except ValidationError as exc:
-        print(f"kontext edit: {settings_error(exc)}", file=sys.stderr)
+    except SETTINGS_ERRORS as exc:
+        print(f"kontext edit: {settings_problem(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except Usage as exc:
         print(f"kontext edit: {exc}", file=sys.stderr)

@@ -73,7 +73,8 @@ class ForwardingBackend(Backend):
         handle.started(self.runs_on)
         started = time.monotonic()
         try:
-            outcome = await self.forwarder.forward(job)
+            with job.trace.phase("upstream", upstream=self.label):
+                outcome = await self.forwarder.forward(job)
         except ApiError as exc:
             self.metrics.count_upstream(self.label, exc.reason)
             raise

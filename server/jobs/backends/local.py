@@ -105,13 +105,16 @@ class LocalBackend(Backend):
             ran = await self.engines.run(request, handle.control)
         except EngineError as exc:
             raise from_engine_error(exc) from exc
+        finally:
+            job.trace.engine_ended()
         result = ran.result
         await job.screening.output(result.image)  # OutputRefused (403) under `block`
         disclosure = self.marks.disclosure(edited=bool(job.inputs), prompt=request.prompt)
-        data = await asyncio.to_thread(
-            self.marks.encode, result.image, job.output_format, disclosure,
-            progressive=progressive, jpeg_quality=self.jpeg_quality,
-            parent=job.inputs[0].data if job.inputs else None)
+        with job.trace.phase("encode", format=job.output_format):
+            data = await asyncio.to_thread(
+                self.marks.encode, result.image, job.output_format, disclosure,
+                progressive=progressive, jpeg_quality=self.jpeg_quality,
+                parent=job.inputs[0].data if job.inputs else None)
         metrics = {"elapsed": round(result.elapsed, 3), "ips": round(result.ips, 3),
                    "tier": self.label, **input_metrics(result)}
         if request.loras and result.loras is not None:
