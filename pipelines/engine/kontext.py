@@ -29,6 +29,13 @@ from pipelines.levers.plan import detect_capabilities, plan_engine
 from pipelines.levers.step_cache import prepare_step_cache
 from pipelines.loras.manager import LoraManager, switch_for_job
 from pipelines.memory.plan import check_memory_plan, kontext_memory, settle_device_memory
+from pipelines.parallel.check import check_tier, group_plan
+from pipelines.parallel.group import (
+    agreed,
+    enable_context_parallel,
+    join_group,
+    leave_group,
+)
 from pipelines.references.plan import (
     InputPlan,
     check_plan_takes_references,
@@ -72,6 +79,11 @@ class KontextEngine:
             LoraManager(lora.folder, lora.cache_bytes, lora.max_rank, lora.slots)
         if self.loras is not None:
             self.plan = self.loras.adjust_plan(self.plan)
+        #: One rank of a context-parallel group (pipelines/parallel), or None.
+        self.group = options.context_parallel
+        if self.group is not None:
+            check_tier(self.plan.tier, self.plan.memory_mode)
+            self.plan = group_plan(self.plan)
         self._lora_warmup = 0
         #: CUDA graphs (pipelines/levers/cuda_graphs.py) of the next edit: "count" (a job),
         #: "off" (a warm-up compile edit: not a job) or "record" (the calibration edit).
@@ -103,6 +115,8 @@ class KontextEngine:
                    "reference_token_budget": str(options.reference_token_budget)})
         if self.memory_report:
             info.extra["memory_plan"] = self.memory_report
+        if self.group is not None:
+            info.extra["context_parallel"] = self.group.describe()
         if options.loras is not None:
             lora = options.loras
             info.extra["loras"] = f"{lora.folder} ({lora.slots} per job, rank ≤ {lora.max_rank})"
@@ -113,12 +127,17 @@ class KontextEngine:
         started = time.perf_counter()
         from pipelines.references.pipeline import KontextMultiReferencePipeline
 
+        if self.group is not None:
+            join_group(self.group, self.device)  # blocks until every rank has joined
         factory = self.options.pipeline_factory
         stock = factory() if factory else load_pipeline(self.source, self.dtype)
         pipe = KontextMultiReferencePipeline.from_stock(stock)
         install = None if self.loras is None else \
             (lambda transformer: self.loras.install(transformer, self.plan))
-        backend = apply_plan(pipe, self.plan, before_compile=install)
+        split = None if self.group is None else \
+            (lambda transformer: enable_context_parallel(transformer, self.group, self.device,
+                                                         self.plan.compile is not None))
+        backend = apply_plan(pipe, self.plan, before_compile=install, after_attention=split)
         pipe.set_progress_bar_config(disable=True)
         self.pipe = pipe
         self.info.extra["attention"] = backend or "diffusers default"
@@ -195,6 +214,8 @@ class KontextEngine:
 
     def run(self, request: EditRequest, control: RunControl) -> EditResult:
         """Run one edit. Raises Cancelled, InvalidInput, OutOfMemory or EngineFailure."""
+        if self.group is not None:
+            control = agreed(control)  # every rank stops at the same step
         result = self._run(request, control)
         self._steady.add(result.step_seconds)
         return result
@@ -268,6 +289,7 @@ class KontextEngine:
         import torch
 
         pipe = self.pipe
+        # A CPU generator per request: a seed gives the same noise on every rank too.
         generator = torch.Generator(device="cpu").manual_seed(request.seed)
         image, appended = pipeline_inputs(request.image, request.references, inputs)
         with pipe.appending(appended):
@@ -303,4 +325,6 @@ class KontextEngine:
         self.pipe = None
         if self.loras is not None:
             self.loras.close()
+        if self.group is not None:
+            leave_group()
         free_memory(self.device)
