@@ -100,3 +100,12 @@ def test_groups_are_labelled_by_their_devices(tiny_dir):
     assert [engine.info.device for engine in engines] == labels
     assert json.dumps([engine.devices for engine in engines]) == \
         json.dumps([["cpu", "cpu"], ["cpu", "cpu"]])
+
+
+def test_a_group_serves_kontext_dev_only_klein_is_refused_at_build(tiny_dir):
+    """--models naming klein beside --context-parallel: refused before any process starts,
+    naming both flags (a group splits the Kontext transformer only)."""
+    settings = Settings(demo=True, demo_dir=tiny_dir, devices="cpu,cpu", context_parallel=2,
+                        models=["kontext-dev", "klein-4b"], warmup=False)
+    with pytest.raises(InvalidInput, match=r"--context-parallel.*kontext-dev only.*klein-4b"):
+        build_local_engines(settings)
