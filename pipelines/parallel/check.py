@@ -80,4 +80,18 @@ def group_plan(plan):
     if plan.compile is not None:
         notes.append("in a group, a job whose tokens do not divide by the group size runs "
                      "its blocks uncompiled (dynamo cannot trace diffusers' uneven split)")
+    # diffusers refuses to enable parallelism on a backend it cannot split (e.g.
+    # _native_efficient, _flash_3): timing one at load would fail the group on its GPU.
+    splittable = tuple(name for name in plan.attention_candidates if splits(name))
+    if splittable != plan.attention_candidates:
+        changes["attention_candidates"] = splittable
+        notes.append("attention backends diffusers cannot split are not timed in a group: "
+                     + ", ".join(sorted(set(plan.attention_candidates) - set(splittable))))
     return dataclasses.replace(plan, **changes, notes=tuple(notes))
+
+
+def splits(backend: str) -> bool:
+    """Whether diffusers runs attention backend `backend` under context parallelism."""
+    from diffusers.models.attention_dispatch import AttentionBackendName, _AttentionBackendRegistry
+
+    return _AttentionBackendRegistry._is_context_parallel_available(AttentionBackendName(backend))

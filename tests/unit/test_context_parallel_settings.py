@@ -91,6 +91,17 @@ def test_a_groups_plan_leaves_out_what_bypasses_the_split():
     assert len(grouped.notes) == 3
 
 
+def test_a_group_times_only_the_attention_backends_diffusers_can_split():
+    """On a GPU the fastest backend is timed at load: in a group, only those diffusers runs
+    under context parallelism (both take ring's log-sum-exp), or enabling the split fails."""
+    plan = EnginePlan(tier="exact", memory_mode="full", device="cuda", dtype="bfloat16",
+                      attention_candidates=("_flash_3", "_native_cudnn", "_native_flash",
+                                            "_native_efficient"))
+    grouped = group_plan(plan)
+    assert grouped.attention_candidates == ("_native_cudnn", "_native_flash")
+    assert grouped.notes[-1].endswith("_flash_3, _native_efficient")
+
+
 def test_groups_are_labelled_by_their_devices(tiny_dir):
     """Four CPU ranks in groups of two: two engines, named by every device they hold."""
     settings = Settings(demo=True, demo_dir=tiny_dir, devices="cpu,cpu,cpu,cpu",
