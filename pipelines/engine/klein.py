@@ -26,8 +26,9 @@ from pipelines.contract import (
 )
 from pipelines.engine.devices import engine_failures, free_memory, pick_device
 from pipelines.engine.options import EngineOptions
+from pipelines.engine.request_checks import check_request_basics
 from pipelines.engine.step_timer import StepWatch, steady_seconds
-from pipelines.errors import Cancelled, EngineFailure, InvalidInput, WeightsError
+from pipelines.errors import Cancelled, InvalidInput, WeightsError
 from pipelines.levers.apply import apply_plan
 from pipelines.levers.plan import EnginePlan, detect_capabilities, plan_engine
 from pipelines.memory.models import klein_memory
@@ -35,7 +36,6 @@ from pipelines.weights.source import HELP_POINTER, WeightsSource
 
 log = logging.getLogger(__name__)
 
-SIZE_MULTIPLE = 16
 #: The pipeline refuses smaller inputs (Flux2ImageProcessor.check_image_input).
 MIN_INPUT_SIDE = 64
 MAX_INPUTS = 4
@@ -178,12 +178,7 @@ class KleinEngine:
 
     def _check(self, request: EditRequest) -> tuple[Image.Image, ...]:
         """The job's input images, after its sizes, steps and inputs are checked."""
-        if self.pipe is None:
-            raise EngineFailure("engine is not loaded")
-        if request.width % SIZE_MULTIPLE or request.height % SIZE_MULTIPLE:
-            raise InvalidInput(f"width and height must be multiples of {SIZE_MULTIPLE}")
-        if request.steps < 1:
-            raise InvalidInput("steps must be at least 1")
+        check_request_basics(self.pipe, request)
         if request.loras:
             raise InvalidInput(f"{self.family.name} takes no LoRAs on this server; LoRAs "
                                "are switched on the kontext-dev model only")

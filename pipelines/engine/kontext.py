@@ -20,9 +20,10 @@ from pipelines.contract import (
 from pipelines.engine.devices import engine_failures, free_memory, pick_device
 from pipelines.engine.grad_mode import GradMode, grad_context, is_inference_mode_failure
 from pipelines.engine.options import EngineOptions
+from pipelines.engine.request_checks import check_request_basics
 from pipelines.engine.step_timer import StepWatch, steady_seconds
 from pipelines.engine.warmup import ShapeCase, warmup_edits
-from pipelines.errors import Cancelled, EngineFailure, InvalidInput
+from pipelines.errors import Cancelled, EngineFailure
 from pipelines.levers.apply import apply_plan
 from pipelines.levers.cuda_graphs import recorded_graphs, start_job
 from pipelines.levers.plan import detect_capabilities, plan_engine
@@ -47,8 +48,6 @@ from pipelines.weights.source import WeightsSource, load_pipeline
 
 log = logging.getLogger(__name__)
 
-#: The pipeline packs 2×2 latent patches after 8× VAE downsampling.
-SIZE_MULTIPLE = 16
 #: Steps of the calibration edit that ends the warm-up (its steps after the first are the
 #: first steady-state step time); turbo runs 4 so that a predicted step is among them.
 CALIBRATION_STEPS = 3
@@ -267,12 +266,7 @@ class KontextEngine:
 
     def _check(self, request: EditRequest) -> InputPlan:
         """The request's sizes and steps, and its inputs' plan; InvalidInput naming the rule."""
-        if self.pipe is None:
-            raise EngineFailure("engine is not loaded")
-        if request.width % SIZE_MULTIPLE or request.height % SIZE_MULTIPLE:
-            raise InvalidInput(f"width and height must be multiples of {SIZE_MULTIPLE}")
-        if request.steps < 1:
-            raise InvalidInput("steps must be at least 1")
+        check_request_basics(self.pipe, request)
         inputs = plan_inputs(request.image, request.references, request.reference_method,
                              self.reference_token_budget)
         if request.references:
