@@ -70,6 +70,73 @@ TYPICAL_STEPS = 30
 #: Bounds of a LoRA's scale; 1.0 is the strength it was trained at, 0 switches it off.
 SCALE_MIN, SCALE_MAX = -2.0, 2.0
 
+
+# --- Model families --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelFamily:
+    """One open model family the engine can serve (`--models`): its name on the command
+    line, the model it is, where its weights usually come from and under which licence."""
+
+    name: str
+    #: The model's own name (/readyz, job metrics, `served_by`).
+    model: str
+    #: As people write it (the disclosure marks name it): "FLUX.1 Kontext [dev]".
+    title: str
+    #: The Hugging Face repo the weights are published in (loaded from the cache only).
+    repo: str
+    licence: str
+    #: Steps a job gets when its config names none (the distilled klein models: 4).
+    default_steps: int
+    #: Input images one job may send (klein: up to 4 references; Kontext: the canvas and
+    #: up to 3 references).
+    max_inputs: int = MAX_INPUT_IMAGES
+
+
+KONTEXT_DEV = "kontext-dev"
+KLEIN_4B = "klein-4b"
+KLEIN_9B = "klein-9b"
+MODEL_FAMILIES: dict[str, ModelFamily] = {
+    KONTEXT_DEV: ModelFamily(KONTEXT_DEV, "FLUX.1-Kontext-dev", "FLUX.1 Kontext [dev]",
+                             "black-forest-labs/FLUX.1-Kontext-dev",
+                             "FLUX.1 [dev] Non-Commercial License", 30),
+    KLEIN_4B: ModelFamily(KLEIN_4B, "FLUX.2-klein-4B", "FLUX.2 [klein] 4B",
+                          "black-forest-labs/FLUX.2-klein-4B",
+                          "Apache-2.0", 4),
+    KLEIN_9B: ModelFamily(KLEIN_9B, "FLUX.2-klein-9B", "FLUX.2 [klein] 9B",
+                          "black-forest-labs/FLUX.2-klein-9B",
+                          "FLUX Non-Commercial License", 4),
+}
+#: `--models all`: every family (with weights given, or on tiny checkpoints in the demo).
+ALL_MODELS = "all"
+
+
+#: klein's pipeline shrinks an input over this many pixels to it (its shape kept).
+KLEIN_MAX_INPUT_AREA = 1024 * 1024
+
+
+def klein_input_size(width: int, height: int) -> tuple[int, int]:
+    """The size Flux2KleinPipeline feeds an input of width × height at: shrunk to at most
+    1024² pixels, its shape kept, then cropped down to multiples of 16. It is also a klein
+    edit's output size when its config names none (the first input's)."""
+    if width * height > KLEIN_MAX_INPUT_AREA:
+        scale = (KLEIN_MAX_INPUT_AREA / (width * height)) ** 0.5
+        width, height = int(width * scale), int(height * scale)
+    side = PIXELS_PER_TOKEN_SIDE
+    return width // side * side, height // side * side
+
+
+def family(name: str) -> ModelFamily:
+    """The family called `name`; InvalidInput listing the known ones."""
+    from pipelines.errors import InvalidInput
+
+    try:
+        return MODEL_FAMILIES[name]
+    except KeyError:
+        known = ", ".join([*MODEL_FAMILIES, ALL_MODELS])
+        raise InvalidInput(f"unknown model {name!r}; known: {known}") from None
+
 @dataclass(frozen=True)
 class LoraChoice:
     """One LoRA a job asks for: its name in the LoRA folder and its strength."""
@@ -109,6 +176,9 @@ class LoraEntry:
     problem: str | None = None
     verified: bool = False
     warnings: tuple[str, ...] = ()
+    #: The model family it is for, from its header: "kontext-dev" (FLUX.1) or "klein"
+    #: (FLUX.2); a LoRA of one family is refused on the other.
+    family: str = "kontext-dev"
 
     @property
     def version(self) -> tuple[str, int, int]:
@@ -168,6 +238,9 @@ class EditRequest:
     reference_method: str = DEFAULT_REFERENCE_METHOD
     #: At most three LoRAs from the engine's LoRA folder; order does not matter.
     loras: tuple[LoraChoice, ...] = ()
+    #: The model family that runs it (MODEL_FAMILIES); klein takes every input image as a
+    #: reference (`image` first) and no `image` at all for text to image.
+    model: str = KONTEXT_DEV
 
 
 @dataclass(frozen=True)
@@ -204,6 +277,20 @@ class EngineInfo:
     demo: bool
     tier: str = "exact"
     extra: dict[str, str] = field(default_factory=dict)
+    #: The model family it runs (MODEL_FAMILIES).
+    family: str = KONTEXT_DEV
+    #: With several families on one engine: each one's own info, in serving order.
+    models: tuple[EngineInfo, ...] = ()
+
+    def served(self) -> tuple[str, ...]:
+        """The model families this engine serves."""
+        return tuple(part.family for part in self.models) or (self.family,)
+
+    def part(self, name: str) -> EngineInfo | None:
+        """The info of the family called `name`, None when it is not served here."""
+        if not self.models:
+            return self if name == self.family else None
+        return next((part for part in self.models if part.family == name), None)
 
 
 # --- Run control ----------------------------------------------------------------------

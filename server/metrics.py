@@ -53,13 +53,13 @@ class Metrics:
                                "Jobs accepted and not yet finished, on any backend.", registry=r)
         self.job_seconds = Histogram(
             "kontext_job_duration_seconds",
-            "Time from acceptance to the end of a job, by job type, tier and outcome "
-            "(`completed` or the failure reason).",
-            ["job_type", "tier", "outcome"], buckets=JOB_BUCKETS, registry=r)
+            "Time from acceptance to the end of a job, by job type, model (the local model "
+            "family, or `upstream`), tier and outcome (`completed` or the failure reason).",
+            ["job_type", "model", "tier", "outcome"], buckets=JOB_BUCKETS, registry=r)
         self.step_seconds = Histogram(
             "kontext_denoise_step_seconds",
-            "Mean denoising step time of each completed local job, by device.",
-            ["device"], buckets=STEP_BUCKETS, registry=r)
+            "Mean denoising step time of each completed local job, by device and model.",
+            ["device", "model"], buckets=STEP_BUCKETS, registry=r)
         self.device_jobs = Counter(
             "kontext_device_jobs", "Jobs run on each device, by outcome (`completed` or "
             "the failure reason).", ["device", "outcome"], registry=r)

@@ -66,6 +66,35 @@ def tiny_engine(tiny_dir: Path):
     return _SharedEngine(engine)
 
 
+@pytest.fixture(scope="session")
+def tiny_klein_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny random FLUX.2 [klein] checkpoint, written once per test session."""
+    from pipelines.weights.tiny_klein import write_tiny_klein_checkpoint
+
+    return write_tiny_klein_checkpoint(tmp_path_factory.mktemp("tiny-klein") / "checkpoint")
+
+
+@pytest.fixture(scope="session")
+def tiny_klein_engine(tiny_klein_dir: Path):
+    """A loaded KleinEngine (klein-4b) on the tiny klein checkpoint (shared)."""
+    from pipelines.engine.klein import KleinEngine
+    from pipelines.engine.options import EngineOptions
+    from pipelines.weights.source import resolve_weights
+
+    engine = KleinEngine(resolve_weights(str(tiny_klein_dir)),
+                         EngineOptions(device="cpu", demo=True, warmup_size=(64, 64)))
+    engine.load()
+    return _SharedEngine(engine)
+
+
+@pytest.fixture
+def kontext_and_klein(tiny_engine, tiny_klein_engine):
+    """Kontext [dev] and klein 4B side by side on one device (the shared tiny engines)."""
+    from pipelines.engine.models import ModelSetEngine
+
+    return ModelSetEngine({"kontext-dev": tiny_engine, "klein-4b": tiny_klein_engine})
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark each test with its tier (its folder); skip gpu tests where there is no CUDA."""
     for item in items:

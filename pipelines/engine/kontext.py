@@ -20,15 +20,23 @@ from pipelines.contract import (
 from pipelines.engine.devices import engine_failures, free_memory, pick_device
 from pipelines.engine.grad_mode import GradMode, grad_context, is_inference_mode_failure
 from pipelines.engine.options import EngineOptions
+from pipelines.engine.request_checks import check_request_basics
 from pipelines.engine.step_timer import StepWatch, steady_seconds
 from pipelines.engine.warmup import ShapeCase, warmup_edits
-from pipelines.errors import Cancelled, EngineFailure, InvalidInput
+from pipelines.errors import Cancelled, EngineFailure
 from pipelines.levers.apply import apply_plan
 from pipelines.levers.cuda_graphs import recorded_graphs, start_job
 from pipelines.levers.plan import detect_capabilities, plan_engine
 from pipelines.levers.step_cache import prepare_step_cache
 from pipelines.loras.manager import LoraManager, switch_for_job
-from pipelines.memory.plan import check_memory_plan, settle_device_memory
+from pipelines.memory.plan import check_memory_plan, kontext_memory, settle_device_memory
+from pipelines.parallel.check import check_tier, group_plan
+from pipelines.parallel.group import (
+    agreed,
+    enable_context_parallel,
+    join_group,
+    leave_group,
+)
 from pipelines.references.plan import (
     InputPlan,
     check_plan_takes_references,
@@ -40,8 +48,6 @@ from pipelines.weights.source import WeightsSource, load_pipeline
 
 log = logging.getLogger(__name__)
 
-#: The pipeline packs 2×2 latent patches after 8× VAE downsampling.
-SIZE_MULTIPLE = 16
 #: Steps of the calibration edit that ends the warm-up (its steps after the first are the
 #: first steady-state step time); turbo runs 4 so that a predicted step is among them.
 CALIBRATION_STEPS = 3
@@ -72,6 +78,11 @@ class KontextEngine:
             LoraManager(lora.folder, lora.cache_bytes, lora.max_rank, lora.slots)
         if self.loras is not None:
             self.plan = self.loras.adjust_plan(self.plan)
+        #: One rank of a context-parallel group (pipelines/parallel), or None.
+        self.group = options.context_parallel
+        if self.group is not None:
+            check_tier(self.plan.tier, self.plan.memory_mode)
+            self.plan = group_plan(self.plan)
         self._lora_warmup = 0
         #: CUDA graphs (pipelines/levers/cuda_graphs.py) of the next edit: "count" (a job),
         #: "off" (a warm-up compile edit: not a job) or "record" (the calibration edit).
@@ -79,6 +90,8 @@ class KontextEngine:
         # A memory mode whose weights and activations cannot fit its cap (or this GPU) is
         # refused here, with the numbers, before any weight is read.
         self.memory_report = check_memory_plan(source, self.plan)
+        #: The plan behind it (None off CUDA): a model set sums its families' (models.py).
+        self.memory = kontext_memory(source, self.plan) if self.memory_report else None
         #: inference_mode unless it failed on this engine's tensors (pipelines/engine/grad_mode.py).
         self.grad_mode: GradMode = "inference_mode"
         self._steady = MovingAverage(weight=STEP_TIME_WEIGHT)
@@ -101,6 +114,8 @@ class KontextEngine:
                    "reference_token_budget": str(options.reference_token_budget)})
         if self.memory_report:
             info.extra["memory_plan"] = self.memory_report
+        if self.group is not None:
+            info.extra["context_parallel"] = self.group.describe()
         if options.loras is not None:
             lora = options.loras
             info.extra["loras"] = f"{lora.folder} ({lora.slots} per job, rank ≤ {lora.max_rank})"
@@ -111,12 +126,17 @@ class KontextEngine:
         started = time.perf_counter()
         from pipelines.references.pipeline import KontextMultiReferencePipeline
 
+        if self.group is not None:
+            join_group(self.group, self.device)  # blocks until every rank has joined
         factory = self.options.pipeline_factory
         stock = factory() if factory else load_pipeline(self.source, self.dtype)
         pipe = KontextMultiReferencePipeline.from_stock(stock)
         install = None if self.loras is None else \
             (lambda transformer: self.loras.install(transformer, self.plan))
-        backend = apply_plan(pipe, self.plan, before_compile=install)
+        split = None if self.group is None else \
+            (lambda transformer: enable_context_parallel(transformer, self.group, self.device,
+                                                         self.plan.compile is not None))
+        backend = apply_plan(pipe, self.plan, before_compile=install, after_attention=split)
         pipe.set_progress_bar_config(disable=True)
         self.pipe = pipe
         self.info.extra["attention"] = backend or "diffusers default"
@@ -193,6 +213,8 @@ class KontextEngine:
 
     def run(self, request: EditRequest, control: RunControl) -> EditResult:
         """Run one edit. Raises Cancelled, InvalidInput, OutOfMemory or EngineFailure."""
+        if self.group is not None:
+            control = agreed(control)  # every rank stops at the same step
         result = self._run(request, control)
         self._steady.add(result.step_seconds)
         return result
@@ -244,12 +266,7 @@ class KontextEngine:
 
     def _check(self, request: EditRequest) -> InputPlan:
         """The request's sizes and steps, and its inputs' plan; InvalidInput naming the rule."""
-        if self.pipe is None:
-            raise EngineFailure("engine is not loaded")
-        if request.width % SIZE_MULTIPLE or request.height % SIZE_MULTIPLE:
-            raise InvalidInput(f"width and height must be multiples of {SIZE_MULTIPLE}")
-        if request.steps < 1:
-            raise InvalidInput("steps must be at least 1")
+        check_request_basics(self.pipe, request)
         inputs = plan_inputs(request.image, request.references, request.reference_method,
                              self.reference_token_budget)
         if request.references:
@@ -266,6 +283,7 @@ class KontextEngine:
         import torch
 
         pipe = self.pipe
+        # A CPU generator per request: a seed gives the same noise on every rank too.
         generator = torch.Generator(device="cpu").manual_seed(request.seed)
         image, appended = pipeline_inputs(request.image, request.references, inputs)
         with pipe.appending(appended):
@@ -301,4 +319,6 @@ class KontextEngine:
         self.pipe = None
         if self.loras is not None:
             self.loras.close()
+        if self.group is not None:
+            leave_group()
         free_memory(self.device)

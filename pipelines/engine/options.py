@@ -12,6 +12,7 @@ from typing import Any
 from pipelines.contract import DEFAULT_REFERENCE_TOKEN_BUDGET, MAX_LORAS_PER_JOB
 from pipelines.levers.plan import EnginePlan, MemoryMode, Tier
 from pipelines.loras.manager import DEFAULT_CACHE_BYTES, DEFAULT_MAX_RANK
+from pipelines.parallel.options import ContextParallel
 
 
 @dataclass(frozen=True)
@@ -51,3 +52,5 @@ class EngineOptions:
     #: Builds the pipeline in place of reading the weights (benchmarks: random weights made
     #: on the device from a seed); it must return components in eval() mode.
     pipeline_factory: Callable[[], Any] | None = None
+    #: This engine is one rank of a context-parallel group (pipelines/parallel); None: alone.
+    context_parallel: ContextParallel | None = None

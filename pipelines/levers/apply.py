@@ -25,12 +25,15 @@ log = logging.getLogger(__name__)
 OFFLOADED_TEXT_ENCODER = "text_encoder_2"
 
 
-def apply_plan(pipe, plan: EnginePlan, before_compile: Callable | None = None) -> str | None:
+def apply_plan(pipe, plan: EnginePlan, before_compile: Callable | None = None,
+               after_attention: Callable | None = None) -> str | None:
     """Apply every lever of the plan to a pipeline loaded in CPU memory and place it on the
     plan's device. Returns the attention backend set (None: diffusers' default left alone).
 
     `before_compile(transformer)` runs once the weights are final and placed, before any
     hook or compile sees the modules (the LoRA slots of pipelines/loras go in there).
+    `after_attention(transformer)` runs once the attention backend is set, before the CUDA
+    graph and step-cache hooks and the compile (a group's sequence split goes in there).
     """
     transformer = pipe.transformer
     if plan.fuse_qkv:
@@ -43,6 +46,8 @@ def apply_plan(pipe, plan: EnginePlan, before_compile: Callable | None = None) -
     backend = apply_attention_backend(transformer, plan)
     if plan.fp8_attention:
         backend = f"{enable_fp8_attention(transformer)} (float8 q/k/v)"
+    if after_attention is not None:
+        after_attention(transformer)
     # The graph hook first: the step cache registered after it wraps it, so that a
     # predicted step never reaches a graph.
     if plan.cuda_graphs is not None:

@@ -35,6 +35,12 @@ UNET_MARKERS = ("down_blocks", "up_blocks", "mid_block", "input_blocks", "output
 BASE_MODEL_KEYS = ("modelspec.architecture", "ss_base_model_version", "base_model",
                    "ss_sd_model_name", "base_model_name")
 
+#: Module names only FLUX.2's transformer (Flux2Transformer2DModel: klein) has.
+FLUX2_MARKERS = ("to_qkv_mlp_proj", "double_stream_modulation", "single_stream_modulation",
+                 ".linear_in.", "time_guidance_embed")
+#: Words in a trainer's base-model claim that name FLUX.2.
+FLUX2_CLAIMS = ("flux.2", "flux2", "flux-2", "klein")
+
 _BFL_LORA = re.compile(r"^(?:diffusion_model\.|base_model\.model\.)?((?:"
                        + "|".join(re.escape(root) for root in BFL_ROOTS)
                        + r").*)\.lora_([AB])\.weight$")
@@ -58,6 +64,19 @@ class HeaderVerdict:
     base_model: str | None
     problem: str | None = None
     warnings: tuple[str, ...] = ()
+    #: The model family it is for: "kontext-dev" (FLUX.1) or "klein" (FLUX.2).
+    family: str = "kontext-dev"
+
+
+def lora_family(keys: list[str], claim: str | None) -> str:
+    """"klein" when the keys name FLUX.2-only modules or the metadata claims FLUX.2, else
+    "kontext-dev" (FLUX.1). BFL-named FLUX.2 LoRAs without a claim share FLUX.1's names:
+    those are told apart when they load (their shapes do not fit)."""
+    if any(marker in key for key in keys for marker in FLUX2_MARKERS):
+        return "klein"
+    if claim and any(word in claim.lower() for word in FLUX2_CLAIMS):
+        return "klein"
+    return "kontext-dev"
 
 
 def read_header(path: Path) -> FileHeader:
@@ -119,16 +138,18 @@ def judge_header(header: FileHeader) -> HeaderVerdict:
     claim = next((header.metadata[key] for key in BASE_MODEL_KEYS if header.metadata.get(key)),
                  None)
     problem = _problem(keys, layout)
+    family = lora_family(keys, claim)
     if claim is None:
         if problem is None:
-            claim = "FLUX.1 (from the key layout)"
+            claim = "FLUX.2 (from the key layout)" if family == "klein" else \
+                "FLUX.1 (from the key layout)"
         elif any(marker in key for key in keys for marker in UNET_MARKERS):
             claim = "Stable Diffusion / SDXL UNet (from the key layout)"
     warnings = ()
     if any(key.startswith(("lora_te", "text_encoder", "text_encoders.")) for key in keys):
         warnings = ("text-encoder weights are ignored: only the transformer part is applied",)
     return HeaderVerdict(layout=layout, rank=rank, base_model=claim, problem=problem,
-                         warnings=warnings)
+                         warnings=warnings, family=family)
 
 
 def _problem(keys: list[str], layout: str) -> str | None:

@@ -103,4 +103,4 @@ def _new_entry(name: str, path: Path, size: int, mtime_ns: int) -> LoraEntry:
     return LoraEntry(name=name, path=path, size_bytes=size, mtime_ns=mtime_ns,
                      layout=verdict.layout, rank=verdict.rank, base_model=verdict.base_model,
                      loads=verdict.problem is None, problem=verdict.problem,
-                     warnings=verdict.warnings)
+                     warnings=verdict.warnings, family=verdict.family)

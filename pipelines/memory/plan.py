@@ -209,10 +209,17 @@ def read_configs(location: str) -> dict | None:
     return configs
 
 
-def check_memory_plan(source, plan: EnginePlan, device_bytes: int | None = None) -> str | None:
-    """Refuse (InvalidInput, with the numbers) a CUDA plan that cannot fit its cap or the
-    GPU; return the plan's one-line summary, or None when not on CUDA or the configs are
-    not in a local folder (loading then reports any problem with the weights)."""
+def device_total_bytes() -> int:
+    """The current CUDA device's memory."""
+    import torch
+
+    return torch.cuda.get_device_properties(0).total_memory
+
+
+def kontext_memory(source, plan: EnginePlan, device_bytes: int | None = None
+                   ) -> MemoryPlan | None:
+    """The Kontext memory plan on CUDA, or None when not on CUDA or the configs are not in
+    a local folder (loading then reports any problem with the weights)."""
     if plan.device != "cuda":
         return None
     folder = source.base if source.kind == "single_file" else source.location
@@ -220,11 +227,16 @@ def check_memory_plan(source, plan: EnginePlan, device_bytes: int | None = None)
     if configs is None:
         log.info("memory plan skipped: no component configs in a local folder at %s", folder)
         return None
-    if device_bytes is None:
-        import torch
+    return plan_memory(configs, plan, device_bytes or device_total_bytes())
 
-        device_bytes = torch.cuda.get_device_properties(0).total_memory
-    memory = plan_memory(configs, plan, device_bytes)
+
+def check_memory_plan(source, plan: EnginePlan, device_bytes: int | None = None) -> str | None:
+    """Refuse (InvalidInput, with the numbers) a CUDA plan that cannot fit its cap or the
+    GPU; return the plan's one-line summary, or None when not on CUDA or the configs are
+    not in a local folder (loading then reports any problem with the weights)."""
+    memory = kontext_memory(source, plan, device_bytes)
+    if memory is None:
+        return None
     if memory.margin < 0:
         raise InvalidInput(f"--memory-mode {plan.memory_mode} cannot fit --tier {plan.tier} "
                            f"on this GPU: {memory.describe()}")

@@ -122,7 +122,13 @@ def _compare_transformer(root: Path, report: WeightsReport) -> None:
         report.notes.append("transformer config matches FLUX.1-Kontext-dev (same as FLUX.1-dev)")
 
 
-def _check_folder(root: Path, report: WeightsReport, skip_weights: tuple[str, ...] = ()) -> None:
+#: The diffusers pipeline class each model family loads with.
+PIPELINES = {"kontext-dev": "FluxKontextPipeline", "klein-4b": "Flux2KleinPipeline",
+             "klein-9b": "Flux2KleinPipeline"}
+
+
+def _check_folder(root: Path, report: WeightsReport, skip_weights: tuple[str, ...] = (),
+                  model: str = "kontext-dev") -> None:
     """Check a diffusers-layout folder: model_index.json, then every component it lists."""
     try:
         index = json.loads((root / "model_index.json").read_text())
@@ -132,15 +138,21 @@ def _check_folder(root: Path, report: WeightsReport, skip_weights: tuple[str, ..
     except (OSError, ValueError) as exc:
         report.corrupt.append(f"model_index.json: {exc}")
         return
+    pipeline = PIPELINES[model]
+    if model != "kontext-dev" and index.get("_class_name") != pipeline:
+        # Another family's folder cannot load as this one: refused, not noted.
+        report.problems.append(f"pipeline class is {index.get('_class_name')}, not "
+                               f"{pipeline}: these are not {model} weights")
+        return
     # A base only lends its other components, so e.g. FLUX.1-dev's FluxPipeline is fine there.
-    if index.get("_class_name") != "FluxKontextPipeline" and "transformer" not in skip_weights:
+    if index.get("_class_name") != pipeline and "transformer" not in skip_weights:
         report.notes.append(
             f"pipeline class is {index.get('_class_name')}, not "
             "FluxKontextPipeline: edits may not follow the reference image"
         )
-    absent = missing_pipeline_components(index)
+    absent = missing_pipeline_components(index, pipeline)
     if absent:
-        report.missing.append(f"{', '.join(absent)} in model_index.json (a FluxKontextPipeline "
+        report.missing.append(f"{', '.join(absent)} in model_index.json (a {pipeline} "
                               "needs every one)")
     for name, spec in index.items():
         if name.startswith("_") or not isinstance(spec, list) or spec[-1] is None:
@@ -149,7 +161,8 @@ def _check_folder(root: Path, report: WeightsReport, skip_weights: tuple[str, ..
         if comp is not None:
             report.components.append(comp)
     report.is_tiny = is_tiny_checkpoint(root)
-    _compare_transformer(root, report)
+    if model == "kontext-dev":
+        _compare_transformer(root, report)
 
 
 def _resolve_repo(repo: str, report: WeightsReport) -> Path | None:
@@ -170,15 +183,19 @@ def _resolve_repo(repo: str, report: WeightsReport) -> Path | None:
     return None
 
 
-def _check_location(location: str, report: WeightsReport, skip: tuple[str, ...] = ()) -> None:
+def _check_location(location: str, report: WeightsReport, skip: tuple[str, ...] = (),
+                    model: str = "kontext-dev") -> None:
     """Fill `report` for a folder, single file or cached repo id at `location`."""
     path = Path(location).expanduser()
     if path.is_dir():
         report.kind, report.path = "folder", str(path)
-        _check_folder(path, report, skip)
+        _check_folder(path, report, skip, model)
     elif path.is_file():
         report.kind, report.path = "single_file", str(path)
-        if path.suffix != ".safetensors":
+        if model != "kontext-dev":
+            report.problems.append(f"{model} loads from a diffusers-layout folder or a "
+                                   "cached repo id, not a single file")
+        elif path.suffix != ".safetensors":
             report.problems.append(f"{path.name} is not a .safetensors file")
         else:
             check_single_file(path, report)
@@ -187,16 +204,19 @@ def _check_location(location: str, report: WeightsReport, skip: tuple[str, ...] 
         snapshot = _resolve_repo(location, report)
         if snapshot is not None:
             report.path = str(snapshot)
-            _check_folder(snapshot, report, skip)
+            _check_folder(snapshot, report, skip, model)
     else:
         report.problems.append(f"{location} does not exist (no such file or folder)")
 
 
-def check_weights(location: str, base: str | None = None) -> WeightsReport:
-    """Report what `location` holds; for a single file also check `base` (other components)."""
+def check_weights(location: str, base: str | None = None,
+                  model: str = "kontext-dev") -> WeightsReport:
+    """Report what `location` holds as weights of family `model` (kontext-dev, klein-4b,
+    klein-9b); for a Kontext single file also check `base` (other components)."""
     report = WeightsReport(location)
-    _check_location(location, report)
-    if report.kind == "single_file":
+    report.model = model
+    _check_location(location, report, model=model)
+    if report.kind == "single_file" and model == "kontext-dev":
         report.base = WeightsReport(base or DEFAULT_REPO)
         # The base's transformer weights are not loaded, but its config.json is.
         _check_location(base or DEFAULT_REPO, report.base, skip=("transformer",))
@@ -221,10 +241,11 @@ def _fit_single_file(path: Path, base: Path, report: WeightsReport) -> None:
     report.notes += fit.notes(path.name)
 
 
-def require_loadable(location: str, base: str | None = None) -> None:
-    """Raise WeightsError naming every reason `location` would not load (what `kontext
-    weights check` says), before any weight is read."""
-    report = check_weights(location, base)
+def require_loadable(location: str, base: str | None = None,
+                     model: str = "kontext-dev") -> None:
+    """Raise WeightsError naming every reason `location` would not load as family `model`
+    (what `kontext weights check` says), before any weight is read."""
+    report = check_weights(location, base, model)
     if not report.loadable:
         raise WeightsError(f"{location} cannot be loaded: {'; '.join(report.reasons)}. "
                            f"{HELP_POINTER}")

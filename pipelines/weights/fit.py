@@ -180,12 +180,15 @@ def fit_single_file(tensors: dict[str, Any], base_transformer: Path) -> Fit:
     return compare(expected, tensors)
 
 
-def missing_pipeline_components(index: dict[str, Any]) -> list[str]:
-    """The FluxKontextPipeline components that model_index.json does not name."""
-    from diffusers import FluxKontextPipeline
+def missing_pipeline_components(index: dict[str, Any],
+                                pipeline: str = "FluxKontextPipeline") -> list[str]:
+    """The components of `pipeline` (a diffusers class name) that model_index.json does not
+    name."""
+    import diffusers
 
-    expected, _ = FluxKontextPipeline._get_signature_keys(FluxKontextPipeline)
-    optional = set(FluxKontextPipeline._optional_components)
+    cls = getattr(diffusers, pipeline)
+    expected, _ = cls._get_signature_keys(cls)
+    optional = set(cls._optional_components)
     return sorted(name for name in set(expected) - optional
                   if not isinstance(index.get(name), list) or index[name][-1] is None)
 

@@ -49,6 +49,8 @@ class WeightsReport:
     is_tiny: bool = False
     matches_kontext_dev: bool | None = None
     base: WeightsReport | None = None
+    #: The model family checked for (kontext-dev, klein-4b, klein-9b).
+    model: str = "kontext-dev"
 
     @property
     def reasons(self) -> list[str]:
@@ -64,7 +66,8 @@ class WeightsReport:
 
     def render(self) -> str:
         """A readable multi-line report ending in an OK / NOT LOADABLE verdict."""
-        lines = [f"{self.location} ({self.kind})" + (f" -> {self.path}" if self.path else "")]
+        lines = [f"{self.location} ({self.kind}, as {self.model})"
+                 + (f" -> {self.path}" if self.path else "")]
         if self.is_tiny:
             lines.append("!! TINY RANDOM CHECKPOINT: every image it makes is NOISE (demo only)")
         lines += [c.line() for c in self.components]

@@ -43,6 +43,9 @@ def _takes(job_type: JobType) -> str:
         return "no input image; send it as application/json"
     if high == 1:
         return "1 input image, sent as a multipart part named `input`"
+    if (job_type.model or "").startswith("klein"):
+        return (f"{low} to {high} input images, sent as multipart parts named `input`: every "
+                "one a reference, in order (FLUX.2 [klein]; see docs/models.md)")
     return (f"{low} to {high} input images, sent as multipart parts named `input`: the first "
             "is the image to edit, the others are references, in order (our multi-reference "
             "extension; see `reference_method`)")

@@ -33,6 +33,7 @@ FORM_FIELDS = {
     "local": ("style_preset", "width", "height", "steps", "guidance_scale", "seed",
               "reference_method", "loras"),
     "upstream": ("aspect_ratio", "safety_tolerance", "prompt_upsampling", "seed"),
+    "klein": ("width", "height", "steps", "seed", "safety_tolerance", "loras"),
 }
 
 #: Fields that only mean something with this many input images: the page shows and sends
@@ -56,12 +57,15 @@ def _kind(name: str, info: dict[str, Any]) -> str:
     types = [info, *info.get("anyOf", [])]
     if any("enum" in option for option in types):
         return "enum"
-    return next(option["type"] for option in types if option.get("type") != "null")
+    return next(option["type"] for option in types if option.get("type") not in (None, "null"))
 
 
 def field_spec(name: str, info: dict[str, Any]) -> dict[str, Any]:
     """One form field, from its JSON-schema property: kind, label, limits, default."""
     kind = _kind(name, info)
+    if kind in ("integer", "number") and "anyOf" in info:  # optional: the number's limits
+        number = next(option for option in info["anyOf"] if option.get("type") == kind)
+        info = {**number, **info}
     spec: dict[str, Any] = {"name": name, "kind": kind, "label": info.get("title", name),
                             "description": info.get("description", ""),
                             "default": info.get("default")}
@@ -89,17 +93,30 @@ def field_spec(name: str, info: dict[str, Any]) -> dict[str, Any]:
     return spec
 
 
-def runner(backend: Backend) -> tuple[str | None, str | None]:
+def runner(backend: Backend, job_type: JobType) -> tuple[str | None, str | None]:
     """Where the backend runs its jobs, or None and why it cannot (read from the backend
-    the service really has, so the page offers exactly what the server can run)."""
+    the service really has, so the page offers exactly what the server can run: a model
+    family the engines do not serve is not offered)."""
     if isinstance(backend, RefusingBackend):
         return None, backend.reason
+    reason = backend.refuses(job_type)
+    if reason is not None:
+        return None, reason
     return backend.runs_on, None
+
+
+def _form(job_type: JobType) -> str:
+    """Which form a job type gets: Kontext [dev]'s, klein's or the hosted types'."""
+    return "klein" if (job_type.model or "").startswith("klein") else job_type.backend
 
 
 def _label(job_type: JobType) -> str:
     if job_type.name == DEV_KONTEXT:
         return "FLUX.1 Kontext [dev] — edit"
+    if _form(job_type) == "klein":
+        size = {"klein-4b": " 4B", "klein-9b": " 9B"}.get(job_type.model or "", "")
+        task = "edit" if job_type.min_inputs else "text to image"
+        return f"FLUX.2 [klein]{size} — {task}"
     kind = hosted_kind(job_type.name)
     task = "edit" if kind.task == "img2img" else "text to image"
     return f"FLUX.1 Kontext [{kind.model}] — {task}"
@@ -107,13 +124,15 @@ def _label(job_type: JobType) -> str:
 
 def job_type_entry(job_type: JobType, service: JobService) -> dict[str, Any]:
     """What the page needs to offer one job type: whether it runs here, and its fields."""
-    runs_on, reason = runner(service.backend_for(job_type))
+    runs_on, reason = runner(service.backend_for(job_type), job_type)
     properties = job_type.config_model.model_json_schema()["properties"]
     prompt = properties["prompt"]
-    names = FORM_FIELDS[job_type.backend]
-    sized = all(name in names for name in AUTO_FIELDS) and job_type.min_inputs > 0
+    names = FORM_FIELDS[_form(job_type)]
+    # klein edits take their first input's size on the server: the page leaves it empty.
+    sized = all(name in names for name in AUTO_FIELDS) and job_type.min_inputs > 0 \
+        and _form(job_type) != "klein"
     return {
-        "type": job_type.name, "label": _label(job_type),
+        "type": job_type.name, "label": _label(job_type), "model": job_type.model,
         "min_inputs": job_type.min_inputs, "max_inputs": job_type.max_inputs,
         # With no size typed, the input's shape at about 1 MP (static/size.js does the
         # arithmetic of server/wire/ratio.py: size_for_shape, with these bounds).
@@ -130,12 +149,18 @@ def playground_config(service: JobService, auth_required: bool) -> dict[str, Any
     """The body of /playground/config.json (docs/architecture.md, "The playground's
     modules")."""
     limits = service.image_limits
+    entries = [job_type_entry(job_type, service) for job_type in JOB_TYPES.values()]
+    # Kontext [dev] when it is served, else the first local type that runs here.
+    default = next((entry["type"] for entry in entries if entry["runnable"]
+                    and entry["runs_on"] == "local"), DEV_KONTEXT)
+    default = DEV_KONTEXT if any(entry["type"] == DEV_KONTEXT and entry["runnable"]
+                                 for entry in entries) else default
     return {
         "version": CONFIG_VERSION, "auth_required": auth_required,
         # Photos over these are shrunk in the page before they are sent (shape kept).
         "input_limits": {"max_side": limits.max_side, "max_bytes": limits.max_bytes},
-        "default_job_type": DEV_KONTEXT, "output_formats": list(OUTPUT_FORMATS),
-        "job_types": [job_type_entry(job_type, service) for job_type in JOB_TYPES.values()],
+        "default_job_type": default, "output_formats": list(OUTPUT_FORMATS),
+        "job_types": entries,
     }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse, Response
 
+from pipelines.contract import MODEL_FAMILIES
 from server.api.deps import ServerDep, require_probe_token
 
 router = APIRouter(tags=["operations"], dependencies=[Depends(require_probe_token)])
@@ -29,8 +30,13 @@ async def readyz(server: ServerDep) -> JSONResponse:
     info = path.engines.info
     ready = engines_ready and path.service.accepting
     server.metrics.count_readiness(ready)
+    state = engines.pop("state")
     body = {
-        "ready": ready, "state": engines.pop("state"), "error": engines.pop("error"),
+        "ready": ready, "state": state, "error": engines.pop("error"),
+        "models": [{"name": part.family, "model": part.model, "state": state,
+                    "tier": part.tier, "dtype": part.dtype,
+                    "licence": MODEL_FAMILIES[part.family].licence}
+                   for part in (info.models or (info,))],
         "model": info.model, "device": info.device, "dtype": info.dtype,
         "tier": info.tier, "levers": info.extra.get("levers"),
         "tier_notes": info.extra.get("notes"), "demo": info.demo,

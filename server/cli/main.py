@@ -32,8 +32,14 @@ def build_parser() -> argparse.ArgumentParser:
         dest="weights_command", required=True)
     tiny = weights.add_parser("tiny", help="write a tiny random checkpoint (diffusers layout)")
     tiny.add_argument("directory", type=Path)
+    tiny.add_argument("--model", default="kontext-dev",
+                      choices=("kontext-dev", "klein-4b", "klein-9b"),
+                      help="the model family (both klein sizes share one tiny checkpoint)")
     check = weights.add_parser("check", help="say what a weights folder or file holds")
     check.add_argument("path")
+    check.add_argument("--model", default="kontext-dev",
+                       choices=("kontext-dev", "klein-4b", "klein-9b"),
+                       help="the model family the weights are for (default: kontext-dev)")
     check.add_argument("--base-weights", default=None,
                        help="components for a single-file transformer")
     # kontext batch: its own flags plus the engine settings serve takes.
@@ -106,17 +112,21 @@ def config_named(args: argparse.Namespace) -> object:
 def _weights(args: argparse.Namespace) -> int:
     if args.weights_command == "tiny":
         from pipelines.weights.tiny import write_tiny_checkpoint
+        from pipelines.weights.tiny_klein import write_tiny_klein_checkpoint
 
+        klein = args.model != "kontext-dev"
         try:
-            path = write_tiny_checkpoint(args.directory)
+            path = (write_tiny_klein_checkpoint if klein else write_tiny_checkpoint)(
+                args.directory)
         except OSError as exc:
             print(f"kontext weights tiny: cannot write {args.directory}: {exc}", file=sys.stderr)
             return 2
-        print(f"wrote a tiny random FLUX.1 Kontext checkpoint to {path} (images are noise)")
+        what = "FLUX.2 [klein]" if klein else "FLUX.1 Kontext"
+        print(f"wrote a tiny random {what} checkpoint to {path} (images are noise)")
         return 0
     from pipelines.weights.check import check_weights
 
-    report = check_weights(args.path, args.base_weights)
+    report = check_weights(args.path, args.base_weights, args.model)
     print(report.render())
     return 0 if report.loadable else 1
 

@@ -163,6 +163,10 @@ class ProcessEngine:
                 pass
         self._stop_child()
 
+    def kill(self) -> None:
+        """Stop the child at once (its group is broken; nothing it holds is kept)."""
+        self._stop_child()
+
     def _call(self, command: str, control: RunControl, argument: Any = None
               ) -> EditResult | None:
         """Send one command; follow its events until the child's state ends it."""
@@ -202,7 +206,7 @@ def child_main(conn, factory: EngineFactory, device: str, cancel) -> None:
     """The child: build the engine for `device`, then answer commands until `close`."""
     # The launcher's job, before anything touches CUDA: this process sees its GPU only.
     if device.startswith("cuda:"):
-        os.environ["CUDA_VISIBLE_DEVICES"] = device.split(":", 1)[1]
+        os.environ["CUDA_VISIBLE_DEVICES"] = visible_gpu(device)
     logging.basicConfig(level=logging.INFO,
                         format=f"%(asctime)s %(levelname)s [engine {device}] %(message)s")
     engine = None
@@ -230,6 +234,14 @@ def child_main(conn, factory: EngineFactory, device: str, cancel) -> None:
                 return  # exit: the parent restarts a fresh process with a fresh context
             continue
         conn.send(_state(engine))
+
+
+def visible_gpu(device: str) -> str:
+    """The GPU `cuda:N` is, as CUDA_VISIBLE_DEVICES names it: the Nth of the GPUs this
+    process sees (a Ray replica sees only the GPUs it reserved), else GPU N."""
+    index = int(device.split(":", 1)[1])
+    seen = [gpu for gpu in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if gpu]
+    return seen[index] if index < len(seen) else str(index)
 
 
 def _state(engine: Engine) -> ChildState:

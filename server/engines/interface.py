@@ -1,8 +1,8 @@
 """The engine transport protocol, and what the jobs path needs from "the engines".
 
 `Engine` is one engine as a worker drives it, whatever carries its jobs: KontextEngine in
-this process, a child process per device (engines/child.py), or (next) a group of
-processes forming one engine. Every transport speaks the contract's run control: a job's
+this process, a child process per device (engines/child.py), or a group of processes
+forming one engine (engines/group.py). Every transport speaks the contract's run control: a job's
 `RunControl` goes in, `EngineEvent`s come out (`started`, each `step`, `done` or `failed`),
 and its `CancelSignal` is carried by the transport to wherever the edit runs (`follow`
 relays the events that crossed back). A new transport is one more `Engine`; nothing above

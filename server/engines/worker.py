@@ -181,7 +181,7 @@ class EngineWorker:
                 item.future.set_exception(exc)
             return isinstance(exc, DeviceLost)
         else:
-            self._record(result)
+            self._record(result, item.request.model)
             if not item.future.done():
                 item.future.set_result(result)
             return False
@@ -196,12 +196,12 @@ class EngineWorker:
         if self.metrics is not None:
             self.metrics.device_jobs.labels(device=self.label, outcome=outcome).inc()
 
-    def _record(self, result: EditResult) -> None:
+    def _record(self, result: EditResult, model: str) -> None:
         self.jobs_done += 1
         self._count("completed")
         self._job_seconds.add(result.elapsed)
         if self.metrics is not None and result.steps:
-            self.metrics.step_seconds.labels(device=self.label).observe(
+            self.metrics.step_seconds.labels(device=self.label, model=model).observe(
                 result.denoise_seconds / result.steps)
         switch = result.loras
         if self.metrics is not None and switch and switch.cache_hits + switch.cache_misses:

@@ -24,6 +24,7 @@ from server.media.decode import ImageLimits, decode_input
 from server.media.formats import ImageFormat
 from server.tracing import NO_TRACE, JobTrace
 from server.wire.base import WireModel, parse_model
+from server.wire.klein import KleinImg2ImgConfig, KleinTxt2ImgConfig
 from server.wire.loras import lora_choices
 from server.wire.models import DevKontextConfig
 from server.wire.presets import model_prompt
@@ -62,8 +63,10 @@ def prepare(type_name: str, config: dict[str, Any]) -> JobSpec:
 
 
 def _size(config: WireModel) -> tuple[int, int] | None:
-    if isinstance(config, DevKontextConfig):
+    if isinstance(config, (DevKontextConfig, KleinTxt2ImgConfig)):
         return config.width, config.height
+    if isinstance(config, KleinImg2ImgConfig):  # absent sides: the first input's
+        return (config.width, config.height) if config.width and config.height else None
     ratio = getattr(config, "aspect_ratio", None)
     return nearest_preferred(*parse_ratio(ratio)) if ratio else None
 
@@ -130,14 +133,18 @@ class Submission:
 def require_inputs(job_type: JobType, inputs: tuple[bytes, ...]) -> None:
     """Check the number of distinct input images against what the job type takes."""
     low, high = job_type.min_inputs, job_type.max_inputs
+    klein = (job_type.model or "").startswith("klein")
     if len(inputs) < low:
         more = f" (up to {high}: the image to edit, then references)" if high > 1 else ""
+        more = f" (up to {high}, every one a reference)" if klein else more
         raise InvalidInputImage(
             f"{job_type.name} needs {low} input image, got {len(inputs) or 'none'}; send it "
             f"as a multipart part named `input`{more}", field="input")
     if len(inputs) > high:
         ones = "one" if len(inputs) == 1 else "ones"
-        raise InvalidInputImage(f"{job_type.name} {_takes(high)}, got {len(inputs)} distinct "
+        takes = f"takes at most {high} input images (references)" if klein and high \
+            else _takes(high)
+        raise InvalidInputImage(f"{job_type.name} {takes}, got {len(inputs)} distinct "
                                 f"{ones}", field="input")
 
 
@@ -146,7 +153,7 @@ def _takes(high: int) -> str:
     if high == 0:
         return "takes no input image"
     if high == 1:
-        return "takes 1 input image (only the [dev] job type takes references)"
+        return "takes 1 input image (only the [dev] and klein job types take references)"
     return f"takes at most {high} input images (the image to edit and {high - 1} references)"
 
 

@@ -222,6 +222,7 @@ class JobService:
         job.prepared.trace.end(job.error)
         outcome = "completed" if job.error is None else job.error.reason
         self.metrics.job_seconds.labels(job_type=job.prepared.job_type.name,
+                                        model=job.backend.model_label(job.prepared),
                                         tier=job.backend.label, outcome=outcome
                                         ).observe(time.monotonic() - started)
         level = logging.INFO if job.error is None else job.error.log_level

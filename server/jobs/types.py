@@ -16,6 +16,12 @@ from server.wire.hosted import (
     HostedImg2ImgConfig,
     HostedTxt2ImgConfig,
 )
+from server.wire.klein import (
+    KLEIN_MODELS,
+    MAX_KLEIN_INPUTS,
+    KleinImg2ImgConfig,
+    KleinTxt2ImgConfig,
+)
 from server.wire.models import DevKontextConfig
 
 DEV_KONTEXT = "inference.flux-fast.dev-kontext.img2img.v1"
@@ -33,11 +39,15 @@ class JobType:
     min_inputs: int
     max_inputs: int
     backend: Backend
+    #: The local model family it runs on (`--models`), for local jobs: kontext-dev,
+    #: klein-4b, klein-9b, or "klein" (klein-4b when served, else klein-9b).
+    model: str | None = None
 
 
 JOB_TYPES: dict[str, JobType] = {
     # The image to edit, then up to three references (our multi-reference extension).
-    DEV_KONTEXT: JobType(DEV_KONTEXT, DevKontextConfig, 1, MAX_INPUT_IMAGES, backend="local"),
+    DEV_KONTEXT: JobType(DEV_KONTEXT, DevKontextConfig, 1, MAX_INPUT_IMAGES, backend="local",
+                         model="kontext-dev"),
     # Hosted-only [pro]/[max]: forwarded upstream, or run on [dev] with --fallback local.
     # One image, as the hosted job types document (docs/forwarding.md: BFL's experimental
     # input_image_2..4 are not part of the hosted wire format).
@@ -48,12 +58,23 @@ JOB_TYPES: dict[str, JobType] = {
 }
 
 
+def _klein(name: str, model: str) -> JobType:
+    """A klein row: text to image (no input), or an edit of 1 to 4 references."""
+    if ".txt2img." in name:
+        return JobType(name, KleinTxt2ImgConfig, 0, 0, backend="local", model=model)
+    return JobType(name, KleinImg2ImgConfig, 1, MAX_KLEIN_INPUTS, backend="local", model=model)
+
+
+# FLUX.2 [klein] on the local engines (docs/models.md).
+JOB_TYPES.update({name: _klein(name, model) for name, model in KLEIN_MODELS.items()})
+
+
 def lookup(name: str) -> JobType:
     """The job type called `name`, or UnknownJobType listing the supported ones."""
     try:
         return JOB_TYPES[name]
     except KeyError:
-        supported = ", ".join(sorted(JOB_TYPES))
+        supported = ", ".join(JOB_TYPES)  # in table order: dev-kontext first
         raise UnknownJobType(
             f"unknown job type {name!r}; this server supports: {supported}", field="type"
         ) from None

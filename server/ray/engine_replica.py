@@ -1,5 +1,7 @@
 """The engine deployment: one replica per GPU, each the same engine the single-machine
-server runs (built by server/engine_build.py, driven by the same engine pool of one).
+server runs (built by server/engine_build.py, driven by the same engine pool of one); with
+--context-parallel K, one replica per K GPUs, each a group of K ranks (server/engines/
+group.py) that splits every edit between them.
 
 A call to `run` streams what happens to the job as the contract's EngineEvents, the ones
 every transport carries, so the ingress can move the job to `processing`, report its steps
@@ -24,7 +26,7 @@ from functools import partial
 
 from pipelines.contract import EditRequest, EngineEvent, EngineInfo, RunControl
 from pipelines.errors import EngineError, EngineFailure
-from server.engine_build import build_engine, share_cpu
+from server.engine_build import build_engine, build_replica_group, share_cpu
 from server.engines.interface import Engine
 from server.engines.pool import EnginePool
 from server.settings import Settings
@@ -45,14 +47,19 @@ class EngineReplica:
     """One engine on this replica's device; one job at a time (max_ongoing_requests=1)."""
 
     async def __init__(self, settings: Settings,
-                       factory: Callable[[str | None], Engine] | None = None,
+                       factory: Callable[..., Engine] | None = None,
                        cpu_threads: int | None = None) -> None:
         # Ray Serve marks the replica running (routable) once this returns: load and warm
         # up first. An exception here makes Ray Serve start another replica.
         self.name = replica_name()
-        engine = (factory or partial(build_engine, settings))(None)
+        if settings.context_parallel != 1:  # this replica is a group of K ranks
+            engine = build_replica_group(settings, factory)
+        else:
+            engine = (factory or partial(build_engine, settings))(None)
         if engine.info.device == "cpu" and cpu_threads:
             share_cpu(cpu_threads)
+        if settings.context_parallel != 1:  # served_by names the replica and its devices
+            self.name = f"{self.name} [{engine.info.device}]"
         self.pool = EnginePool([engine], [self.name], warmup=settings.warmup)
         await self.pool.start()
         refusal = self.pool.unavailable()

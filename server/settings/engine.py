@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import NoDecode
 
 from pipelines.contract import (
     DEFAULT_REFERENCE_TOKEN_BUDGET,
     MIN_REFERENCE_TOKEN_BUDGET,
 )
-from server.settings.common import BATCH, Size, default_cache_dir
+from server.settings.common import BATCH, Size, default_cache_dir, split_commas
+
+#: The names `--models` takes (pipelines/contract.py: MODEL_FAMILIES, and `all`).
+MODEL_NAMES = ("kontext-dev", "klein-4b", "klein-9b", "all")
 
 
 class EngineSettings(BaseModel):
@@ -21,6 +25,20 @@ class EngineSettings(BaseModel):
         None,
         description="FLUX.1-Kontext-dev weights: a diffusers-layout folder, a Hugging Face repo "
         "id already in the local cache, or BFL's flux1-kontext-dev.safetensors file.", **BATCH
+    )
+    models: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["kontext-dev"],
+        description="The model families to serve, comma-separated: `kontext-dev` (FLUX.1 "
+        "Kontext [dev]), `klein-4b` (FLUX.2 [klein] 4B, Apache-2.0), `klein-9b` (FLUX.2 "
+        "[klein] 9B, non-commercial) or `all` (every family whose weights are given; with "
+        "--demo, every family on tiny checkpoints).", **BATCH
+    )
+    model_weights: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Weights of the other families, comma-separated `family=location` "
+        "(e.g. `klein-4b=/models/FLUX.2-klein-4B`): a diffusers-layout folder or a Hugging "
+        "Face repo id already in the local cache, never downloaded. `kontext-dev=...` "
+        "may stand in for --weights.", **BATCH
     )
     base_weights: str | None = Field(
         None,
@@ -85,3 +103,32 @@ class EngineSettings(BaseModel):
         "costs rank × 5.4 M parameters of GPU memory (~0.7 GB at rank 64 in bf16) and a "
         "rank-sized LoRA's work per step, whatever the LoRA's own rank.", **BATCH
     )
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _models(cls, value: object) -> object:
+        value = split_commas(value)
+        if isinstance(value, list):
+            unknown = [name for name in value if name not in MODEL_NAMES]
+            if unknown:
+                raise ValueError(f"unknown model {unknown[0]!r}; use "
+                                 f"{', '.join(MODEL_NAMES[:-1])} or all")
+            if not value:
+                raise ValueError("name at least one model")
+        return value
+
+    @field_validator("model_weights", mode="before")
+    @classmethod
+    def _model_weights(cls, value: object) -> object:
+        value = [item for item in split_commas(value) or [] if item] \
+            if isinstance(value, (str, list)) else value
+        if isinstance(value, list):
+            for item in value:
+                name, equals, location = item.partition("=")
+                if not equals or not location:
+                    raise ValueError(f"{item!r} is not `family=location` (e.g. "
+                                     "klein-4b=/models/FLUX.2-klein-4B)")
+                if name not in MODEL_NAMES[:-1]:
+                    raise ValueError(f"unknown model {name!r} in {item!r}; use "
+                                     f"{', '.join(MODEL_NAMES[:-1])}")
+        return value

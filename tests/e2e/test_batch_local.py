@@ -161,3 +161,25 @@ def test_a_row_is_the_same_edit_as_the_same_job_through_the_server(
     reply = post_job(live.url, config, photo.read_bytes(), "image/png")
     assert reply.status_code == 200, reply.text
     assert (out / "photo.png").read_bytes() == reply.content
+
+
+def test_a_type_column_runs_rows_on_klein_beside_kontext(
+        tmp_path: Path, tiny_dir: Path) -> None:
+    (tmp_path / "a.png").write_bytes(gradient_png(400, 300))
+    manifest = tmp_path / "edits.jsonl"
+    rows = [{"image": "a.png", "prompt": "make it red", "steps": 1, "output": "dev.png",
+             "width": 512, "height": 512},
+            {"image": "a.png", "prompt": "make it red", "output": "klein.png",
+             "type": "inference.flux-2.klein.4b.img2img.v1"}]
+    manifest.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    out = tmp_path / "out"
+    code = main(["batch", str(manifest), "--out", str(out), "--local", "--demo",
+                 "--demo-dir", str(tiny_dir), "--models", "kontext-dev,klein-4b",
+                 "--log-level", "warning"])
+    dev, klein = _report(out / "report.jsonl")
+    assert code == 0, (dev, klein)
+    assert klein["config"]["steps"] == 4 and klein["config"].get("width") is None
+    with Image.open(out / "klein.png") as image:
+        assert image.size == (400, 288)  # its input's, in multiples of 16
+    with Image.open(out / "dev.png") as image:
+        assert image.size == (512, 512)

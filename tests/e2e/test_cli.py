@@ -137,3 +137,24 @@ def test_tokens_on_the_command_line_are_warned_about():
     assert done.returncode == 2
     assert "other users of this machine can read them" in done.stderr
     assert "KONTEXT_TOKENS" in done.stderr and "--token-file" in done.stderr
+
+
+def test_models_refused_at_startup_in_one_line_naming_flag_and_variable(capsys, tmp_path):
+    assert main(["serve", "--models", "kontext-dev,klein-5b"]) == 2
+    assert capsys.readouterr().err == (
+        "kontext serve: --models (KONTEXT_MODELS): unknown model 'klein-5b'; use "
+        "kontext-dev, klein-4b, klein-9b or all\n")
+    assert main(["serve", "--models", "klein-4b", "--weights", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.splitlines()[-1]  # the last line (a warning may log first)
+    assert err.startswith("kontext serve: --models (KONTEXT_MODELS) names klein-4b without")
+    assert "--model-weights klein-4b=LOCATION (KONTEXT_MODEL_WEIGHTS)" in err
+    assert main(["serve", "--model-weights", "klein-4b"]) == 2
+    assert "is not `family=location`" in capsys.readouterr().err
+
+
+def test_weights_check_understands_the_family(tiny_klein_dir, capsys):
+    assert main(["weights", "check", str(tiny_klein_dir), "--model", "klein-4b"]) == 0
+    out = capsys.readouterr().out
+    assert "as klein-4b" in out and "OK: kontext serve can load this" in out
+    assert main(["weights", "check", str(tiny_klein_dir)]) == 1  # not Kontext weights
+    assert main(["weights", "check", str(tiny_klein_dir), "--model", "klein-9b"]) == 0

@@ -197,3 +197,28 @@ def test_no_server_says_how_to_start_one(photo):
     assert done.stderr.strip().splitlines()[-1].startswith(
         f"kontext edit: no server answers at http://127.0.0.1:{port} (")
     assert "./scripts/demo.sh or kontext serve" in done.stderr
+
+
+def test_model_picks_the_klein_edit(serve, kontext_and_klein, photo, tmp_path):
+    live = serve(kontext_and_klein)
+    out = tmp_path / "klein.png"
+    done = kontext_edit(str(photo), "make it night", "--server", live.url, "-o", str(out),
+                        "--model", "klein-4b", "--seed", "2", token=None)
+    assert done.returncode == 0, done.stderr
+    # A klein edit without a size takes its input's (multiples of 16).
+    assert done.stdout.splitlines()[:2] == ["seed: 2", f"wrote: {out} (480x352)"]
+    assert image_of(out.read_bytes()).size == (480, 352)
+    refused = kontext_edit(str(photo), "make it night", "--server", live.url,
+                           "--type", "inference.flux-2.klein.4b.img2img.v1",
+                           "--guidance-scale", "3", token=None)
+    assert refused.returncode == 2
+    assert "config.guidance_scale: unknown field" in refused.stderr
+
+
+def test_local_klein_edit_serves_its_model(tiny_dir, photo, tmp_path, capsys):
+    out = tmp_path / "local-klein.png"
+    code = main(["edit", str(photo), "make it night", "--local", "--demo", "--demo-dir",
+                 str(tiny_dir), "--model", "klein-4b", "--seed", "3", "-o", str(out),
+                 "--log-level", "warning"])
+    assert code == 0, capsys.readouterr().err
+    assert image_of(out.read_bytes()).size == (480, 352)

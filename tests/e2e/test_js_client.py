@@ -74,3 +74,16 @@ def test_client_retries_a_full_queue_and_gets_through(serve, png):
         thread.join()
     assert result["ok"], result
     assert [r.prompt for r in engine.requests][-1] == "queued edit"
+
+
+def test_klein_job_through_the_official_client(serve, kontext_and_klein, png, tmp_path):
+    live = serve(kontext_and_klein)
+    out = tmp_path / "out.png"
+    result = run_js_job(live.v2, "inference.flux-2.klein.4b.img2img.v1",
+                        {"prompt": "make it night", "seed": 4}, [png], accept="image/png",
+                        output_path=out)
+    assert result["ok"], result
+    assert result["job"]["config"]["steps"] == 4
+    from PIL import Image
+
+    assert Image.open(out).size == (640, 480)  # the input's size (no width/height sent)

@@ -470,3 +470,22 @@ def test_the_page_picks_the_size_the_command_line_clients_pick(serve, tmp_path, 
         return shapes.map(([w, h]) => { const s = sizeForShape(w, h, rule);
                                         return [s.width, s.height]; }); }""", [shapes, rule])
     assert [tuple(size) for size in in_page] == [output_size(shape) for shape in shapes]
+
+
+def test_the_model_picker_offers_klein_beside_kontext(serve, kontext_and_klein, tmp_path,
+                                                      open_page):
+    live = serve(kontext_and_klein, results_dir=tmp_path)
+    page = open_page(live.url)
+    labels = page.locator("#job-type option").all_inner_texts()
+    assert labels[0] == "FLUX.1 Kontext [dev] — edit"
+    assert "FLUX.2 [klein] 4B — text to image" in labels
+    assert not any("9B" in label for label in labels)  # not served: not offered
+    page.select_option("#job-type", "inference.flux-2.klein.4b.txt2img.v1")
+    assert page.is_visible("#no-inputs")
+    assert page.input_value("#field-steps") == "4"
+    assert page.locator("#field-guidance_scale").count() == 0
+    page.fill("#prompt", "a lighthouse at dusk")
+    page.fill("#field-width", "128")
+    page.fill("#field-height", "96")
+    run_edit(page, 1)
+    assert image_at(page, "#result-image").size == (128, 96)

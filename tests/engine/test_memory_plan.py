@@ -107,3 +107,25 @@ def test_the_fp8_tiers_quantise_the_block_linears_and_keep_the_rest_bf16(configs
             "single_transformer_blocks.37.norm.linear"} <= kept
     assert "single_transformer_blocks.0.proj_out" not in kept  # the blocks' own proj_out
     assert all(min(m.in_features, m.out_features) >= 1024 for _, m in quantised)
+
+
+def test_every_served_model_counts_on_one_device(tiny_dir, tiny_klein_dir):
+    from pipelines.memory.models import check_model_set, klein_memory
+    from pipelines.memory.plan import RESERVED, read_configs
+
+    plan = plan_engine("exact", "full", "cuda", H100)
+    kontext = plan_memory(read_configs(str(tiny_dir)), plan, CARD_24GB)
+    klein = klein_memory(str(tiny_klein_dir), plan, CARD_24GB)
+    assert set(klein.resident) == {"transformer", "text_encoder", "vae"}
+    assert klein.activations["denoise"] > 0
+    plans = {"kontext-dev": kontext, "klein-4b": klein}
+    resident = sum(module for memory in plans.values() for module in memory.resident.values())
+    assert "models on one device: peak" in check_model_set(plans, CARD_24GB)
+    # A device with room for either model alone, not for both: refused with the numbers.
+    together = resident + max(memory.peak - sum(memory.resident.values())
+                              for memory in plans.values())
+    assert together > max(memory.peak for memory in plans.values())
+    with pytest.raises(InvalidInput, match=r"--models kontext-dev,klein-4b cannot share this "
+                                           r"device: models on one device: peak .* GiB = "
+                                           r"resident weights \(kontext-dev .* \+ klein-4b"):
+        check_model_set(plans, RESERVED + together - 1)

@@ -79,3 +79,51 @@ def gated_tiny_engine(settings: Settings, gate: str, device: str | None):
 def crashing_gated_tiny_engine(settings: Settings, gate: str, device: str | None):
     """The settings' (demo) engine on `device`, crashing on CRASH, held at `gate`."""
     return CrashOnPrompt(GatedEngine(build_engine(settings, device), Path(gate)))
+
+
+def group_rank_engine(settings: Settings, gate: str, device: str, rank: int,
+                      init_method: str):
+    """Rank `rank` of a context-parallel group under the settings: rank 0 held at `gate`
+    (it speaks for the group), rank 1 crashing on CRASH (a rank of the group dies, not the
+    one the server talks to)."""
+    from server.engine_build import build_rank_engine
+
+    engine = build_rank_engine(settings, device, rank, init_method)
+    if rank == 0:
+        return GatedEngine(engine, Path(gate))
+    return CrashOnPrompt(engine) if rank == 1 else engine
+
+
+class NoRecompileAfterWarmup:
+    """Wraps an engine; once warmed up, any recompile in its process is an error."""
+
+    def __init__(self, engine) -> None:
+        self.engine = engine
+
+    def __getattr__(self, name: str):
+        return getattr(self.engine, name)
+
+    def warmup(self) -> None:
+        import torch
+
+        self.engine.warmup()
+        torch._dynamo.config.error_on_recompile = True
+
+
+def compiled_rank_engine(tiny_dir: str, backend: str, device: str, rank: int,
+                         init_method: str):
+    """Rank `rank` of a CPU group on the tiny checkpoint, its blocks compiled with
+    `backend` (dynamic shapes, as the GPU tiers), erring on any recompile after warm-up."""
+    import dataclasses
+
+    from pipelines.engine.kontext import KontextEngine
+    from pipelines.engine.options import EngineOptions
+    from pipelines.levers.plan import CompileSpec, plan_engine
+    from pipelines.parallel.options import ContextParallel
+    from pipelines.weights.source import resolve_weights
+
+    plan = dataclasses.replace(plan_engine("exact", "full", "cpu", None),
+                               compile=CompileSpec(backend=backend))
+    return NoRecompileAfterWarmup(KontextEngine(resolve_weights(tiny_dir), EngineOptions(
+        device=device, demo=True, plan=plan, warmup_steps=1, warmup_size=(512, 512),
+        context_parallel=ContextParallel(2, "ulysses", rank, init_method))))

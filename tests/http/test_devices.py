@@ -199,7 +199,8 @@ def test_metrics_are_labelled_by_device(serve, tmp_path):
     found = samples(live)
     for device in ("cpu:0", "cpu:1"):
         assert value(found, "kontext_device_jobs_total", device=device, outcome="completed") == 1
-        assert value(found, "kontext_denoise_step_seconds_count", device=device) == 1
+        assert value(found, "kontext_denoise_step_seconds_count", device=device,
+                     model="kontext-dev") == 1
         assert value(found, "kontext_device_busy", device=device) == 0
     assert json.loads(get(live.url, ids[0], "job.json").text)["served_by"]["device"] in {
         "cpu:0", "cpu:1"}

@@ -11,6 +11,8 @@ drives hypothesis directly through `operation.as_strategy()`.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import schemathesis
 from helpers.fake_engine import FakeEngine
@@ -18,6 +20,7 @@ from helpers.live_server import LiveServer, start_server
 from helpers.servers import make_settings
 from hypothesis import HealthCheck, given, settings
 
+from pipelines.contract import MODEL_FAMILIES
 from server.api.app import create_app
 
 #: Not applied: "schema-valid data must be accepted". A schema cannot say "input must be a
@@ -33,9 +36,13 @@ EXAMPLES = 50
 @pytest.fixture(scope="module")
 def live(tmp_path_factory) -> LiveServer:
     """A server that can run every job type: [pro]/[max] fall back to the local engine, so
-    a schema-valid [pro] job is served rather than answered 503 for want of an upstream."""
+    a schema-valid [pro] job is served rather than answered 503 for want of an upstream,
+    and the engine serves every model family (a klein job is not 503 for want of klein)."""
     settings = make_settings(fallback="local", results_dir=tmp_path_factory.mktemp("results"))
-    server = start_server(create_app(settings, FakeEngine()))
+    engine = FakeEngine()
+    engine.info = replace(engine.info, models=tuple(
+        replace(engine.info, family=name) for name in MODEL_FAMILIES))
+    server = start_server(create_app(settings, engine))
     yield server
     server.stop()
 

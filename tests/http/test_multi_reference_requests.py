@@ -117,8 +117,8 @@ def test_pro_img2img_takes_one_image_even_on_the_local_fallback(serve):
                         "application/json", job_type=PRO_IMG)
     assert reply.status_code == 400
     assert reply.json()["error"] == (
-        "input: inference.flux-kontext.pro.img2img.v2 takes 1 input image (only the [dev] job "
-        "type takes references), got 2 distinct ones")
+        "input: inference.flux-kontext.pro.img2img.v2 takes 1 input image (only the [dev] and "
+        "klein job types take references), got 2 distinct ones")
     assert engine.requests == []
     # The same image twice (the JS client's way) is one image.
     reply = post_images(live.url, {"prompt": "make it blue"}, [CANVAS], "application/json",

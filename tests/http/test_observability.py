@@ -53,9 +53,11 @@ def test_metrics_after_jobs_failures_and_refusals(serve):
 
     found = samples(live)
     duration = "kontext_job_duration_seconds_count"
-    assert value(found, duration, job_type=DEV, tier="exact", outcome="completed") == 2
-    assert value(found, duration, job_type=DEV, tier="exact", outcome="job_failed") == 1
-    assert value(found, "kontext_denoise_step_seconds_count", device="cpu") == 2
+    dev = {"job_type": DEV, "model": "kontext-dev", "tier": "exact"}
+    assert value(found, duration, **dev, outcome="completed") == 2
+    assert value(found, duration, **dev, outcome="job_failed") == 1
+    assert value(found, "kontext_denoise_step_seconds_count", device="cpu",
+                 model="kontext-dev") == 2
     jobs = "kontext_device_jobs_total"
     assert value(found, jobs, device="cpu", outcome="completed") == 2
     assert value(found, jobs, device="cpu", outcome="failed") == 1

@@ -1,5 +1,7 @@
 """/playground/config.json: which job types this server can run, and their form fields."""
 
+from dataclasses import replace
+
 import httpx2
 import pytest
 from helpers.fake_engine import FakeEngine
@@ -104,3 +106,30 @@ def test_served_with_auth_flag(serve, tmp_path):
     assert config["auth_required"] is True
     assert config["default_job_type"] == DEV_KONTEXT
     assert config["output_formats"] == ["jpeg", "png", "webp"]
+
+
+def test_klein_types_are_offered_only_where_their_model_is_served():
+    kontext = entries(Settings())
+    klein = kontext["inference.flux-2.klein.4b.img2img.v1"]
+    assert not klein["runnable"] and "--models klein-4b" in klein["reason"]
+    assert klein["label"] == "FLUX.2 [klein] 4B — edit" and klein["model"] == "klein-4b"
+    assert list(fields(klein)) == ["width", "height", "steps", "seed", "safety_tolerance",
+                                   "loras"]
+    # The server sizes a klein edit from its input: the page leaves the size empty.
+    assert klein["size_from_input"] is None and fields(klein)["width"]["auto"]
+    assert (fields(klein)["width"]["min"], fields(klein)["width"]["max"]) == (64, 2048)
+    assert fields(klein)["steps"]["default"] == 4
+
+
+def test_a_klein_only_server_offers_klein_first():
+    metrics = Metrics()
+    engine = FakeEngine()
+    engine.info = replace(engine.info, family="klein-4b", model="FLUX.2-klein-4B")
+    settings = Settings()
+    service = build_jobs_path(settings, local_engines(settings, engine, metrics),
+                              metrics).service
+    config = playground_config(service, auth_required=False)
+    by_type = {entry["type"]: entry for entry in config["job_types"]}
+    assert not by_type[DEV_KONTEXT]["runnable"]
+    assert by_type["inference.flux-2.klein.txt2img.v1"]["runnable"]
+    assert config["default_job_type"] == "inference.flux-2.klein.4b.txt2img.v1"

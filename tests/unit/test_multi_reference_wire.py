@@ -34,7 +34,7 @@ def test_the_table_says_how_many_images_each_type_takes():
     (DEV_KONTEXT, 5, "input: inference.flux-fast.dev-kontext.img2img.v1 takes at most 4 input "
      "images (the image to edit and 3 references), got 5 distinct ones"),
     (PRO_IMG2IMG, 2, "input: inference.flux-kontext.pro.img2img.v2 takes 1 input image (only "
-     "the [dev] job type takes references), got 2 distinct ones"),
+     "the [dev] and klein job types take references), got 2 distinct ones"),
     (MAX_TXT2IMG, 1, "input: inference.flux-kontext.max.txt2img.v2 takes no input image, got "
      "1 distinct one"),
 ])

@@ -37,7 +37,8 @@ class FakeRay:
 def serve_requests(metrics: Metrics, ok: int, failed: int) -> None:
     for _ in range(ok):
         metrics.count_request("/v2/job", 200)
-        metrics.job_seconds.labels(job_type="dev", tier="exact", outcome="completed").observe(2)
+        metrics.job_seconds.labels(job_type="dev", model="kontext-dev", tier="exact",
+                                    outcome="completed").observe(2)
     for _ in range(failed):
         metrics.count_request("/v2/job", 400)
         metrics.count_error(400, "validation")

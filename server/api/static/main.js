@@ -234,7 +234,9 @@ function chooseJobType(name, saved = {}) {
 function setUpForm(config, saved) {
   const runnable = config.job_types.filter((entry) => entry.runnable);
   for (const entry of runnable) $("job-type").add(new Option(entry.label, entry.type));
-  const blocked = config.job_types.filter((entry) => !entry.runnable);
+  // A local model family the server does not serve is left out of the picker silently
+  // (its reason stays in config.json); [pro]/[max] with nowhere to run are said.
+  const blocked = config.job_types.filter((entry) => !entry.runnable && !entry.model);
   $("job-type-note").hidden = blocked.length === 0;
   $("job-type-note").textContent = blocked.length
     ? `[pro]/[max] are not offered: ${blocked[0].reason}.` : "";

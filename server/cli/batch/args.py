@@ -54,6 +54,10 @@ BATCH_PARSER = {
 
 def _add_config_defaults(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("edit config (defaults for every row)")
+    group.add_argument("--type", dest="type", metavar="JOB_TYPE",
+                       help="the job type of every row without a `type` field (default: "
+                       "inference.flux-fast.dev-kontext.img2img.v1; e.g. "
+                       "inference.flux-2.klein.4b.img2img.v1)")
     group.add_argument("--prompt", help="the edit instruction (required with --images)")
     group.add_argument("--style-preset", dest="style_preset",
                        choices=StylePreset.__args__, help="a style preset")
@@ -104,6 +108,6 @@ def add_batch_arguments(parser: argparse.ArgumentParser) -> None:
 
 def config_defaults(args: argparse.Namespace) -> dict[str, object]:
     """The config flags that were given, as wire-config fields."""
-    names = ("prompt", "style_preset", "width", "height", "steps", "guidance_scale", "seed",
-             "loras")
+    names = ("type", "prompt", "style_preset", "width", "height", "steps", "guidance_scale",
+             "seed", "loras")
     return {name: getattr(args, name) for name in names if getattr(args, name) is not None}

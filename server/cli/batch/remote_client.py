@@ -74,10 +74,10 @@ def retry_after_seconds(response: httpx2.Response) -> float | None:
 
 async def post_job(client: httpx2.AsyncClient, url: str, config: dict[str, Any],
                    inputs: list[tuple[str, bytes]], fmt: ImageFormat,
-                   policy: RetryPolicy) -> JobAnswer:
+                   policy: RetryPolicy, job_type: str = DEV_KONTEXT) -> JobAnswer:
     """POST the job (multipart: `job`, then one `input` per (file name, bytes), in order),
     retrying 429, 5xx and transport errors."""
-    body = json.dumps({"type": DEV_KONTEXT, "config": config}).encode()
+    body = json.dumps({"type": job_type, "config": config}).encode()
     files = [("job", ("job.json", body, "application/json")),
              *(("input", (name, data, "application/octet-stream")) for name, data in inputs)]
     headers = {"Accept": f"multipart/form-data; {MEDIA_TYPES[fmt]}"}

@@ -98,7 +98,7 @@ async def _run_row(client: httpx2.AsyncClient, url: str, row: Row,
         photos = await asyncio.to_thread(_read_images, row, options.limits)
         answer = await post_job(client, url, _send_config(row),
                                 [(photo.name, photo.data) for photo in photos], row.fmt,
-                                options.policy)
+                                options.policy, row.spec.job_type.name)
     except Unreachable as exc:
         raise RowFailed(str(exc), exc.attempts) from exc
     except (ApiError, OSError) as exc:

@@ -78,10 +78,13 @@ def resolve_row(raw: RawRow, defaults: dict[str, Any], base_dir: Path, out_dir: 
         if output in images:
             raise RowError(f"output: {output} is an input image itself; choose another "
                            "--out folder or `output` name")
-        config_fields = {k: v for k, v in fields.items() if k not in ("image", "output")}
-        # No size asked for: the photo's own shape (read from its header).
-        sized = with_photo_size(config_fields, photo_shape(images[0]))
-        spec = prepare(DEV_KONTEXT, sized)  # the job service's own validation
+        job_type = str(fields.get("type") or DEV_KONTEXT)
+        config_fields = {k: v for k, v in fields.items() if k not in ("image", "output", "type")}
+        # No size asked for: the photo's own shape (read from its header); klein edits take
+        # their input's size themselves.
+        sized = with_photo_size(config_fields, photo_shape(images[0])) \
+            if job_type == DEV_KONTEXT else config_fields
+        spec = prepare(job_type, sized)  # the job service's own validation
     except (RowError, ApiError) as exc:
         return BadRow(raw.number, raw.source, str(exc), fields, images, output)
     return Row(raw.number, raw.source, images, output, fmt, spec,

@@ -9,12 +9,17 @@ from pathlib import Path
 from server.wire.models import StylePreset
 
 DEFAULT_SERVER = "http://127.0.0.1:8000"
+#: `--model`: each family's edit job type.
+EDIT_TYPES = {"kontext-dev": "inference.flux-fast.dev-kontext.img2img.v1",
+              "klein-4b": "inference.flux-2.klein.4b.img2img.v1",
+              "klein-9b": "inference.flux-2.klein.9b.img2img.v1"}
 #: The environment variable the bearer token is read from when --token is not given.
 TOKEN_ENV = "KONTEXT_TOKEN"
 
 DESCRIPTION = """\
-Edit one image with FLUX.1 Kontext [dev] (inference.flux-fast.dev-kontext.img2img.v1) and
-write the result: through a running /v2/job server (--server, the default, with its async
+Edit one image with FLUX.1 Kontext [dev] (inference.flux-fast.dev-kontext.img2img.v1), or
+with the model or job type --model / --type name (e.g. --model klein-4b), and write the
+result: through a running /v2/job server (--server, the default, with its async
 API and a live progress bar) or in this process on local weights (--local with --weights
 or --demo). The config is checked here first, with the server's own rules and messages.
 Prints the seed used and where the file was written.
@@ -50,6 +55,12 @@ def add_edit_arguments(parser: argparse.ArgumentParser) -> None:
                        help="run the engine in this process (with --weights or --demo)")
     parser.add_argument("--token", default=os.environ.get(TOKEN_ENV),
                         help=f"bearer token for --server (default: ${TOKEN_ENV})")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--type", dest="job_type", metavar="JOB_TYPE",
+                       help="the job type (default: inference.flux-fast.dev-kontext."
+                       "img2img.v1), e.g. inference.flux-2.klein.4b.img2img.v1")
+    which.add_argument("--model", choices=tuple(EDIT_TYPES), help="the model family: "
+                       "its edit job type (kontext-dev, or klein's img2img)")
     parser.add_argument("--timeout", type=float, default=600.0,
                         help="seconds to wait for the server's answers (default 600)")
     config = parser.add_argument_group("edit config (the server's defaults when not given)")
@@ -65,6 +76,13 @@ def add_edit_arguments(parser: argparse.ArgumentParser) -> None:
     config.add_argument("--preset", "--style-preset", dest="style_preset",
                         choices=StylePreset.__args__, metavar="PRESET",
                         help="a style preset: " + ", ".join(StylePreset.__args__))
+
+
+def edit_type(args: argparse.Namespace) -> str:
+    """The job type --type or --model asks for (default: dev-kontext)."""
+    if getattr(args, "job_type", None):
+        return args.job_type
+    return EDIT_TYPES[getattr(args, "model", None) or "kontext-dev"]
 
 
 def edit_config(args: argparse.Namespace) -> dict[str, object]:

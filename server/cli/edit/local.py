@@ -22,7 +22,7 @@ from server.wiring import SafeguardsError
 
 
 def edit_local(settings: Settings, config: dict[str, Any], image: bytes, fmt: ImageFormat,
-               progress: StepProgress) -> Edited:
+               progress: StepProgress, job_type: str = DEV_KONTEXT) -> Edited:
     """Load the engine, run the edit; EditFailed with the server's message on failure,
     KeyboardInterrupt when Ctrl-C cancelled it."""
     try:
@@ -38,7 +38,7 @@ def edit_local(settings: Settings, config: dict[str, Any], image: bytes, fmt: Im
 
     try:
         with StopRequest("stopping: cancelling the edit") as stop:
-            job = runner.run_one(Submission(DEV_KONTEXT, config, (image,), fmt), stop, show)
+            job = runner.run_one(Submission(job_type, config, (image,), fmt), stop, show)
     except ApiError as exc:  # refused before it ran (e.g. the input image)
         raise EditFailed(exc.message) from exc
     finally:

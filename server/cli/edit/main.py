@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from server.cli.edit.args import edit_config
+from server.cli.edit.args import edit_config, edit_type
 from server.media.formats import FORMAT_OF_SUFFIX, ImageFormat
 
 if TYPE_CHECKING:
@@ -43,14 +43,43 @@ def _checked(args: argparse.Namespace, limits: ImageLimits
 
     config = edit_config(args)
     try:
-        prepare(DEV_KONTEXT, config)
+        prepare(edit_type(args), config)
     except ApiError as exc:
         raise Usage(exc.message) from exc
     if not args.image.is_file():
         raise Usage(f"image: no such file: {args.image}")
     out, fmt = output_path(args.image, args.out)
     photo = read_photo(args.image, limits)
+    if edit_type(args) != DEV_KONTEXT:  # klein edits default to the input's own size
+        return config, photo, out, fmt
     return with_photo_size(config, photo.shape), photo, out, fmt
+
+
+def _size_of(config: dict, output: bytes) -> str:
+    """WIDTHxHEIGHT of the result: the config's, or the image's own (a klein edit without a
+    size takes its input's)."""
+    if "width" in config and "height" in config:
+        return f"{config['width']}x{config['height']}"
+    import io
+
+    from PIL import Image
+
+    with Image.open(io.BytesIO(output)) as image:
+        return f"{image.width}x{image.height}"
+
+
+def _serving_its_model(args: argparse.Namespace, settings):
+    """With --local, the engine serves the model the edit's job type runs on when --models
+    leaves it out (so `--local --demo --model klein-4b` loads klein alone)."""
+    from server.jobs.types import JOB_TYPES
+
+    job_type = JOB_TYPES.get(edit_type(args))
+    model = job_type.model if job_type else None
+    model = "klein-4b" if model == "klein" else model
+    if not args.local or model is None or model in settings.models \
+            or "all" in settings.models:
+        return settings
+    return settings.model_copy(update={"models": [model]})
 
 
 def main_edit(args: argparse.Namespace) -> int:
@@ -66,7 +95,7 @@ def main_edit(args: argparse.Namespace) -> int:
     from server.media.decode import ImageLimits
 
     try:
-        settings = settings_from_args(args, batch_fields())
+        settings = _serving_its_model(args, settings_from_args(args, batch_fields()))
         config, photo, out, fmt = _checked(args, ImageLimits(max_bytes=settings.max_input_bytes))
     except SETTINGS_ERRORS as exc:
         print(f"kontext edit: {settings_problem(exc)}", file=sys.stderr)
@@ -94,10 +123,10 @@ def _run(args: argparse.Namespace, settings, config: dict, photo: Photo, out: Pa
         if args.local:
             from server.cli.edit.local import edit_local
 
-            edited = edit_local(settings, config, photo.data, fmt, progress)
+            edited = edit_local(settings, config, photo.data, fmt, progress, edit_type(args))
         else:
             edited = edit_remote(args.server, args.token, config, photo.data, photo.name, fmt,
-                                 progress, args.timeout)
+                                 progress, args.timeout, edit_type(args))
     except SetupFailed as exc:
         progress.close()
         print(f"kontext edit: {exc}", file=sys.stderr)
@@ -114,7 +143,7 @@ def _run(args: argparse.Namespace, settings, config: dict, photo: Photo, out: Pa
     write_atomic(out, edited.output)
     done = edited.job["config"]
     print(f"seed: {done['seed']}")
-    print(f"wrote: {out} ({done['width']}x{done['height']})")
+    print(f"wrote: {out} ({_size_of(done, edited.output)})")
     if edited.job.get("notice"):  # e.g. a demo server's: its images are noise
         print(f"notice: {edited.job['notice']}")
     return EXIT_OK

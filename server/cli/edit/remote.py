@@ -28,8 +28,9 @@ def _refusal(response: httpx2.Response) -> EditFailed:
 
 
 def _submit(client: httpx2.Client, url: str, config: dict[str, Any], image: bytes,
-            filename: str, fmt: ImageFormat, timeout: float) -> dict[str, Any]:
-    body = json.dumps({"type": DEV_KONTEXT, "config": config}).encode()
+            filename: str, fmt: ImageFormat, timeout: float,
+            job_type: str = DEV_KONTEXT) -> dict[str, Any]:
+    body = json.dumps({"type": job_type, "config": config}).encode()
     files = [("job", ("job.json", body, "application/json")),
              ("input", (filename, image, "application/octet-stream"))]
 
@@ -90,13 +91,14 @@ def _follow(client: httpx2.Client, url: str, progress: StepProgress) -> dict[str
 
 def edit_remote(server: str, token: str | None, config: dict[str, Any], image: bytes,
                 filename: str, fmt: ImageFormat, progress: StepProgress,
-                timeout: float) -> Edited:
+                timeout: float, job_type: str = DEV_KONTEXT) -> Edited:
     """Submit, follow, fetch the output; EditFailed with the server's words on failure."""
     url = job_url(server) + "/async"
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
         with httpx2.Client(headers=headers, timeout=timeout) as client:
-            job_id = _submit(client, url, config, image, filename, fmt, timeout)["id"]
+            job_id = _submit(client, url, config, image, filename, fmt, timeout,
+                             job_type)["id"]
             try:
                 final = _follow(client, f"{url}/{job_id}/events", progress)
             except KeyboardInterrupt:

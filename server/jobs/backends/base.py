@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from server.engines.interface import Engines
     from server.jobs.admission import Lane
     from server.jobs.prepared import PreparedJob
+    from server.jobs.types import JobType
 
 #: Response header saying where a job ran when it did not run on the local [dev] engine.
 SERVED_BY_HEADER = "X-Kontext-Served-By"
@@ -73,6 +74,15 @@ class Backend:
     #: input stays here and a refusal stops the job); False: the check passes first (a
     #: forwarded job would send the input away).
     overlaps_input_check: bool = False
+
+    def refuses(self, job_type: JobType) -> str | None:
+        """Why it runs no job of `job_type` at all (e.g. a model family the engines do
+        not serve), or None; the playground offers only the types it runs."""
+        return None
+
+    def model_label(self, job: PreparedJob) -> str:
+        """The model a job runs on, for /metrics (`upstream` when it runs elsewhere)."""
+        return job.job_type.model or "upstream"
 
     def unavailable(self) -> ApiError | None:
         """Why it takes no job now (e.g. its engine is still loading), asked before

@@ -8,11 +8,12 @@ as not applied when safety is off.
 
 from __future__ import annotations
 
-from pipelines.contract import EditRequest, nearest_preferred
-from server.errors import ApiError
+from pipelines.contract import KONTEXT_DEV, EditRequest, nearest_preferred
+from server.errors import ApiError, NotReady
 from server.jobs.backends.base import SERVED_BY_HEADER, Backend, JobHandle, Outcome
 from server.jobs.backends.local import LocalBackend
 from server.jobs.prepared import PreparedJob
+from server.jobs.types import JobType
 from server.wire.models import DevKontextConfig
 
 SERVED_BY = "local-dev-fallback"
@@ -42,9 +43,28 @@ class FallbackBackend(Backend):
         """The engine tier, for /metrics."""
         return self.local.label
 
+    def model_label(self, job: PreparedJob) -> str:
+        """[pro]/[max] on the local fallback run on Kontext [dev]."""
+        return KONTEXT_DEV
+
     def unavailable(self) -> ApiError | None:
         """NotReady while the engines are not ready."""
         return self.local.unavailable()
+
+    def refuses(self, job_type: JobType) -> str | None:
+        """Why [pro]/[max] cannot fall back here: Kontext [dev] is not served."""
+        served = self.engines.info.served()
+        if KONTEXT_DEV in served:
+            return None
+        return (f"{job_type.name} falls back to kontext-dev, which this server does not serve "
+                f"(it serves {', '.join(served)}); add kontext-dev to --models "
+                "(KONTEXT_MODELS)")
+
+    async def check(self, job: PreparedJob) -> None:
+        """503 when Kontext [dev] is not among the served models (it runs the fallback)."""
+        refusal = self.refuses(job.job_type)
+        if refusal is not None:
+            raise NotReady(refusal, field="type")
 
     def timed_out(self) -> ApiError:
         """The local engine's time-limit error."""

@@ -1,18 +1,29 @@
-"""The local backend: dev-kontext jobs translated to engine requests and run on the engines."""
+"""The local backend: local jobs (dev-kontext, klein) translated to engine requests and run
+on the engines, each on the model family its job type names."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
 
-from pipelines.contract import EditRequest, EditResult
+from pipelines.contract import (
+    KLEIN_4B,
+    KLEIN_9B,
+    KONTEXT_DEV,
+    MODEL_FAMILIES,
+    EditRequest,
+    EditResult,
+    EngineInfo,
+    klein_input_size,
+)
 from pipelines.errors import EngineError
 from server.engines.interface import Engines, from_engine_error
-from server.errors import ApiError, JobTimeout
+from server.errors import ApiError, JobTimeout, NotReady
 from server.jobs.admission import Lane
 from server.jobs.backends.base import Backend, JobHandle, Outcome
 from server.jobs.backends.loras import check_loras, lora_metrics
 from server.jobs.prepared import JobSpec, PreparedJob
+from server.jobs.types import JobType
 from server.media.marks import OutputMarks
 from server.wire.models import DevKontextConfig
 
@@ -31,6 +42,29 @@ def edit_request(spec: JobSpec, image, references: tuple = ()) -> EditRequest:
         guidance_scale=config.guidance_scale, seed=config.seed, references=references,
         reference_method=config.reference_method, loras=spec.loras,
     )
+
+
+def klein_request(spec: JobSpec, model: str, images: tuple) -> EditRequest:
+    """The engine request for a prepared klein config: every input a reference; an edit
+    without a size takes the first input's (as the pipeline feeds it)."""
+    config = spec.config
+    width, height = spec.size or (1024, 1024)
+    if images and spec.size is None:
+        first = klein_input_size(*images[0].size)
+        width = getattr(config, "width", None) or first[0]
+        height = getattr(config, "height", None) or first[1]
+    return EditRequest(
+        prompt=spec.prompt, image=images[0] if images else None, width=width, height=height,
+        steps=config.steps, guidance_scale=1.0, seed=config.seed,  # type: ignore[attr-defined]
+        references=images[1:], loras=spec.loras, model=model)
+
+
+def model_for(job_model: str | None, served: tuple[str, ...]) -> str:
+    """The family a job type's model runs on: "klein" (the unversioned names) is klein-4b
+    when it is served, else klein-9b when that is; no model: Kontext [dev]."""
+    if job_model == "klein":
+        return KLEIN_9B if KLEIN_9B in served and KLEIN_4B not in served else KLEIN_4B
+    return job_model or KONTEXT_DEV
 
 
 def input_metrics(result: EditResult) -> dict[str, Any]:
@@ -66,20 +100,47 @@ class LocalBackend(Backend):
         """The engine tier, for /metrics."""
         return self.engines.info.tier
 
-    def where(self) -> dict[str, Any]:
-        """Where its jobs run (job JSON `served_by`): the engine's model and device; with
-        several devices, run_edit names the one that ran the job."""
-        info = self.engines.info
+    def model(self, job: PreparedJob) -> str:
+        """The model family `job` runs on."""
+        return model_for(job.job_type.model, self.engines.info.served())
+
+    def model_label(self, job: PreparedJob) -> str:
+        """The model family `job` runs on, for /metrics."""
+        return self.model(job)
+
+    def part(self, model: str) -> EngineInfo:
+        """What the engines run for family `model` (the engines' info when not split)."""
+        return self.engines.info.part(model) or self.engines.info
+
+    def where(self, model: str = KONTEXT_DEV) -> dict[str, Any]:
+        """Where its jobs run (job JSON `served_by`): the model and device; with several
+        devices, run_edit names the one that ran the job."""
+        info = self.part(model)
         return {"backend": "local", "model": info.model, "device": info.device}
 
     def unavailable(self) -> ApiError | None:
         """NotReady while the engines load, warm up, failed or stop."""
         return self.engines.unavailable()
 
+    def refuses(self, job_type: JobType) -> str | None:
+        """Why jobs of `job_type` never run here: its model family is not served."""
+        model = model_for(job_type.model, self.engines.info.served())
+        served = self.engines.info.served()
+        if model in served:
+            return None
+        return (f"{job_type.name} runs on {model}, which this server does not serve (it "
+                f"serves {', '.join(served)}); start it with --models {model} "
+                "(KONTEXT_MODELS)")
+
     async def check(self, job: PreparedJob) -> None:
-        """The LoRAs it names exist in the folder and load (400 naming the entry)."""
+        """Its model is served here (503 naming --models), and the LoRAs it names exist
+        in the folder and load (400 naming the entry)."""
+        refusal = self.refuses(job.job_type)
+        if refusal is not None:
+            raise NotReady(refusal, field="type")
+        model = self.model(job)
         if job.spec.loras:  # off the loop: it stats the named files
-            await asyncio.to_thread(check_loras, self.engines.loras, job.spec.loras)
+            await asyncio.to_thread(check_loras, self.engines.loras, job.spec.loras, model)
 
     def timed_out(self) -> ApiError:
         """504 for a job that ran past job_timeout_seconds."""
@@ -89,7 +150,9 @@ class LocalBackend(Backend):
     async def run(self, job: PreparedJob, handle: JobHandle) -> Outcome:
         """Edit the job's input as its config says."""
         images = tuple(image.image for image in job.inputs)
-        request = edit_request(job.spec, images[0] if images else None, images[1:])
+        model = self.model(job)
+        request = klein_request(job.spec, model, images) if model != KONTEXT_DEV else \
+            edit_request(job.spec, images[0] if images else None, images[1:])
         return await self.run_edit(job, request, handle,
                                    getattr(job.config, "progressive", False))
 
@@ -109,17 +172,20 @@ class LocalBackend(Backend):
             job.trace.engine_ended()
         result = ran.result
         await job.screening.output(result.image)  # OutputRefused (403) under `block`
-        disclosure = self.marks.disclosure(edited=bool(job.inputs), prompt=request.prompt)
+        disclosure = self.marks.disclosure(edited=bool(job.inputs), prompt=request.prompt,
+                                           model=MODEL_FAMILIES[request.model].title)
         with job.trace.phase("encode", format=job.output_format):
             data = await asyncio.to_thread(
                 self.marks.encode, result.image, job.output_format, disclosure,
                 progressive=progressive, jpeg_quality=self.jpeg_quality,
                 parent=job.inputs[0].data if job.inputs else None)
         metrics = {"elapsed": round(result.elapsed, 3), "ips": round(result.ips, 3),
-                   "tier": self.label, **input_metrics(result)}
+                   "tier": self.part(request.model).tier, "model": request.model,
+                   **input_metrics(result)}
         if request.loras and result.loras is not None:
             metrics["loras"] = lora_metrics(result.loras)
         return Outcome(data, job.output_format, metrics,
-                       served_by={**self.where(), "device": ran.device, **(served_by or {})},
+                       served_by={**self.where(request.model), "device": ran.device,
+                                  **(served_by or {})},
                        price={"product": job.job_type.name, "dollars": 0},
                        headers=dict(headers or {}))
