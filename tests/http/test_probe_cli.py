@@ -36,9 +36,12 @@ def test_the_settings_come_from_the_served_command_line(serve, capsys):
     live = serve()
     port = str(urlsplit(live.url).port)
     # A stand-in process whose command line is a `serve` with the live server's port.
-    stand_in = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()",
+    stand_in = subprocess.Popen([sys.executable, "-c",
+                                 "import sys; print('up', flush=True); sys.stdin.read()",
                                  "serve", "--host", "0.0.0.0", "--port", port],
-                                stdin=subprocess.PIPE)
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    # Its first line comes after exec: until then its command line is still pytest's.
+    assert stand_in.stdout.readline() == b"up\n"
     try:
         assert main(["probe", "--args-of", str(stand_in.pid)]) == 0
         assert f"http://127.0.0.1:{port}/readyz" in capsys.readouterr().out
