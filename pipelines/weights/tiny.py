@@ -105,12 +105,17 @@ def build_tiny_pipeline(depth: tuple[int, int] = (1, 1)):
 
 def write_tiny_checkpoint(directory: str | Path, depth: tuple[int, int] = (1, 1)) -> Path:
     """Write the tiny checkpoint to `directory` in the diffusers folder layout and return it."""
+    return save_tiny_pipeline(build_tiny_pipeline(depth), directory, "kontext weights tiny")
+
+
+def save_tiny_pipeline(pipe, directory: str | Path, command: str) -> Path:
+    """Save a tiny random `pipe` to `directory` (diffusers layout) with the marker by which
+    `weights check` and demo mode tell it is random noise; return the folder."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    build_tiny_pipeline(depth).save_pretrained(directory, safe_serialization=True)
-    # A marker so `weights check` and demo mode can tell this is random noise.
+    pipe.save_pretrained(directory, safe_serialization=True)
     (directory / "TINY_RANDOM_CHECKPOINT").write_text(
-        "Random weights from `kontext weights tiny`: every image is noise.\n"
+        f"Random weights from `{command}`: every image is noise.\n"
     )
     return directory
 

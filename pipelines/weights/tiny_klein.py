@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipelines.weights.tiny import TINY_SEED
+from pipelines.weights.tiny import TINY_SEED, save_tiny_pipeline
 
 #: The real klein 4B transformer's depth: 5 double-stream and 20 single-stream blocks.
 REAL_KLEIN_DEPTH = (5, 20)
@@ -95,11 +95,5 @@ def build_tiny_klein_pipeline(depth: tuple[int, int] = (1, 1), distilled: bool =
 def write_tiny_klein_checkpoint(directory: str | Path,
                                 depth: tuple[int, int] = (1, 1)) -> Path:
     """Write the tiny klein checkpoint to `directory` (diffusers layout) and return it."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    build_tiny_klein_pipeline(depth).save_pretrained(directory, safe_serialization=True)
-    # The same marker as the Kontext tiny checkpoint: `weights check` and demo mode read it.
-    (directory / "TINY_RANDOM_CHECKPOINT").write_text(
-        "Random weights from `kontext weights tiny --model klein-4b`: every image is noise.\n"
-    )
-    return directory
+    return save_tiny_pipeline(build_tiny_klein_pipeline(depth), directory,
+                              "kontext weights tiny --model klein-4b")
